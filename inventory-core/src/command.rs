@@ -1,0 +1,218 @@
+//! Commands: every change a store can make, each validated when built, and what
+//! each one returns.
+
+use std::collections::BTreeSet;
+
+use crate::error::Error;
+use crate::ids::{OrderId, ProductId, ReservationId};
+use crate::item::InventoryItem;
+use crate::reservation::Reservation;
+use crate::value::{Actor, Quantity, Reason, StockDelta, StockLevel, Ttl, Version};
+
+/// Most lines one multi-line reservation may hold. Each line locks one item, so
+/// this bounds how long one change holds locks.
+pub const LINES_MAX: usize = 100;
+
+/// Most overdue reservations of one item that a reserve expires on the way
+/// (lazy expiry). Bounds the work one reserve can do; the sweep does the rest.
+pub const LAZY_EXPIRY_MAX: usize = 64;
+
+/// Largest batch of reservations one expiry sweep step handles.
+pub const EXPIRE_BATCH_MAX: usize = 1_000;
+
+/// One line of a reservation: a product, a quantity and the id the reservation
+/// gets if it is created now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReserveLine {
+    /// The product to hold.
+    pub product_id: ProductId,
+    /// Units to hold.
+    pub quantity: Quantity,
+    /// Id of the new reservation (ignored when the line already exists).
+    pub reservation_id: ReservationId,
+}
+
+/// Hold stock for an order: one or more lines, all or nothing.
+///
+/// Built only by [`Reserve::new`], which rejects an empty list, more than
+/// [`LINES_MAX`] lines, and the same product twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserve {
+    order_id: OrderId,
+    lines: Vec<ReserveLine>,
+    ttl: Ttl,
+}
+
+impl Reserve {
+    /// Validates a reservation request.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `lines` when empty, too long, or when a
+    /// product appears twice.
+    pub fn new(order_id: OrderId, lines: Vec<ReserveLine>, ttl: Ttl) -> Result<Self, Error> {
+        if lines.is_empty() || lines.len() > LINES_MAX {
+            return Err(Error::InvalidInput {
+                field: "lines",
+                reason: format!("must hold 1 to {LINES_MAX} lines"),
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for line in &lines {
+            if !seen.insert(line.product_id) {
+                return Err(Error::InvalidInput {
+                    field: "lines",
+                    reason: format!("product {} appears more than once", line.product_id),
+                });
+            }
+        }
+        Ok(Self {
+            order_id,
+            lines,
+            ttl,
+        })
+    }
+
+    /// A single-line reservation (always valid).
+    pub fn single(order_id: OrderId, line: ReserveLine, ttl: Ttl) -> Self {
+        Self {
+            order_id,
+            lines: vec![line],
+            ttl,
+        }
+    }
+
+    /// The order.
+    pub fn order_id(&self) -> OrderId {
+        self.order_id
+    }
+
+    /// The lines, in the order given.
+    pub fn lines(&self) -> &[ReserveLine] {
+        &self.lines
+    }
+
+    /// How long the hold lasts.
+    pub fn ttl(&self) -> Ttl {
+        self.ttl
+    }
+}
+
+/// A change to the inventory. Each runs atomically: it happens entirely or not at
+/// all (except that overdue reservations met on the way may be expired).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Create the item of a product with an initial quantity on hand.
+    CreateItem {
+        /// The product.
+        product_id: ProductId,
+        /// Initial units on hand.
+        quantity: StockLevel,
+        /// Who created it.
+        actor: Actor,
+    },
+    /// Hold stock for an order.
+    Reserve(Reserve),
+    /// Sell the units of a pending reservation.
+    Confirm {
+        /// The reservation.
+        reservation_id: ReservationId,
+    },
+    /// Give back the units of a pending reservation.
+    Release {
+        /// The reservation.
+        reservation_id: ReservationId,
+    },
+    /// Give back the units of a reservation whose hold ran out; does nothing if
+    /// it is not pending or not yet due.
+    Expire {
+        /// The reservation.
+        reservation_id: ReservationId,
+    },
+    /// Change the quantity on hand by a signed delta.
+    Adjust {
+        /// The product.
+        product_id: ProductId,
+        /// Units to add (positive) or remove (negative).
+        delta: StockDelta,
+        /// Why.
+        reason: Reason,
+        /// Who.
+        actor: Actor,
+    },
+    /// Set the quantity on hand, if the item is still at `expected_version`.
+    SetQuantity {
+        /// The product.
+        product_id: ProductId,
+        /// New units on hand.
+        quantity: StockLevel,
+        /// The version the caller read.
+        expected_version: Version,
+        /// Why.
+        reason: Reason,
+        /// Who.
+        actor: Actor,
+    },
+}
+
+impl Command {
+    /// Products this command touches directly, sorted and without repeats.
+    /// Commands naming a reservation also touch that reservation's product,
+    /// which a store learns by loading the reservation.
+    pub fn products(&self) -> Vec<ProductId> {
+        let mut ids: Vec<ProductId> = match self {
+            Command::CreateItem { product_id, .. }
+            | Command::Adjust { product_id, .. }
+            | Command::SetQuantity { product_id, .. } => vec![*product_id],
+            Command::Reserve(r) => r.lines.iter().map(|l| l.product_id).collect(),
+            Command::Confirm { .. } | Command::Release { .. } | Command::Expire { .. } => vec![],
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The reservation this command names, if any.
+    pub fn reservation_id(&self) -> Option<ReservationId> {
+        match self {
+            Command::Confirm { reservation_id }
+            | Command::Release { reservation_id }
+            | Command::Expire { reservation_id } => Some(*reservation_id),
+            _ => None,
+        }
+    }
+
+    /// True when the command may expire overdue reservations of its products on
+    /// the way (so a store must make them visible).
+    pub fn expires_lazily(&self) -> bool {
+        matches!(self, Command::Reserve(_))
+    }
+}
+
+/// What a successful command returns, read after the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The item was created.
+    Created(InventoryItem),
+    /// The order holds these reservations, one per line in the order given.
+    Reserved {
+        /// One per line.
+        reservations: Vec<Reservation>,
+        /// False when every line already existed (an idempotent repeat).
+        created: bool,
+    },
+    /// The reservation as it is now, after confirm, release or expire.
+    Reservation {
+        /// The reservation.
+        reservation: Reservation,
+        /// False when it was already in the requested state (or, for expire,
+        /// not due), so nothing changed.
+        changed: bool,
+    },
+    /// The item after an adjustment or a set.
+    Item {
+        /// The item.
+        item: InventoryItem,
+        /// False when the set asked for the quantity already on hand.
+        changed: bool,
+    },
+}

@@ -1,0 +1,422 @@
+//! The business rules: how each [`Command`] changes a [`Workspace`]. Pure: no
+//! I/O, no clock (time comes in as `now`), no locks.
+//!
+//! Each rule checks everything before it changes anything, so a command that
+//! fails leaves the workspace as it was, with one exception: overdue
+//! reservations met on the way are expired, which is always correct to keep.
+//! Every item a command changes gets exactly one version bump.
+
+use crate::command::{Command, Outcome, Reserve, LAZY_EXPIRY_MAX};
+use crate::error::Error;
+use crate::event::{Event, EventPayload};
+use crate::ids::{ProductId, ReservationId};
+use crate::item::{Adjustment, InventoryItem};
+use crate::reservation::{Reservation, ReservationStatus};
+use crate::value::{Actor, Reason, StockLevel, Timestamp, STOCK_MAX};
+use crate::workspace::Workspace;
+
+/// Applies `command` to `ws` at instant `now`.
+///
+/// # Errors
+/// The business errors of [`Error`]: the command did not happen (overdue
+/// reservations met on the way may still have been expired).
+pub fn decide<W: Workspace + ?Sized>(
+    ws: &mut W,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Outcome, Error> {
+    let mut tx = Tx {
+        ws,
+        now,
+        touched: Vec::new(),
+    };
+    let result = tx.apply(command);
+    tx.bump_touched();
+    result.map(|done| tx.read_outcome(done))
+}
+
+/// What a rule did, resolved into an [`Outcome`] once versions are bumped.
+enum Done {
+    Created(ProductId),
+    Reserved(Vec<ReservationId>, bool),
+    Reservation(ReservationId, bool),
+    Item(ProductId, bool),
+}
+
+struct Tx<'a, W: Workspace + ?Sized> {
+    ws: &'a mut W,
+    now: Timestamp,
+    touched: Vec<ProductId>,
+}
+
+impl<W: Workspace + ?Sized> Tx<'_, W> {
+    fn apply(&mut self, command: &Command) -> Result<Done, Error> {
+        match command {
+            Command::CreateItem {
+                product_id,
+                quantity,
+                actor,
+            } => self.create(*product_id, *quantity, actor),
+            Command::Reserve(reserve) => self.reserve(reserve),
+            Command::Confirm { reservation_id } => self.confirm(*reservation_id),
+            Command::Release { reservation_id } => self.release(*reservation_id),
+            Command::Expire { reservation_id } => self.expire(*reservation_id),
+            Command::Adjust {
+                product_id,
+                delta,
+                reason,
+                actor,
+            } => {
+                let item = self.item(*product_id)?;
+                let target = item.quantity() as i64 + delta.get();
+                self.set_stock(*product_id, target, reason, actor)
+            }
+            Command::SetQuantity {
+                product_id,
+                quantity,
+                expected_version,
+                reason,
+                actor,
+            } => {
+                let item = self.item(*product_id)?;
+                if item.version() != *expected_version {
+                    return Err(Error::VersionConflict {
+                        product_id: *product_id,
+                        expected: *expected_version,
+                        actual: item.version(),
+                    });
+                }
+                self.set_stock(*product_id, quantity.get() as i64, reason, actor)
+            }
+        }
+    }
+
+    fn item(&self, product_id: ProductId) -> Result<&InventoryItem, Error> {
+        self.ws
+            .item(product_id)
+            .ok_or(Error::ProductNotFound { product_id })
+    }
+
+    fn item_mut(&mut self, product_id: ProductId) -> &mut InventoryItem {
+        if !self.touched.contains(&product_id) {
+            self.touched.push(product_id);
+        }
+        self.ws
+            .item_mut(product_id)
+            .expect("a rule only changes an item it has read")
+    }
+
+    fn reservation(&self, id: ReservationId) -> Result<&Reservation, Error> {
+        self.ws
+            .reservation(id)
+            .ok_or(Error::ReservationNotFound { reservation_id: id })
+    }
+
+    fn emit(&mut self, payload: EventPayload) {
+        self.ws.record_event(Event {
+            occurred_at: self.now,
+            payload,
+        });
+    }
+
+    fn create(
+        &mut self,
+        product_id: ProductId,
+        quantity: StockLevel,
+        actor: &Actor,
+    ) -> Result<Done, Error> {
+        if self.ws.item(product_id).is_some() {
+            return Err(Error::AlreadyExists { product_id });
+        }
+        self.ws
+            .insert_item(InventoryItem::new(product_id, quantity.get(), self.now));
+        if quantity.get() > 0 {
+            let reason = Reason::new("initial stock").expect("constant reason is valid");
+            self.ledger(product_id, 0, quantity.get(), reason, actor.clone());
+        }
+        Ok(Done::Created(product_id))
+    }
+
+    fn reserve(&mut self, reserve: &Reserve) -> Result<Done, Error> {
+        let order_id = reserve.order_id();
+        // Check every line before changing anything (all or nothing).
+        let mut missing = Vec::new();
+        for line in reserve.lines() {
+            match self.ws.find_reservation(order_id, line.product_id) {
+                Some(existing) => {
+                    let existing = self.reservation(existing)?.quantity();
+                    if existing != line.quantity {
+                        return Err(Error::IdempotencyConflict {
+                            order_id,
+                            product_id: line.product_id,
+                            existing: existing.get(),
+                            requested: line.quantity.get(),
+                        });
+                    }
+                }
+                None => missing.push(line),
+            }
+        }
+        for line in &missing {
+            let wanted = line.quantity.get();
+            if self.item(line.product_id)?.available() < wanted {
+                self.expire_overdue_of(line.product_id);
+            }
+            let available = self.item(line.product_id)?.available();
+            if available < wanted {
+                return Err(Error::InsufficientStock {
+                    product_id: line.product_id,
+                    requested: wanted,
+                    available,
+                });
+            }
+        }
+        let expires_at = self.now.plus_ms(reserve.ttl().as_millis());
+        for line in &missing {
+            let reservation = Reservation::new(
+                line.reservation_id,
+                order_id,
+                line.product_id,
+                line.quantity,
+                self.now,
+                expires_at,
+            );
+            self.item_mut(line.product_id).hold(line.quantity.get());
+            self.ws.insert_reservation(reservation);
+            self.emit(EventPayload::Reserved {
+                reservation_id: line.reservation_id,
+                order_id,
+                product_id: line.product_id,
+                quantity: line.quantity.get(),
+                expires_at,
+            });
+            if self.item(line.product_id)?.available() == 0 {
+                self.emit(EventPayload::Depleted {
+                    product_id: line.product_id,
+                });
+            }
+        }
+        let ids = reserve
+            .lines()
+            .iter()
+            .map(|line| {
+                self.ws
+                    .find_reservation(order_id, line.product_id)
+                    .expect("every line is reserved now")
+            })
+            .collect();
+        Ok(Done::Reserved(ids, !missing.is_empty()))
+    }
+
+    /// Expires up to [`LAZY_EXPIRY_MAX`] overdue reservations of one product.
+    fn expire_overdue_of(&mut self, product_id: ProductId) {
+        for id in self.ws.overdue(product_id, self.now, LAZY_EXPIRY_MAX) {
+            self.finish(id, ReservationStatus::Expired);
+        }
+    }
+
+    /// Moves a pending reservation to a terminal state and settles its item.
+    fn finish(&mut self, id: ReservationId, to: ReservationStatus) {
+        let now = self.now;
+        let reservation = self
+            .ws
+            .reservation_mut(id)
+            .expect("finish is called on a reservation that was read");
+        let (product_id, order_id) = (reservation.product_id(), reservation.order_id());
+        let quantity = reservation.quantity().get();
+        reservation.finish(to, now);
+        let item = self.item_mut(product_id);
+        let (quantity_before, reserved_before) = (item.quantity(), item.reserved());
+        let payload = match to {
+            ReservationStatus::Confirmed => {
+                item.ship(quantity);
+                EventPayload::Confirmed {
+                    reservation_id: id,
+                    order_id,
+                    product_id,
+                    quantity,
+                }
+            }
+            ReservationStatus::Released => {
+                item.unhold(quantity);
+                EventPayload::Released {
+                    reservation_id: id,
+                    order_id,
+                    product_id,
+                    quantity,
+                }
+            }
+            ReservationStatus::Expired => {
+                item.unhold(quantity);
+                EventPayload::Expired {
+                    reservation_id: id,
+                    order_id,
+                    product_id,
+                    quantity,
+                }
+            }
+            ReservationStatus::Pending => unreachable!("finish moves to a terminal state"),
+        };
+        debug_assert_eq!(item.reserved(), reserved_before - quantity);
+        debug_assert!(
+            item.quantity() == quantity_before
+                || (to == ReservationStatus::Confirmed
+                    && item.quantity() == quantity_before - quantity)
+        );
+        self.emit(payload);
+    }
+
+    fn confirm(&mut self, id: ReservationId) -> Result<Done, Error> {
+        let reservation = self.reservation(id)?;
+        match reservation.status() {
+            ReservationStatus::Confirmed => Ok(Done::Reservation(id, false)),
+            ReservationStatus::Released => Err(Error::InvalidTransition {
+                reservation_id: id,
+                from: ReservationStatus::Released,
+                to: ReservationStatus::Confirmed,
+            }),
+            ReservationStatus::Expired => Err(Error::ReservationExpired {
+                reservation_id: id,
+                expires_at: reservation.expires_at(),
+            }),
+            ReservationStatus::Pending if reservation.is_overdue(self.now) => {
+                let expires_at = reservation.expires_at();
+                self.finish(id, ReservationStatus::Expired);
+                Err(Error::ReservationExpired {
+                    reservation_id: id,
+                    expires_at,
+                })
+            }
+            ReservationStatus::Pending => {
+                self.finish(id, ReservationStatus::Confirmed);
+                Ok(Done::Reservation(id, true))
+            }
+        }
+    }
+
+    fn release(&mut self, id: ReservationId) -> Result<Done, Error> {
+        let reservation = self.reservation(id)?;
+        match reservation.status() {
+            ReservationStatus::Released => Ok(Done::Reservation(id, false)),
+            ReservationStatus::Confirmed => Err(Error::InvalidTransition {
+                reservation_id: id,
+                from: ReservationStatus::Confirmed,
+                to: ReservationStatus::Released,
+            }),
+            ReservationStatus::Expired => Err(Error::ReservationExpired {
+                reservation_id: id,
+                expires_at: reservation.expires_at(),
+            }),
+            ReservationStatus::Pending => {
+                self.finish(id, ReservationStatus::Released);
+                Ok(Done::Reservation(id, true))
+            }
+        }
+    }
+
+    fn expire(&mut self, id: ReservationId) -> Result<Done, Error> {
+        if self.reservation(id)?.is_overdue(self.now) {
+            self.finish(id, ReservationStatus::Expired);
+            Ok(Done::Reservation(id, true))
+        } else {
+            Ok(Done::Reservation(id, false))
+        }
+    }
+
+    /// Sets the quantity on hand to `target`, recording the change in the ledger.
+    fn set_stock(
+        &mut self,
+        product_id: ProductId,
+        target: i64,
+        reason: &Reason,
+        actor: &Actor,
+    ) -> Result<Done, Error> {
+        let item = self.item(product_id)?;
+        let (before, reserved, available) = (item.quantity(), item.reserved(), item.available());
+        if target < reserved as i64 {
+            return Err(Error::BelowReserved {
+                product_id,
+                requested: target,
+                reserved,
+            });
+        }
+        if target > STOCK_MAX as i64 {
+            return Err(Error::InvalidQuantity {
+                value: target,
+                min: 0,
+                max: STOCK_MAX,
+            });
+        }
+        let target = target as u64;
+        if target == before {
+            return Ok(Done::Item(product_id, false));
+        }
+        self.item_mut(product_id).set_quantity(target);
+        self.ledger(product_id, before, target, reason.clone(), actor.clone());
+        if available > 0 && self.item(product_id)?.available() == 0 {
+            self.emit(EventPayload::Depleted { product_id });
+        }
+        Ok(Done::Item(product_id, true))
+    }
+
+    fn ledger(&mut self, product_id: ProductId, before: u64, after: u64, reason: Reason, actor: Actor) {
+        let delta = after as i64 - before as i64;
+        self.emit(EventPayload::Adjusted {
+            product_id,
+            delta,
+            quantity_after: after,
+            reason: reason.clone(),
+        });
+        self.ws.record_adjustment(Adjustment {
+            product_id,
+            delta,
+            quantity_before: before,
+            quantity_after: after,
+            reason,
+            actor,
+            at: self.now,
+        });
+    }
+
+    fn bump_touched(&mut self) {
+        for product_id in std::mem::take(&mut self.touched) {
+            let item = self
+                .ws
+                .item_mut(product_id)
+                .expect("a touched item exists");
+            let before = item.version();
+            item.bump(self.now);
+            debug_assert_eq!(item.version(), before.next());
+        }
+    }
+
+    fn read_outcome(&self, done: Done) -> Outcome {
+        let item = |id| {
+            self.ws
+                .item(id)
+                .cloned()
+                .expect("the outcome's item exists")
+        };
+        let reservation = |id| {
+            self.ws
+                .reservation(id)
+                .cloned()
+                .expect("the outcome's reservation exists")
+        };
+        match done {
+            Done::Created(id) => Outcome::Created(item(id)),
+            Done::Reserved(ids, created) => Outcome::Reserved {
+                reservations: ids.into_iter().map(reservation).collect(),
+                created,
+            },
+            Done::Reservation(id, changed) => Outcome::Reservation {
+                reservation: reservation(id),
+                changed,
+            },
+            Done::Item(id, changed) => Outcome::Item {
+                item: item(id),
+                changed,
+            },
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The one error enum of the inventory use cases and of the storage port: each
+//! variant is something a caller can act on.
+
+use crate::ids::{OrderId, ProductId, ReservationId};
+use crate::reservation::ReservationStatus;
+use crate::value::{Timestamp, Version};
+
+/// Why an inventory operation did not happen.
+///
+/// Every variant but [`Error::Unavailable`], [`Error::Contention`] and
+/// [`Error::Storage`] is a business outcome: the state is unchanged (except that
+/// overdue reservations met on the way may have been expired) and retrying the
+/// same request gives the same answer. Those three are operating errors.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Fewer units are available than were asked for.
+    #[error("insufficient stock for product {product_id}: requested {requested}, available {available}")]
+    InsufficientStock {
+        /// The product that ran short.
+        product_id: ProductId,
+        /// Units asked for.
+        requested: u64,
+        /// Units available when asked.
+        available: u64,
+    },
+    /// The quantity on hand may not drop below what is reserved.
+    #[error("stock of product {product_id} cannot go to {requested}: {reserved} units are reserved")]
+    BelowReserved {
+        /// The product.
+        product_id: ProductId,
+        /// The quantity on hand the change would have left.
+        requested: i64,
+        /// Units currently reserved.
+        reserved: u64,
+    },
+    /// No inventory item exists for the product.
+    #[error("product {product_id} not found")]
+    ProductNotFound {
+        /// The unknown product.
+        product_id: ProductId,
+    },
+    /// No reservation has that id.
+    #[error("reservation {reservation_id} not found")]
+    ReservationNotFound {
+        /// The unknown reservation.
+        reservation_id: ReservationId,
+    },
+    /// The reservation's hold ran out before it was confirmed.
+    #[error("reservation {reservation_id} expired at {} ms", expires_at.as_millis())]
+    ReservationExpired {
+        /// The expired reservation.
+        reservation_id: ReservationId,
+        /// When its hold ended.
+        expires_at: Timestamp,
+    },
+    /// The reservation is in a state the requested transition cannot leave.
+    #[error("reservation {reservation_id} cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The reservation.
+        reservation_id: ReservationId,
+        /// Its current state.
+        from: ReservationStatus,
+        /// The state asked for.
+        to: ReservationStatus,
+    },
+    /// The item changed since the caller read it (optimistic locking).
+    #[error("version conflict on product {product_id}: expected {expected}, actual {actual}")]
+    VersionConflict {
+        /// The product.
+        product_id: ProductId,
+        /// The version the caller expected.
+        expected: Version,
+        /// The item's current version.
+        actual: Version,
+    },
+    /// An inventory item already exists for the product.
+    #[error("product {product_id} already exists")]
+    AlreadyExists {
+        /// The product.
+        product_id: ProductId,
+    },
+    /// A quantity is outside its bounds.
+    #[error("invalid quantity {value}: must be between {min} and {max}")]
+    InvalidQuantity {
+        /// The value given.
+        value: i64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// Some other input is malformed (a TTL out of bounds, too many lines ...).
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Which input.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The same `(order, product)` was reserved before with a different quantity.
+    #[error("order {order_id} already reserved {existing} units of product {product_id}, not {requested}")]
+    IdempotencyConflict {
+        /// The order.
+        order_id: OrderId,
+        /// The product.
+        product_id: ProductId,
+        /// Units in the existing reservation.
+        existing: u64,
+        /// Units asked for now.
+        requested: u64,
+    },
+    /// The store gave up after a bounded number of optimistic retries.
+    #[error("too much contention on the store, try again")]
+    Contention,
+    /// The store cannot be reached (connection refused or lost, pool timed out).
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        /// What failed, for logs (never shown to clients).
+        reason: String,
+    },
+    /// Any other store failure; the state is unchanged.
+    #[error("storage failure: {reason}")]
+    Storage {
+        /// What failed, for logs (never shown to clients).
+        reason: String,
+    },
+}
+
+impl Error {
+    /// A stable snake_case code for this error, used in problem+json bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InsufficientStock { .. } => "insufficient_stock",
+            Error::BelowReserved { .. } => "below_reserved",
+            Error::ProductNotFound { .. } => "product_not_found",
+            Error::ReservationNotFound { .. } => "reservation_not_found",
+            Error::ReservationExpired { .. } => "reservation_expired",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::VersionConflict { .. } => "version_conflict",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::InvalidQuantity { .. } => "invalid_quantity",
+            Error::InvalidInput { .. } => "invalid_request",
+            Error::IdempotencyConflict { .. } => "idempotency_conflict",
+            Error::Contention => "contention",
+            Error::Unavailable { .. } => "store_unavailable",
+            Error::Storage { .. } => "internal_error",
+        }
+    }
+
+    /// True for operating errors (the request may succeed if retried later).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Contention | Error::Unavailable { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_lowercase_without_trailing_period() {
+        let e = Error::InsufficientStock {
+            product_id: ProductId::from_uuid(uuid::Uuid::nil()),
+            requested: 2,
+            available: 1,
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with("insufficient stock"));
+        assert!(!msg.ends_with('.'));
+        assert_eq!(e.code(), "insufficient_stock");
+        assert!(!e.is_transient());
+        assert!(Error::Contention.is_transient());
+    }
+}

@@ -1,0 +1,164 @@
+//! The storage port: what the servers and embedders need from a store. Adapters
+//! (`inventory-memory`, `inventory-sqlx`) implement it by loading state, calling
+//! [`crate::decide`] and committing the result atomically.
+
+use std::future::Future;
+
+use crate::command::{Command, Outcome};
+use crate::error::Error;
+use crate::event::OutboxEntry;
+use crate::ids::{OrderId, ProductId, ReservationId};
+use crate::item::{Adjustment, InventoryItem};
+use crate::reservation::Reservation;
+use crate::value::Timestamp;
+
+/// Most products one bulk availability read may name.
+pub const AVAILABILITY_BATCH_MAX: usize = 100;
+
+/// Most ledger entries one read returns.
+pub const ADJUSTMENTS_PAGE_MAX: usize = 100;
+
+/// Most outbox entries one read returns.
+pub const OUTBOX_BATCH_MAX: usize = 1_000;
+
+/// The context of one change: when it is decided and which request caused it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The instant the change is decided at (stores never read a clock of
+    /// their own for rules).
+    pub now: Timestamp,
+    /// The id of the request that caused the change; copied onto its events.
+    pub correlation_id: Option<String>,
+}
+
+impl Meta {
+    /// A context at `now` with no correlation id.
+    pub fn at(now: Timestamp) -> Self {
+        Self {
+            now,
+            correlation_id: None,
+        }
+    }
+}
+
+/// Durable (or embedded) home of items, reservations, the ledger and the outbox.
+///
+/// Every method is safe to call from any number of tasks at once.
+pub trait InventoryStore: Send + Sync + 'static {
+    /// Runs one command atomically: its changes, events and ledger entries are
+    /// committed together or not at all.
+    ///
+    /// # Errors
+    /// The business errors of [`Error`], and [`Error::Unavailable`],
+    /// [`Error::Contention`] or [`Error::Storage`] when the store failed (then
+    /// nothing was committed).
+    fn execute(
+        &self,
+        command: Command,
+        meta: &Meta,
+    ) -> impl Future<Output = Result<Outcome, Error>> + Send;
+
+    /// The item of one product.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn item(
+        &self,
+        product_id: ProductId,
+    ) -> impl Future<Output = Result<Option<InventoryItem>, Error>> + Send;
+
+    /// The items of several products (unknown ones are left out), in the order
+    /// asked. At most [`AVAILABILITY_BATCH_MAX`] ids.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for too many ids; [`Error::Unavailable`] or
+    /// [`Error::Storage`] when the store failed.
+    fn items(
+        &self,
+        product_ids: &[ProductId],
+    ) -> impl Future<Output = Result<Vec<InventoryItem>, Error>> + Send;
+
+    /// One reservation.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn reservation(
+        &self,
+        id: ReservationId,
+    ) -> impl Future<Output = Result<Option<Reservation>, Error>> + Send;
+
+    /// Every reservation of an order, in any state, ordered by product id.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn reservations_of_order(
+        &self,
+        order_id: OrderId,
+    ) -> impl Future<Output = Result<Vec<Reservation>, Error>> + Send;
+
+    /// Every reservation of a product, in any state, ordered by id. For
+    /// consistency checks and operators; not for hot paths.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn reservations_of_product(
+        &self,
+        product_id: ProductId,
+    ) -> impl Future<Output = Result<Vec<Reservation>, Error>> + Send;
+
+    /// The newest ledger entries of a product, newest first, at most
+    /// `limit.min(ADJUSTMENTS_PAGE_MAX)`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn adjustments(
+        &self,
+        product_id: ProductId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Adjustment>, Error>> + Send;
+
+    /// Expires up to `limit` (at most [`crate::EXPIRE_BATCH_MAX`]) pending
+    /// reservations whose hold ended at or before `meta.now`, and returns how
+    /// many it expired. Several sweepers may run at once: each reservation is
+    /// expired exactly once.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn expire_due(&self, meta: &Meta, limit: usize)
+        -> impl Future<Output = Result<usize, Error>> + Send;
+}
+
+/// The events a store has committed and not yet handed on, in commit order.
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `limit.min(OUTBOX_BATCH_MAX)` unpublished entries, lowest sequence
+    /// first.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn unpublished(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, Error>> + Send;
+
+    /// Marks entries as published so they are not handed out again.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn mark_published(&self, sequences: &[u64])
+        -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Checks the length of a bulk read.
+///
+/// # Errors
+/// [`Error::InvalidInput`] on field `product_ids` when empty or longer than
+/// [`AVAILABILITY_BATCH_MAX`].
+pub fn check_bulk(product_ids: &[ProductId]) -> Result<(), Error> {
+    if product_ids.is_empty() || product_ids.len() > AVAILABILITY_BATCH_MAX {
+        return Err(Error::InvalidInput {
+            field: "product_ids",
+            reason: format!("must name 1 to {AVAILABILITY_BATCH_MAX} products"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Value objects: quantities, deltas, durations, instants and short texts, each
+//! built only through a validating constructor so an invalid value cannot exist.
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// Largest quantity one reservation line may hold. Large enough for any basket,
+/// small enough that a typo (an extra few zeros) is caught at the boundary.
+pub const QUANTITY_MAX: u64 = 1_000_000;
+
+/// Largest quantity on hand one item may hold. Sums of reservations of one item
+/// stay far below `u64::MAX`, so arithmetic on stock never overflows.
+pub const STOCK_MAX: u64 = 1_000_000_000;
+
+/// Shortest hold a reservation may ask for: one second.
+pub const RESERVATION_TTL_MIN_MS: u64 = 1_000;
+
+/// Longest hold a reservation may ask for: one day. Longer holds hide stock from
+/// every other buyer for too long.
+pub const RESERVATION_TTL_MAX_MS: u64 = 86_400_000;
+
+/// Hold used when the caller does not ask for one: fifteen minutes, the usual
+/// time to pay.
+pub const RESERVATION_TTL_DEFAULT_MS: u64 = 900_000;
+
+/// Longest adjustment reason, in characters.
+pub const REASON_LEN_MAX: usize = 200;
+
+/// Longest actor name (who made an adjustment), in characters.
+pub const ACTOR_LEN_MAX: usize = 100;
+
+/// An instant, in milliseconds since the Unix epoch (UTC).
+///
+/// The domain never reads a clock: every use case takes `now` as an argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The instant `millis` milliseconds after the Unix epoch.
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(&self) -> i64 {
+        self.0
+    }
+
+    /// This instant plus `ms` milliseconds, saturating at the far future.
+    #[must_use]
+    pub const fn plus_ms(self, ms: u64) -> Self {
+        let ms = if ms > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            ms as i64
+        };
+        Self(self.0.saturating_add(ms))
+    }
+}
+
+/// A positive number of units in one reservation line: `1..=QUANTITY_MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Quantity(u64);
+
+impl Quantity {
+    /// Validates a requested quantity.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuantity`] when `value` is zero, negative or above
+    /// [`QUANTITY_MAX`].
+    pub fn new(value: i64) -> Result<Self, Error> {
+        match u64::try_from(value) {
+            Ok(v @ 1..=QUANTITY_MAX) => Ok(Self(v)),
+            _ => Err(Error::InvalidQuantity {
+                value,
+                min: 1,
+                max: QUANTITY_MAX,
+            }),
+        }
+    }
+
+    /// The number of units.
+    pub const fn get(&self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Quantity {
+    type Error = Error;
+    fn try_from(value: i64) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Units on hand for an item: `0..=STOCK_MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct StockLevel(u64);
+
+impl StockLevel {
+    /// Validates a stock level.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuantity`] when `value` is negative or above [`STOCK_MAX`].
+    pub fn new(value: i64) -> Result<Self, Error> {
+        match u64::try_from(value) {
+            Ok(v @ 0..=STOCK_MAX) => Ok(Self(v)),
+            _ => Err(Error::InvalidQuantity {
+                value,
+                min: 0,
+                max: STOCK_MAX,
+            }),
+        }
+    }
+
+    /// The number of units.
+    pub const fn get(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A non-zero change to the quantity on hand: `-STOCK_MAX..=STOCK_MAX`, not 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct StockDelta(i64);
+
+impl StockDelta {
+    /// Validates a stock delta.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuantity`] when `value` is zero or its magnitude is above
+    /// [`STOCK_MAX`].
+    pub fn new(value: i64) -> Result<Self, Error> {
+        if value != 0 && value.unsigned_abs() <= STOCK_MAX {
+            Ok(Self(value))
+        } else {
+            Err(Error::InvalidQuantity {
+                value,
+                min: 1,
+                max: STOCK_MAX,
+            })
+        }
+    }
+
+    /// The signed number of units.
+    pub const fn get(&self) -> i64 {
+        self.0
+    }
+}
+
+/// How long a reservation holds stock: `RESERVATION_TTL_MIN_MS..=RESERVATION_TTL_MAX_MS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ttl(u64);
+
+impl Ttl {
+    /// Validates a hold duration given in milliseconds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `ttl` when out of bounds.
+    pub fn from_millis(ms: u64) -> Result<Self, Error> {
+        if (RESERVATION_TTL_MIN_MS..=RESERVATION_TTL_MAX_MS).contains(&ms) {
+            Ok(Self(ms))
+        } else {
+            Err(Error::InvalidInput {
+                field: "ttl",
+                reason: format!(
+                    "must be between {} and {} seconds",
+                    RESERVATION_TTL_MIN_MS / 1000,
+                    RESERVATION_TTL_MAX_MS / 1000
+                ),
+            })
+        }
+    }
+
+    /// Validates a hold duration given in seconds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `ttl` when out of bounds.
+    pub fn from_secs(secs: i64) -> Result<Self, Error> {
+        let ms = u64::try_from(secs).ok().and_then(|s| s.checked_mul(1000));
+        Self::from_millis(ms.unwrap_or(u64::MAX))
+    }
+
+    /// The duration in milliseconds.
+    pub const fn as_millis(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Ttl {
+    fn default() -> Self {
+        Self(RESERVATION_TTL_DEFAULT_MS)
+    }
+}
+
+/// The optimistic-locking version of an item: grows by exactly one per change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Version(u64);
+
+impl Version {
+    /// The version of a newly created item.
+    pub const INITIAL: Version = Version(1);
+
+    /// Wraps a raw version number.
+    pub const fn new(v: u64) -> Self {
+        Self(v)
+    }
+
+    /// The raw version number.
+    pub const fn get(&self) -> u64 {
+        self.0
+    }
+
+    /// The version that follows this one.
+    #[must_use]
+    pub const fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+fn bounded_text(field: &'static str, value: &str, max: usize) -> Result<String, Error> {
+    let trimmed = value.trim();
+    let len = trimmed.chars().count();
+    if len == 0 || len > max || trimmed.chars().any(char::is_control) {
+        return Err(Error::InvalidInput {
+            field,
+            reason: format!("must be 1 to {max} printable characters"),
+        });
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Why stock was adjusted (for the audit ledger): 1 to `REASON_LEN_MAX`
+/// printable characters, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Reason(String);
+
+impl Reason {
+    /// Validates a reason.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `reason` when empty, too long or holding
+    /// control characters.
+    pub fn new(value: &str) -> Result<Self, Error> {
+        bounded_text("reason", value, REASON_LEN_MAX).map(Self)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who made a change (a user id, a service name): 1 to `ACTOR_LEN_MAX`
+/// printable characters, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Actor(String);
+
+impl Actor {
+    /// Validates an actor name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `actor` when empty, too long or holding
+    /// control characters.
+    pub fn new(value: &str) -> Result<Self, Error> {
+        bounded_text("actor", value, ACTOR_LEN_MAX).map(Self)
+    }
+
+    /// The actor used when nobody is named: the system itself.
+    pub fn system() -> Self {
+        Self("system".to_owned())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantity_accepts_its_bounds_and_nothing_else() {
+        assert_eq!(Quantity::new(1).unwrap().get(), 1);
+        assert_eq!(Quantity::new(QUANTITY_MAX as i64).unwrap().get(), QUANTITY_MAX);
+        for bad in [0, -1, i64::MIN, QUANTITY_MAX as i64 + 1, i64::MAX] {
+            assert!(
+                matches!(Quantity::new(bad), Err(Error::InvalidQuantity { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn stock_level_allows_zero_but_not_negative() {
+        assert_eq!(StockLevel::new(0).unwrap().get(), 0);
+        assert!(StockLevel::new(-1).is_err());
+        assert!(StockLevel::new(STOCK_MAX as i64 + 1).is_err());
+    }
+
+    #[test]
+    fn delta_rejects_zero_and_huge() {
+        assert!(StockDelta::new(0).is_err());
+        assert!(StockDelta::new(STOCK_MAX as i64 + 1).is_err());
+        assert!(StockDelta::new(-(STOCK_MAX as i64) - 1).is_err());
+        assert_eq!(StockDelta::new(-5).unwrap().get(), -5);
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        assert!(Ttl::from_secs(0).is_err());
+        assert!(Ttl::from_secs(-1).is_err());
+        assert!(Ttl::from_secs(i64::MAX).is_err());
+        assert_eq!(Ttl::from_secs(1).unwrap().as_millis(), 1000);
+        assert_eq!(Ttl::from_secs(86_400).unwrap().as_millis(), RESERVATION_TTL_MAX_MS);
+        assert!(Ttl::from_secs(86_401).is_err());
+        assert_eq!(Ttl::default().as_millis(), RESERVATION_TTL_DEFAULT_MS);
+    }
+
+    #[test]
+    fn texts_are_trimmed_and_bounded() {
+        assert_eq!(Reason::new("  restock ").unwrap().as_str(), "restock");
+        assert!(Reason::new("   ").is_err());
+        assert!(Reason::new(&"x".repeat(REASON_LEN_MAX + 1)).is_err());
+        assert!(Reason::new("bad\u{0}byte").is_err());
+        assert!(Actor::new(&"a".repeat(ACTOR_LEN_MAX)).is_ok());
+    }
+
+    #[test]
+    fn timestamp_addition_saturates() {
+        let t = Timestamp::from_millis(i64::MAX - 1);
+        assert_eq!(t.plus_ms(10).as_millis(), i64::MAX);
+        assert_eq!(Timestamp::from_millis(5).plus_ms(u64::MAX).as_millis(), i64::MAX);
+    }
+}

@@ -1,0 +1,49 @@
+//! The view of stored state a store hands to [`crate::decide`] while a change is
+//! being decided: reads and in-place writes of items and reservations, and
+//! places to put the events and ledger entries the change produces.
+//!
+//! A store implements this over whatever it has locked or loaded (the memory
+//! store over its locked items, a SQL store over a [`crate::Snapshot`]). The
+//! mutating methods only hand out `&mut` to values whose fields only this crate
+//! can change, so a store can move state but never decide how.
+
+use crate::event::Event;
+use crate::ids::{OrderId, ProductId, ReservationId};
+use crate::item::{Adjustment, InventoryItem};
+use crate::reservation::Reservation;
+use crate::value::Timestamp;
+
+/// Stored state visible to one atomic change.
+pub trait Workspace {
+    /// The item of `product`, if it exists (and is visible to this change).
+    fn item(&self, product: ProductId) -> Option<&InventoryItem>;
+
+    /// The item of `product`, to change it in place.
+    fn item_mut(&mut self, product: ProductId) -> Option<&mut InventoryItem>;
+
+    /// Stores a newly created item; its product has no item yet.
+    fn insert_item(&mut self, item: InventoryItem);
+
+    /// The reservation with that id, if it exists.
+    fn reservation(&self, id: ReservationId) -> Option<&Reservation>;
+
+    /// The reservation with that id, to change it in place.
+    fn reservation_mut(&mut self, id: ReservationId) -> Option<&mut Reservation>;
+
+    /// The id of the reservation of `(order, product)`, if one exists.
+    fn find_reservation(&self, order: OrderId, product: ProductId) -> Option<ReservationId>;
+
+    /// Stores a new reservation; no reservation has its id or its
+    /// `(order, product)` yet.
+    fn insert_reservation(&mut self, reservation: Reservation);
+
+    /// Up to `limit` pending reservations of `product` whose hold ended at or
+    /// before `now`, earliest first.
+    fn overdue(&self, product: ProductId, now: Timestamp, limit: usize) -> Vec<ReservationId>;
+
+    /// Appends an event to the change's outbox records.
+    fn record_event(&mut self, event: Event);
+
+    /// Appends an entry to the stock ledger.
+    fn record_adjustment(&mut self, adjustment: Adjustment);
+}
