@@ -1,1 +1,43 @@
-//! Work in progress.
+//! # service-kit
+//!
+//! Plumbing every HTTP server of the workspace shares, and nothing specific to
+//! any one of them.
+//!
+//! ## Map
+//!
+//! - [`problem`]: RFC 9457 `application/problem+json` errors with a stable `code`.
+//! - [`request_id`]: accept a sane `X-Request-Id` or generate one.
+//! - [`body`]: read a request body under a size limit, check its content type,
+//!   parse JSON (413, 415 and 400 as problems).
+//! - [`response`]: small builders for JSON responses.
+//! - [`telemetry`]: the JSON tracing subscriber, set up once per binary.
+//! - [`metrics`]: request count and latency by route template and status.
+//! - [`server`]: the accept loop: connection cap, header-read and request
+//!   timeouts, request-id spans, graceful shutdown.
+//! - [`shutdown`]: a future that completes on ctrl-c or SIGTERM.
+//!
+//! ## Invariants
+//!
+//! - **A 500 never carries internals**: [`Problem::internal`] has a fixed text;
+//!   the cause goes to the log only.
+//! - **Every limit is named** with its unit last ([`server::ServerLimits`],
+//!   [`body::BODY_BYTES_MAX_DEFAULT`], [`request_id::REQUEST_ID_LEN_MAX`]).
+//! - **Metric labels are bounded**: routes are templates chosen by the caller's
+//!   router, never raw paths.
+
+pub mod body;
+pub mod metrics;
+pub mod problem;
+pub mod request_id;
+pub mod response;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use problem::Problem;
+pub use request_id::RequestId;
+pub use server::{serve, ServerLimits};
+pub use shutdown::shutdown_signal;
+
+/// The response body type every server of the workspace uses: a full buffer.
+pub type Body = http_body_util::Full<bytes::Bytes>;

@@ -1,0 +1,180 @@
+//! Request bodies: read under a size limit (413), check the content type (415),
+//! parse JSON (400 saying what is wrong).
+
+use bytes::Bytes;
+use http::{header, HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// Default largest request body, in bytes. JSON commands are small; a
+/// hundred-line reservation is under 10 KiB.
+pub const BODY_BYTES_MAX_DEFAULT: usize = 64 * 1024;
+
+/// Reads a whole body, refusing it with 413 once it exceeds `limit_bytes`
+/// (checked against `Content-Length` first, then while reading).
+///
+/// # Errors
+/// 413 `payload_too_large` when over the limit; 400 `body_read_failed` when the
+/// client broke the stream.
+pub async fn read_limited<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit_bytes: usize,
+) -> Result<Bytes, Problem>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit_bytes as u64) {
+        return Err(too_large(limit_bytes));
+    }
+    match Limited::new(body, limit_bytes).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit_bytes)),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body read failed");
+            Err(Problem::bad_request(
+                "body_read_failed",
+                "the request body could not be read",
+            ))
+        }
+    }
+}
+
+fn too_large(limit_bytes: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+        format!("the request body is larger than {limit_bytes} bytes"),
+    )
+}
+
+/// Checks that the request declares a JSON body (`application/json` or any
+/// `+json` type, parameters allowed).
+///
+/// # Errors
+/// 415 `unsupported_media_type` otherwise.
+pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "the request body must be application/json",
+        ))
+    }
+}
+
+/// Parses a JSON document into `T`.
+///
+/// # Errors
+/// 400 `malformed_json` when the text is not JSON, 400 `invalid_request` when
+/// it does not have the expected shape (missing field, wrong type, unknown
+/// field); the detail names the problem and where.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::bad_request(
+            "malformed_json",
+            "the request body is empty",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => "invalid_request",
+            _ => "malformed_json",
+        };
+        Problem::bad_request(code, e.to_string())
+    })
+}
+
+/// [`require_json`], [`read_limited`] and [`parse_json`] in one step.
+///
+/// # Errors
+/// As those three.
+pub async fn read_json<T, B>(headers: &HeaderMap, body: B, limit_bytes: usize) -> Result<T, Problem>
+where
+    T: DeserializeOwned,
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    require_json(headers)?;
+    let bytes = read_limited(headers, body, limit_bytes).await?;
+    parse_json(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use http_body_util::Full;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Cmd {
+        quantity: i64,
+    }
+
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        h
+    }
+
+    /// Each kind of bad body maps to its own status and code.
+    #[tokio::test]
+    async fn bad_bodies_map_to_codes() {
+        let cases: &[(&str, u16, &str)] = &[
+            ("{", 400, "malformed_json"),
+            ("", 400, "malformed_json"),
+            ("{\"quantity\":\"x\"}", 400, "invalid_request"),
+            ("{}", 400, "invalid_request"),
+            ("{\"quantity\":1,\"extra\":2}", 400, "invalid_request"),
+        ];
+        for (text, status, code) in cases {
+            let err = read_json::<Cmd, _>(&json_headers(), Full::new(Bytes::from(*text)), 1024)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (err.status().as_u16(), err.code()),
+                (*status, *code),
+                "{text}"
+            );
+        }
+        let big = Full::new(Bytes::from(vec![b' '; 2048]));
+        let err = read_json::<Cmd, _>(&json_headers(), big, 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let mut text = HeaderMap::new();
+        text.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let err = read_json::<Cmd, _>(&text, Full::new(Bytes::from("{}")), 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}

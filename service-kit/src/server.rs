@@ -1,0 +1,201 @@
+//! The accept loop every server runs: a cap on connections, header-read and
+//! per-request timeouts, a request-id span around each request, and graceful
+//! shutdown that drains in-flight requests within a bounded time.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::problem::Problem;
+use crate::request_id::{RequestId, REQUEST_ID_HEADER};
+use crate::Body;
+
+/// Default cap on open connections. Past it the server stops accepting and the
+/// kernel's backlog holds new clients, so memory stays bounded under a flood.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1_024;
+
+/// Default time a client has to send a request's headers. Cuts off slow-loris
+/// clients that trickle bytes to hold a connection.
+pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+/// Default time a request may take from headers read to response ready
+/// (including reading the body). Bounds work held by a slow client or store.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// Default time graceful shutdown waits for in-flight requests to finish.
+/// Below the usual 30 s an orchestrator waits after SIGTERM before SIGKILL.
+pub const SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// Pause after a failed `accept` (for example too many open files) before
+/// trying again, so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 50;
+
+/// The limits of one server. Build with `Default` and change fields as needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Most connections open at once.
+    pub connections_max: usize,
+    /// Time allowed to receive a request's headers, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Time allowed to produce a response, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Time shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_drain_timeout_ms: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            shutdown_drain_timeout_ms: SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
+/// What the server knows about a request besides the request itself.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The request's id (from `X-Request-Id` or generated).
+    pub request_id: RequestId,
+    /// The client's address (the TCP peer).
+    pub peer: SocketAddr,
+}
+
+/// The application a server runs: turns a request into a response. It never
+/// fails: errors are responses (problems).
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one request.
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        ctx: RequestContext,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Serves `handler` on `listener` until `shutdown` completes, then stops
+/// accepting, waits up to `limits.shutdown_drain_timeout_ms` for in-flight
+/// requests, and returns.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.connections_max.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    let request_timeout = Duration::from_millis(limits.request_timeout_ms);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let handler = handler.clone();
+        let service = service_fn(move |req| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(dispatch(&*handler, req, peer, request_timeout).await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let drain = Duration::from_millis(limits.shutdown_drain_timeout_ms);
+    match tokio::time::timeout(drain, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!(
+            drain_ms = limits.shutdown_drain_timeout_ms,
+            "drain timed out, closing remaining connections"
+        ),
+    }
+}
+
+/// Runs one request inside a span carrying its request id, under the request
+/// timeout, and echoes the id on the response.
+async fn dispatch<H: Handler>(
+    handler: &H,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Response<Body> {
+    let request_id = RequestId::from_headers(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let started = Instant::now();
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        peer,
+    };
+    async move {
+        let mut response = match tokio::time::timeout(timeout, handler.handle(request, ctx)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "request_timeout",
+                    "Request timeout",
+                    "the request took too long to handle",
+                )
+                .with_retry_after(Duration::from_secs(1))
+                .into_response(&request_id)
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request finished"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
