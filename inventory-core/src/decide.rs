@@ -359,7 +359,14 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
         Ok(Done::Item(product_id, true))
     }
 
-    fn ledger(&mut self, product_id: ProductId, before: u64, after: u64, reason: Reason, actor: Actor) {
+    fn ledger(
+        &mut self,
+        product_id: ProductId,
+        before: u64,
+        after: u64,
+        reason: Reason,
+        actor: Actor,
+    ) {
         let delta = after as i64 - before as i64;
         self.emit(EventPayload::Adjusted {
             product_id,
@@ -380,10 +387,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
 
     fn bump_touched(&mut self) {
         for product_id in std::mem::take(&mut self.touched) {
-            let item = self
-                .ws
-                .item_mut(product_id)
-                .expect("a touched item exists");
+            let item = self.ws.item_mut(product_id).expect("a touched item exists");
             let before = item.version();
             item.bump(self.now);
             debug_assert_eq!(item.version(), before.next());

@@ -15,7 +15,9 @@ use crate::value::{Timestamp, Version};
 #[non_exhaustive]
 pub enum Error {
     /// Fewer units are available than were asked for.
-    #[error("insufficient stock for product {product_id}: requested {requested}, available {available}")]
+    #[error(
+        "insufficient stock for product {product_id}: requested {requested}, available {available}"
+    )]
     InsufficientStock {
         /// The product that ran short.
         product_id: ProductId,
@@ -25,7 +27,9 @@ pub enum Error {
         available: u64,
     },
     /// The quantity on hand may not drop below what is reserved.
-    #[error("stock of product {product_id} cannot go to {requested}: {reserved} units are reserved")]
+    #[error(
+        "stock of product {product_id} cannot go to {requested}: {reserved} units are reserved"
+    )]
     BelowReserved {
         /// The product.
         product_id: ProductId,

@@ -8,7 +8,7 @@ use crate::value::{Reason, Timestamp};
 
 /// Something that happened to the stock of one product.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum EventPayload {
     /// Units were put on hold for an order.
@@ -103,7 +103,7 @@ impl EventPayload {
 
 /// An event and when it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Event {
     /// When the change was decided (the `now` the use case was given).
     pub occurred_at: Timestamp,

@@ -124,8 +124,11 @@ pub trait InventoryStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
-    fn expire_due(&self, meta: &Meta, limit: usize)
-        -> impl Future<Output = Result<usize, Error>> + Send;
+    fn expire_due(
+        &self,
+        meta: &Meta,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, Error>> + Send;
 }
 
 /// The events a store has committed and not yet handed on, in commit order.
@@ -144,8 +147,7 @@ pub trait Outbox: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
-    fn mark_published(&self, sequences: &[u64])
-        -> impl Future<Output = Result<(), Error>> + Send;
+    fn mark_published(&self, sequences: &[u64]) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// Checks the length of a bulk read.

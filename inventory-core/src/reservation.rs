@@ -176,8 +176,15 @@ impl Reservation {
 
     /// Moves a pending reservation to a terminal state.
     pub(crate) fn finish(&mut self, to: ReservationStatus, now: Timestamp) {
-        assert_eq!(self.status, ReservationStatus::Pending, "only pending reservations move");
-        assert!(to.is_terminal(), "a reservation only moves to a terminal state");
+        assert_eq!(
+            self.status,
+            ReservationStatus::Pending,
+            "only pending reservations move"
+        );
+        assert!(
+            to.is_terminal(),
+            "a reservation only moves to a terminal state"
+        );
         self.status = to;
         self.updated_at = now.max(self.updated_at);
         debug_assert!(self.status.is_terminal());

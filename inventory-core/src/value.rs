@@ -63,8 +63,8 @@ impl Timestamp {
 
 /// A positive number of units in one reservation line: `1..=QUANTITY_MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(transparent))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(into = "u64", try_from = "i64"))]
 pub struct Quantity(u64);
 
 impl Quantity {
@@ -105,8 +105,8 @@ impl fmt::Display for Quantity {
 
 /// Units on hand for an item: `0..=STOCK_MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(transparent))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(into = "u64", try_from = "i64"))]
 pub struct StockLevel(u64);
 
 impl StockLevel {
@@ -133,8 +133,8 @@ impl StockLevel {
 
 /// A non-zero change to the quantity on hand: `-STOCK_MAX..=STOCK_MAX`, not 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(transparent))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(into = "i64", try_from = "i64"))]
 pub struct StockDelta(i64);
 
 impl StockDelta {
@@ -239,6 +239,34 @@ impl fmt::Display for Version {
     }
 }
 
+macro_rules! conversions {
+    ($name:ident, $raw:ty, $out:ty, $ctor:expr) => {
+        impl From<$name> for $out {
+            fn from(v: $name) -> $out {
+                v.0
+            }
+        }
+
+        impl TryFrom<$raw> for $name {
+            type Error = Error;
+            fn try_from(v: $raw) -> Result<Self, Error> {
+                $ctor(v)
+            }
+        }
+    };
+}
+
+conversions!(StockLevel, i64, u64, StockLevel::new);
+conversions!(StockDelta, i64, i64, StockDelta::new);
+conversions!(Reason, String, String, |v: String| Reason::new(&v));
+conversions!(Actor, String, String, |v: String| Actor::new(&v));
+
+impl From<Quantity> for u64 {
+    fn from(v: Quantity) -> u64 {
+        v.0
+    }
+}
+
 fn bounded_text(field: &'static str, value: &str, max: usize) -> Result<String, Error> {
     let trimmed = value.trim();
     let len = trimmed.chars().count();
@@ -254,8 +282,8 @@ fn bounded_text(field: &'static str, value: &str, max: usize) -> Result<String, 
 /// Why stock was adjusted (for the audit ledger): 1 to `REASON_LEN_MAX`
 /// printable characters, trimmed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(transparent))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(into = "String", try_from = "String"))]
 pub struct Reason(String);
 
 impl Reason {
@@ -277,8 +305,8 @@ impl Reason {
 /// Who made a change (a user id, a service name): 1 to `ACTOR_LEN_MAX`
 /// printable characters, trimmed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(transparent))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(into = "String", try_from = "String"))]
 pub struct Actor(String);
 
 impl Actor {
@@ -309,7 +337,10 @@ mod tests {
     #[test]
     fn quantity_accepts_its_bounds_and_nothing_else() {
         assert_eq!(Quantity::new(1).unwrap().get(), 1);
-        assert_eq!(Quantity::new(QUANTITY_MAX as i64).unwrap().get(), QUANTITY_MAX);
+        assert_eq!(
+            Quantity::new(QUANTITY_MAX as i64).unwrap().get(),
+            QUANTITY_MAX
+        );
         for bad in [0, -1, i64::MIN, QUANTITY_MAX as i64 + 1, i64::MAX] {
             assert!(
                 matches!(Quantity::new(bad), Err(Error::InvalidQuantity { .. })),
@@ -339,7 +370,10 @@ mod tests {
         assert!(Ttl::from_secs(-1).is_err());
         assert!(Ttl::from_secs(i64::MAX).is_err());
         assert_eq!(Ttl::from_secs(1).unwrap().as_millis(), 1000);
-        assert_eq!(Ttl::from_secs(86_400).unwrap().as_millis(), RESERVATION_TTL_MAX_MS);
+        assert_eq!(
+            Ttl::from_secs(86_400).unwrap().as_millis(),
+            RESERVATION_TTL_MAX_MS
+        );
         assert!(Ttl::from_secs(86_401).is_err());
         assert_eq!(Ttl::default().as_millis(), RESERVATION_TTL_DEFAULT_MS);
     }
@@ -357,6 +391,9 @@ mod tests {
     fn timestamp_addition_saturates() {
         let t = Timestamp::from_millis(i64::MAX - 1);
         assert_eq!(t.plus_ms(10).as_millis(), i64::MAX);
-        assert_eq!(Timestamp::from_millis(5).plus_ms(u64::MAX).as_millis(), i64::MAX);
+        assert_eq!(
+            Timestamp::from_millis(5).plus_ms(u64::MAX).as_millis(),
+            i64::MAX
+        );
     }
 }

@@ -1,0 +1,277 @@
+//! Concurrency cases: many tasks at once against one store, then the
+//! invariants. The harness decides what "at once" means (threads, a
+//! multi-thread runtime, several connection pools).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::model::XorShift;
+use super::{
+    assert_item_consistent, at, create, item, new_order, reserve_many, reserve_one, Harness, Task,
+};
+use crate::{Command, Error, EventPayload, InventoryStore, Outbox, Outcome, ReservationId};
+
+/// Counts outcomes of many tasks without locks.
+#[derive(Default)]
+struct Tally {
+    won: AtomicUsize,
+    lost: AtomicUsize,
+    other: AtomicUsize,
+}
+
+/// `race_tasks` buyers reserve the last unit at once, `race_rounds` times:
+/// exactly one wins each round and every other gets insufficient stock.
+pub(super) async fn race_for_last_unit<H: Harness>(harness: &H) {
+    let cfg = harness.config();
+    let store = Arc::new(harness.store().await);
+    for round in 0..cfg.race_rounds {
+        let p = create(&*store, 1).await;
+        let tally = Arc::new(Tally::default());
+        let tasks: Vec<Task> = (0..cfg.race_tasks)
+            .map(|_| {
+                let (store, tally) = (Arc::clone(&store), Arc::clone(&tally));
+                Box::pin(async move {
+                    let counter = match store
+                        .execute(reserve_one(new_order(), p, 1, 60), &at(1))
+                        .await
+                    {
+                        Ok(Outcome::Reserved { created: true, .. }) => &tally.won,
+                        Err(Error::InsufficientStock {
+                            requested: 1,
+                            available: 0,
+                            ..
+                        }) => &tally.lost,
+                        _ => &tally.other,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }) as Task
+            })
+            .collect();
+        harness.run_concurrently(tasks).await;
+        let won = tally.won.load(Ordering::Relaxed);
+        let lost = tally.lost.load(Ordering::Relaxed);
+        assert_eq!(
+            (won, lost, tally.other.load(Ordering::Relaxed)),
+            (1, cfg.race_tasks - 1, 0),
+            "round {round}: exactly one buyer gets the last unit"
+        );
+        let it = item(&*store, p).await;
+        assert_eq!(
+            (it.quantity(), it.reserved(), it.version().get()),
+            (1, 1, 2)
+        );
+        assert_item_consistent(&*store, p).await;
+    }
+}
+
+const MIX_PRODUCTS: usize = 5;
+const MIX_STOCK: i64 = 40;
+
+/// Many tasks run random reserve / confirm / release / expire mixes over a few
+/// products; afterwards every item is consistent and the units sold plus the
+/// units on hand equal the initial stock (nothing sold twice, nothing lost).
+pub(super) async fn random_mix_keeps_invariants<H: Harness>(harness: &H) {
+    let cfg = harness.config();
+    let store = Arc::new(harness.store().await);
+    let mut products = Vec::new();
+    for _ in 0..MIX_PRODUCTS {
+        products.push(create(&*store, MIX_STOCK).await);
+    }
+    let products = Arc::new(products);
+    let sold: Arc<Vec<AtomicU64>> =
+        Arc::new((0..MIX_PRODUCTS).map(|_| AtomicU64::new(0)).collect());
+    let unexpected = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<Task> = (0..cfg.mix_tasks)
+        .map(|task| {
+            let (store, products, sold, unexpected) = (
+                Arc::clone(&store),
+                Arc::clone(&products),
+                Arc::clone(&sold),
+                Arc::clone(&unexpected),
+            );
+            let ops = cfg.mix_ops_per_task;
+            Box::pin(async move {
+                let mut rng = XorShift::new(task as u64 + 1);
+                let mut mine: Vec<(ReservationId, usize, u64)> = Vec::new();
+                for step in 0..ops {
+                    let secs = (step as i64) * 2 + rng.below(3) as i64;
+                    let meta = at(secs);
+                    let result = match rng.below(10) {
+                        0..=4 => {
+                            let k = rng.below(MIX_PRODUCTS as u64) as usize;
+                            let q = 1 + rng.below(3) as i64;
+                            let ttl = 1 + rng.below(20) as i64;
+                            let cmd = reserve_one(new_order(), products[k], q, ttl);
+                            store.execute(cmd, &meta).await.map(|o| {
+                                if let Outcome::Reserved { reservations, .. } = o {
+                                    mine.push((reservations[0].id(), k, q as u64));
+                                }
+                            })
+                        }
+                        5..=6 if !mine.is_empty() => {
+                            let (id, k, q) =
+                                mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                            store
+                                .execute(Command::Confirm { reservation_id: id }, &meta)
+                                .await
+                                .map(|o| {
+                                    if matches!(o, Outcome::Reservation { changed: true, .. }) {
+                                        sold[k].fetch_add(q, Ordering::Relaxed);
+                                    }
+                                })
+                        }
+                        7..=8 if !mine.is_empty() => {
+                            let (id, _, _) =
+                                mine.swap_remove(rng.below(mine.len() as u64) as usize);
+                            store
+                                .execute(Command::Release { reservation_id: id }, &meta)
+                                .await
+                                .map(drop)
+                        }
+                        _ => store.expire_due(&meta, 16).await.map(drop),
+                    };
+                    match result {
+                        Ok(())
+                        | Err(Error::InsufficientStock { .. })
+                        | Err(Error::ReservationExpired { .. }) => {}
+                        Err(_) => {
+                            unexpected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }) as Task
+        })
+        .collect();
+    harness.run_concurrently(tasks).await;
+    assert_eq!(
+        unexpected.load(Ordering::Relaxed),
+        0,
+        "only business errors"
+    );
+    for (k, p) in products.iter().enumerate() {
+        assert_item_consistent(&*store, *p).await;
+        let it = item(&*store, *p).await;
+        let sold = sold[k].load(Ordering::Relaxed);
+        assert_eq!(
+            it.quantity() + sold,
+            MIX_STOCK as u64,
+            "sold units counted once"
+        );
+        let confirmed: u64 = store
+            .reservations_of_product(*p)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.status() == crate::ReservationStatus::Confirmed)
+            .map(|r| r.quantity().get())
+            .sum();
+        assert_eq!(confirmed, sold);
+    }
+}
+
+const SWEEP_RESERVATIONS: usize = 300;
+const SWEEPERS: usize = 4;
+const SWEEP_BATCH: usize = 25;
+
+/// Several sweepers over the same due reservations: each reservation is
+/// expired exactly once and all stock comes back.
+pub(super) async fn concurrent_sweepers_expire_once<H: Harness>(harness: &H) {
+    let store = Arc::new(harness.store().await);
+    let p = create(&*store, SWEEP_RESERVATIONS as i64).await;
+    for _ in 0..SWEEP_RESERVATIONS {
+        store
+            .execute(reserve_one(new_order(), p, 1, 5), &at(0))
+            .await
+            .unwrap();
+    }
+    let expired = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<Task> = (0..SWEEPERS)
+        .map(|_| {
+            let (store, expired) = (Arc::clone(&store), Arc::clone(&expired));
+            Box::pin(async move {
+                loop {
+                    let n = store.expire_due(&at(5), SWEEP_BATCH).await.expect("sweep");
+                    if n == 0 {
+                        break;
+                    }
+                    expired.fetch_add(n, Ordering::Relaxed);
+                }
+            }) as Task
+        })
+        .collect();
+    harness.run_concurrently(tasks).await;
+    assert_eq!(expired.load(Ordering::Relaxed), SWEEP_RESERVATIONS);
+    let it = item(&*store, p).await;
+    assert_eq!(
+        (it.quantity(), it.reserved()),
+        (SWEEP_RESERVATIONS as u64, 0)
+    );
+    let mut events = Vec::new();
+    loop {
+        let batch = store.unpublished(crate::OUTBOX_BATCH_MAX).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let sequences: Vec<u64> = batch.iter().map(|e| e.sequence).collect();
+        store.mark_published(&sequences).await.unwrap();
+        events.extend(batch);
+    }
+    let mut expired_ids: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.event.payload {
+            EventPayload::Expired { reservation_id, .. } => Some(reservation_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        expired_ids.len(),
+        SWEEP_RESERVATIONS,
+        "one expired event each"
+    );
+    expired_ids.sort();
+    expired_ids.dedup();
+    assert_eq!(
+        expired_ids.len(),
+        SWEEP_RESERVATIONS,
+        "no reservation expired twice"
+    );
+}
+
+const DEADLOCK_TASKS: usize = 24;
+
+/// Multi-line orders naming the same products in different orders all
+/// complete (items are locked in a fixed order, so nothing deadlocks).
+pub(super) async fn multi_line_orders_do_not_deadlock<H: Harness>(harness: &H) {
+    let store = Arc::new(harness.store().await);
+    let mut ps = Vec::new();
+    for _ in 0..3 {
+        ps.push(create(&*store, 1_000).await);
+    }
+    let done = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<Task> = (0..DEADLOCK_TASKS)
+        .map(|i| {
+            let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+            let mut lines = vec![(ps[0], 1), (ps[1], 2), (ps[2], 3)];
+            lines.rotate_left(i % 3);
+            if i % 2 == 0 {
+                lines.reverse();
+            }
+            Box::pin(async move {
+                store
+                    .execute(reserve_many(new_order(), &lines, 60), &at(1))
+                    .await
+                    .expect("multi-line reserve");
+                done.fetch_add(1, Ordering::Relaxed);
+            }) as Task
+        })
+        .collect();
+    harness.run_concurrently(tasks).await;
+    assert_eq!(done.load(Ordering::Relaxed), DEADLOCK_TASKS);
+    for (p, q) in ps.iter().zip([1u64, 2, 3]) {
+        assert_eq!(
+            item(&*store, *p).await.reserved(),
+            q * DEADLOCK_TASKS as u64
+        );
+        assert_item_consistent(&*store, *p).await;
+    }
+}
