@@ -1,1 +1,85 @@
-//! Work in progress.
+//! Authentication, authorization and rate limiting shared by the HTTP servers.
+//!
+//! # Codemap
+//!
+//! - [`auth`]: [`Authenticator`] verifies `Authorization: Bearer <jwt>` against one
+//!   pinned algorithm (HS256, RS256 or ES256) and yields a [`Principal`] (subject and
+//!   [`Role`]s); [`authorize`] checks roles; [`AuthError`] knows its HTTP status, its
+//!   stable `code` and its `WWW-Authenticate` challenge; [`TokenSigner`] mints
+//!   development and test tokens.
+//! - [`ratelimit`]: [`Limiter`] decides per client key, through one atomic Lua script
+//!   on Redis shared by every instance, or in-process (governor) without Redis or
+//!   while Redis is failing; [`RateDecision::headers`] renders the rate-limit headers.
+//!
+//! The crate knows nothing about routing or response bodies: servers map
+//! [`AuthError::code`] and [`RateDecision`] into their own problem+json responses.
+//!
+//! # Tokens
+//!
+//! A token is accepted when, in this order: it is at most [`MAX_TOKEN_BYTES`] and has
+//! three dot-separated parts; its header's `alg` equals the configured algorithm
+//! (never read from the token to choose how to verify: `alg: none`, and an HS256
+//! token presented to an RS256 deployment, are rejected before any key is used); its
+//! `kid` selects a key (JWKS only); the signature verifies; `iss` equals the
+//! configured issuer and `aud` names the configured audience (each required when
+//! configured); `exp` is present and in the future, and `nbf`, when present, is in
+//! the past, both with [`AuthConfig::leeway_secs`] of tolerance
+//! ([`DEFAULT_LEEWAY_SECS`] by default); `sub` is present. Claims read:
+//!
+//! | claim | meaning |
+//! |---|---|
+//! | `sub` | the caller (user id or service name) |
+//! | `roles` | array of strings; `customer`, `admin`, `service` are recognised, others ignored |
+//! | `exp`, `nbf`, `iat` | integer seconds since the epoch |
+//! | `iss`, `aud` | issuer and audience |
+//!
+//! # Plugging in a real issuer
+//!
+//! Any OpenID Connect provider or token service that signs with RS256 or ES256 works:
+//!
+//! 1. Save the issuer's JWKS (its `jwks_uri`, e.g.
+//!    `https://issuer.example/.well-known/jwks.json`) to a file the server can read,
+//!    and refresh that file when the issuer rotates keys (the keys are read at start;
+//!    restart, or roll the instances, after refreshing). Keys are chosen by the
+//!    token's `kid`; keys for another algorithm or with `use` other than `sig` are
+//!    skipped.
+//! 2. Configure the algorithm the issuer signs with, the JWKS file, the issuer's exact
+//!    `iss` value, and the audience the issuer puts in tokens for this API:
+//!
+//! ```no_run
+//! use service_guard::{Algorithm, AuthConfig, Authenticator, KeySource};
+//!
+//! let cfg = AuthConfig::new(Algorithm::RS256, KeySource::JwksFile("/etc/inventory/jwks.json".into()))
+//!     .with_issuer("https://issuer.example/")
+//!     .with_audience("inventory-api");
+//! let auth = Authenticator::new(&cfg)?;
+//! # Ok::<(), service_guard::ConfigError>(())
+//! ```
+//!
+//! 3. Make the issuer put the roles in a `roles` claim (an array of strings such as
+//!    `["service"]`); most providers let you map groups or scopes to a custom claim.
+//!
+//! A single PEM public key ([`KeySource::PublicKeyPem`]) works the same way without
+//! `kid`. For development, HS256 with a shared secret of at least
+//! [`MIN_HS256_SECRET_BYTES`] bytes and [`TokenSigner`] need no issuer at all. With no
+//! key at all, [`Authenticator::disabled`] lets everything through as
+//! [`Principal::open`]; servers allow that only on loopback ([`open_allowed`]).
+//!
+//! # Rate limiting
+//!
+//! See [`ratelimit`] for the algorithm (GCRA, in Redis and in-process) and why.
+//! Every Redis call is bounded by [`REDIS_CALL_TIMEOUT_MS`]; after a failure an
+//! instance limits in-process for [`REDIS_RETRY_AFTER_MS`] and then tries Redis
+//! again, so a dead or hung Redis never fails or stalls a request.
+
+pub mod auth;
+pub mod ratelimit;
+
+pub use auth::{
+    authorize, open_allowed, Algorithm, AuthConfig, AuthError, Authenticator, ConfigError,
+    KeySource, Principal, Role, SignError, TokenSigner, UnknownRole, DEFAULT_LEEWAY_SECS,
+    MAX_LEEWAY_SECS, MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,
+};
+pub use ratelimit::{
+    Limiter, RateDecision, RateLimitConfig, REDIS_CALL_TIMEOUT_MS, REDIS_RETRY_AFTER_MS,
+};

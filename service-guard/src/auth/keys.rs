@@ -1,0 +1,159 @@
+//! Loading verification keys: an HS256 secret, a PEM public key, or a JWKS file.
+
+use std::io::Read;
+use std::path::Path;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::DecodingKey;
+
+use super::config::{Algorithm, AuthConfig, ConfigError, KeySource, MIN_HS256_SECRET_BYTES};
+
+/// Largest key or JWKS file read, in bytes: a real JWKS is a few kilobytes.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Most keys kept from a JWKS file; more suggests the wrong file.
+pub const MAX_JWKS_KEYS: usize = 64;
+
+/// The verification keys of one configuration.
+pub(crate) enum Keys {
+    /// One key, used for every token.
+    Single(DecodingKey),
+    /// Keys from a JWKS file; the token's `kid` selects one.
+    Set(Vec<(Option<String>, DecodingKey)>),
+}
+
+/// The token's `kid` does not select a key.
+#[derive(Debug)]
+pub(crate) enum KeyLookup {
+    /// No key has this id.
+    UnknownKid,
+    /// The set has several keys and the token names none.
+    MissingKid,
+}
+
+impl Keys {
+    pub(crate) fn load(cfg: &AuthConfig) -> Result<Keys, ConfigError> {
+        let alg = cfg.algorithm;
+        match (&cfg.key, alg) {
+            (KeySource::Secret(secret), Algorithm::HS256) => {
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    return Err(ConfigError::WeakSecret);
+                }
+                Ok(Keys::Single(DecodingKey::from_secret(secret.as_bytes())))
+            }
+            (KeySource::Secret(_), _) => Err(mismatch(alg, "a shared secret")),
+            (KeySource::PublicKeyPem(_), Algorithm::HS256) => Err(mismatch(alg, "a public key")),
+            (KeySource::JwksFile(_), Algorithm::HS256) => Err(mismatch(alg, "a jwks file")),
+            (KeySource::PublicKeyPem(path), _) => {
+                let pem = read_limited(path)?;
+                let key = match alg {
+                    Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
+                    _ => DecodingKey::from_ec_pem(&pem),
+                }
+                .map_err(|e| ConfigError::InvalidKey(format!("{}: {e}", path.display())))?;
+                Ok(Keys::Single(key))
+            }
+            (KeySource::JwksFile(path), _) => load_jwks(path, alg),
+        }
+    }
+
+    pub(crate) fn select(&self, kid: Option<&str>) -> Result<&DecodingKey, KeyLookup> {
+        match self {
+            Keys::Single(key) => Ok(key),
+            Keys::Set(keys) => match kid {
+                Some(kid) => keys
+                    .iter()
+                    .find(|(id, _)| id.as_deref() == Some(kid))
+                    .map(|(_, key)| key)
+                    .ok_or(KeyLookup::UnknownKid),
+                None if keys.len() == 1 => Ok(&keys[0].1),
+                None => Err(KeyLookup::MissingKid),
+            },
+        }
+    }
+}
+
+fn mismatch(algorithm: Algorithm, key: &'static str) -> ConfigError {
+    ConfigError::KeyMismatch { algorithm, key }
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let io = |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(ConfigError::InvalidKey(format!(
+            "{} is larger than {MAX_KEY_FILE_BYTES} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Keeps the JWKS entries usable for signatures with `alg`; skips (and logs) the rest.
+fn load_jwks(path: &Path, alg: Algorithm) -> Result<Keys, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let bytes = read_limited(path)?;
+    let raw: RawSet = serde_json::from_slice(&bytes)
+        .map_err(|e| ConfigError::InvalidJwks(format!("{}: {e}", path.display())))?;
+    let mut keys = Vec::new();
+    for value in raw.keys {
+        let jwk: Jwk = match serde_json::from_value(value) {
+            Ok(jwk) => jwk,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "skipping unparsable jwks entry");
+                continue;
+            }
+        };
+        if !fits(&jwk, alg) {
+            tracing::debug!(file = %path.display(), kid = ?jwk.common.key_id, "skipping jwks entry for another algorithm or use");
+            continue;
+        }
+        let key = DecodingKey::from_jwk(&jwk)
+            .map_err(|e| ConfigError::InvalidJwks(format!("{}: {e}", path.display())))?;
+        keys.push((jwk.common.key_id.clone(), key));
+        if keys.len() > MAX_JWKS_KEYS {
+            return Err(ConfigError::InvalidJwks(format!(
+                "{} has more than {MAX_JWKS_KEYS} keys",
+                path.display()
+            )));
+        }
+    }
+    if keys.is_empty() {
+        return Err(ConfigError::InvalidJwks(format!(
+            "{} has no {alg} signing key",
+            path.display()
+        )));
+    }
+    Ok(Keys::Set(keys))
+}
+
+fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
+    let use_ok = matches!(
+        jwk.common.public_key_use,
+        None | Some(PublicKeyUse::Signature)
+    );
+    let alg_ok = matches!(
+        (jwk.common.key_algorithm, alg),
+        (None, _)
+            | (Some(KeyAlgorithm::RS256), Algorithm::RS256)
+            | (Some(KeyAlgorithm::ES256), Algorithm::ES256)
+    );
+    let kind_ok = match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+            ec.curve == EllipticCurve::P256
+        }
+        _ => false,
+    };
+    use_ok && alg_ok && kind_ok
+}

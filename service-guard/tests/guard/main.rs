@@ -1,0 +1,5 @@
+//! Integration tests of service-guard: the auth suite and the rate limiter
+//! (in-process with paused time, and against a real Redis).
+
+mod auth;
+mod limiter;
