@@ -1,0 +1,216 @@
+//! Throughput of the in-memory store: reserve, reserve + confirm and a 5-line
+//! reserve on one thread; reserve + confirm with 2 threads on one hot product
+//! and on distinct products; and 100 threads on one product.
+//!
+//! Run with `cargo bench -p benches --bench memory`. Every sample starts from
+//! a fresh store (made and dropped outside the timed part) and the outbox is
+//! drained after each sample, so memory stays flat. Criterion reports each
+//! figure as elements per second: one element is one reserve, one reserve +
+//! confirm pair, or one 5-line reserve.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_main, BenchmarkGroup, Criterion, Throughput};
+use inventory_core::{
+    Actor, Command, Meta, OrderId, ProductId, Quantity, ReservationId, Reserve, ReserveLine,
+    StockLevel, Timestamp, Ttl, STOCK_MAX,
+};
+use inventory_memory::MemoryStore;
+use uuid::Uuid;
+
+/// Lines of the multi-line reserve.
+const LINES_PER_ORDER: usize = 5;
+
+/// Threads of the crowd case.
+const CROWD_THREADS: usize = 100;
+
+/// Each benchmark measures for this long (plus its warm-up).
+const MEASUREMENT_TIME: Duration = Duration::from_secs(3);
+const WARM_UP_TIME: Duration = Duration::from_secs(1);
+
+fn meta() -> Meta {
+    Meta::at(Timestamp::from_millis(1_700_000_000_000))
+}
+
+fn product(n: u64) -> ProductId {
+    ProductId::from_uuid(Uuid::from_u128(0xAAAA_0000_0000 + u128::from(n)))
+}
+
+/// A fresh store holding `products` products with the most stock allowed.
+fn store_with(products: u64) -> MemoryStore {
+    let store = MemoryStore::new();
+    for n in 0..products {
+        let create = Command::CreateItem {
+            product_id: product(n),
+            quantity: StockLevel::new(STOCK_MAX as i64).expect("valid stock"),
+            actor: Actor::system(),
+        };
+        store.execute_sync(&create, &meta()).expect("create");
+    }
+    store.drain(usize::MAX);
+    store
+}
+
+/// Ids unique per (thread, operation), cheap to make.
+fn id(thread: u64, n: u64) -> Uuid {
+    Uuid::from_u128((u128::from(thread) + 1) << 64 | u128::from(n))
+}
+
+fn reserve_one(store: &MemoryStore, product_id: ProductId, thread: u64, n: u64) -> ReservationId {
+    let reservation_id = ReservationId::from_uuid(id(thread, n));
+    let line = ReserveLine {
+        product_id,
+        quantity: Quantity::new(1).expect("valid quantity"),
+        reservation_id,
+    };
+    let order = OrderId::from_uuid(id(thread, n));
+    let command = Command::Reserve(Reserve::single(order, line, Ttl::default()));
+    black_box(store.execute_sync(&command, &meta()).expect("reserve"));
+    reservation_id
+}
+
+fn reserve_and_confirm(store: &MemoryStore, product_id: ProductId, thread: u64, n: u64) {
+    let reservation_id = reserve_one(store, product_id, thread, n);
+    let confirm = Command::Confirm { reservation_id };
+    black_box(store.execute_sync(&confirm, &meta()).expect("confirm"));
+}
+
+/// Drains the outbox of a store whose sample is over (not timed).
+fn drain_all(store: &MemoryStore) {
+    while !store.drain(usize::MAX).is_empty() {}
+}
+
+fn single_thread(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group.bench_function("reserve", |b| {
+        b.iter_custom(|iters| {
+            let store = store_with(1);
+            let start = Instant::now();
+            for n in 0..iters {
+                reserve_one(&store, product(0), 0, n);
+            }
+            let elapsed = start.elapsed();
+            drain_all(&store);
+            elapsed
+        });
+    });
+    group.bench_function("reserve_confirm", |b| {
+        b.iter_custom(|iters| {
+            let store = store_with(1);
+            let start = Instant::now();
+            for n in 0..iters {
+                reserve_and_confirm(&store, product(0), 0, n);
+            }
+            let elapsed = start.elapsed();
+            drain_all(&store);
+            elapsed
+        });
+    });
+    group.bench_function("reserve_5_lines", |b| {
+        b.iter_custom(|iters| {
+            let store = store_with(LINES_PER_ORDER as u64);
+            let start = Instant::now();
+            for n in 0..iters {
+                let lines = (0..LINES_PER_ORDER as u64)
+                    .map(|line| ReserveLine {
+                        product_id: product(line),
+                        quantity: Quantity::new(1).expect("valid quantity"),
+                        reservation_id: ReservationId::from_uuid(id(line, n)),
+                    })
+                    .collect();
+                let order = OrderId::from_uuid(id(0, n));
+                let reserve = Reserve::new(order, lines, Ttl::default()).expect("valid lines");
+                black_box(
+                    store
+                        .execute_sync(&Command::Reserve(reserve), &meta())
+                        .expect("reserve"),
+                );
+            }
+            let elapsed = start.elapsed();
+            drain_all(&store);
+            elapsed
+        });
+    });
+}
+
+/// Runs `iters` reserve + confirm pairs split over `threads` threads, each on
+/// the product `product_of(thread)`; returns the wall time from a common start.
+fn pairs_on_threads(iters: u64, threads: u64, product_of: fn(u64) -> ProductId) -> Duration {
+    let store = Arc::new(store_with(threads));
+    let barrier = Arc::new(Barrier::new(threads as usize + 1));
+    let per_thread = iters.div_ceil(threads);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                for n in 0..per_thread {
+                    reserve_and_confirm(&store, product_of(t), t, n);
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for worker in workers {
+        worker.join().expect("worker panicked");
+    }
+    let elapsed = start.elapsed();
+    drain_all(&store);
+    elapsed
+}
+
+fn two_threads(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group.bench_function("reserve_confirm_hot_product", |b| {
+        b.iter_custom(|iters| pairs_on_threads(iters, 2, |_| product(0)));
+    });
+    group.bench_function("reserve_confirm_distinct_products", |b| {
+        b.iter_custom(|iters| pairs_on_threads(iters, 2, product));
+    });
+}
+
+fn crowd(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group.bench_function("reserve_confirm_one_product", |b| {
+        b.iter_custom(|iters| pairs_on_threads(iters, CROWD_THREADS as u64, |_| product(0)));
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_1_thread");
+    group
+        .throughput(Throughput::Elements(1))
+        .measurement_time(MEASUREMENT_TIME)
+        .warm_up_time(WARM_UP_TIME)
+        .sample_size(20);
+    single_thread(&mut group);
+    group.finish();
+
+    let mut group = c.benchmark_group("memory_2_threads");
+    group
+        .throughput(Throughput::Elements(1))
+        .measurement_time(MEASUREMENT_TIME)
+        .warm_up_time(WARM_UP_TIME)
+        .sample_size(20);
+    two_threads(&mut group);
+    group.finish();
+
+    let mut group = c.benchmark_group("memory_100_threads");
+    group
+        .throughput(Throughput::Elements(1))
+        .measurement_time(MEASUREMENT_TIME)
+        .warm_up_time(WARM_UP_TIME)
+        .sample_size(20);
+    crowd(&mut group);
+    group.finish();
+}
+
+mod group {
+    //! `criterion_group!` makes an undocumented public function.
+    #![allow(missing_docs)]
+    criterion::criterion_group!(memory, super::benches);
+}
+use group::memory;
+criterion_main!(memory);
