@@ -1,1 +1,71 @@
-//! Work in progress.
+//! # inventory-http
+//!
+//! The inventory server: DESIGN.md's HTTP contract over any
+//! [`inventory_core::InventoryStore`], with a Redis read-through cache, per-IP
+//! rate limiting, a background expiry sweep, JSON logs and Prometheus metrics.
+//!
+//! ## Map
+//!
+//! - [`config`]: flags and environment variables.
+//! - [`routes`]: the route table (method, template, access level) and matcher.
+//! - [`app`]: [`App`], the state shared by requests, and [`App::handle`], the
+//!   router tests call without a socket.
+//! - `handlers`: one function per route; parse, call the store, respond.
+//! - [`dto`]: the JSON shapes; [`errors`]: domain errors to problems.
+//! - [`cache`]: availability in Redis; [`sweep`]: the expiry job;
+//!   [`metrics`]: what `/metrics` shows; [`clock`]: injectable time;
+//!   [`auth`]: who may call what; [`openapi`]: the served document.
+//!
+//! ## Invariants
+//!
+//! - **No business rule lives here**: handlers only parse, call the store and
+//!   map outcomes; every decision is inventory-core's.
+//! - **No client input produces a 500 or a panic**: bad input is a 4xx
+//!   problem and changes nothing.
+//! - **A cache entry is deleted after every committed change** of its product;
+//!   Redis failures fall back to the store and never fail a request.
+//! - **The route table is the only list of routes**: dispatch, metrics labels,
+//!   access checks and the OpenAPI conformance test all read it.
+
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod dto;
+pub mod errors;
+mod handlers;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod sweep;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use inventory_core::InventoryStore;
+use service_kit::ServerLimits;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use app::{App, StartError};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::Config;
+
+/// Serves `app` on `listener` with the expiry sweep running beside it, until
+/// `shutdown` completes; then stops accepting, drains in-flight requests
+/// (bounded by `limits`), and stops the sweep.
+pub async fn serve_app<S: InventoryStore>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop, stopped) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep::run_sweep(app.clone(), stopped));
+    service_kit::serve(listener, app, limits, shutdown).await;
+    let _ = stop.send(true);
+    if let Err(e) = sweeper.await {
+        tracing::error!(error = %e, "expiry sweep task failed");
+    }
+}

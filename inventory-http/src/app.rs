@@ -1,0 +1,177 @@
+//! The application: state shared by every request, and the router that turns
+//! a request into a response without needing a socket (tests call
+//! [`App::handle`] directly; the server loop calls it through
+//! [`service_kit::server::Handler`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use inventory_core::InventoryStore;
+use prometheus_client::registry::Registry;
+use service_kit::server::{Handler, RequestContext};
+use service_kit::{Body, Problem};
+
+use crate::auth::Guard;
+use crate::cache::{AvailabilityCache, Redis};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::InventoryMetrics;
+use crate::routes::{match_route, Matched, RouteId};
+use crate::sweep::SweepSettings;
+
+/// Why the server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `REDIS_URL` is not a Redis URL.
+    #[error("invalid redis url: {0}")]
+    RedisUrl(#[from] redis::RedisError),
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] inventory_core::Error),
+    /// The OpenAPI document is not valid YAML.
+    #[error("openapi document: {0}")]
+    OpenApi(String),
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Everything a request handler needs. Generic over the store so the library
+/// can run on any [`InventoryStore`].
+pub struct App<S> {
+    pub(crate) store: Arc<S>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) redis: Option<Arc<Redis>>,
+    pub(crate) cache: Option<AvailabilityCache>,
+    pub(crate) metrics: InventoryMetrics,
+    pub(crate) registry: Registry,
+    pub(crate) guard: Guard,
+    pub(crate) body_bytes_max: usize,
+    pub(crate) sweep: SweepSettings,
+    pub(crate) openapi: Bytes,
+}
+
+impl<S> std::fmt::Debug for App<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("body_bytes_max", &self.body_bytes_max)
+            .field("sweep", &self.sweep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: InventoryStore> App<S> {
+    /// Builds the application over `store`, reading time from `clock`.
+    ///
+    /// # Errors
+    /// [`StartError`] when the configuration is unusable.
+    pub fn new(store: Arc<S>, clock: Arc<dyn Clock>, config: &Config) -> Result<Self, StartError> {
+        let mut registry = Registry::default();
+        let metrics = InventoryMetrics::register(&mut registry, config.stock_gauge_products_max);
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(Redis::new(
+                url,
+                Duration::from_millis(config.redis_timeout_ms.max(1)),
+            )?)),
+            None => None,
+        };
+        let cache = redis
+            .as_ref()
+            .map(|r| AvailabilityCache::new(r.clone(), config.cache_ttl_secs));
+        Ok(Self {
+            store,
+            clock,
+            redis,
+            cache,
+            metrics,
+            registry,
+            guard: Guard::open(),
+            body_bytes_max: config.body_bytes_max,
+            sweep: SweepSettings {
+                interval_ms: config.sweep_interval_ms,
+                batch_max: config.sweep_batch_max,
+                batches_per_run_max: config.sweep_batches_per_run_max,
+            },
+            openapi: crate::openapi::document_json().map_err(StartError::OpenApi)?,
+        })
+    }
+
+    /// The store the application runs on.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Handles one request: route, authorize, run the handler, record metrics.
+    /// Never fails and never panics on client input: every error is a problem.
+    pub async fn handle<B>(&self, request: Request<B>, ctx: RequestContext) -> Response<Body>
+    where
+        B: hyper::body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let (route, response) = match match_route(method.as_str(), &path) {
+            Err(problem) => ("unmatched", problem.into_response(&ctx.request_id)),
+            Ok(matched) => {
+                let template = matched.route.template;
+                let response = match self.authorized(matched, request, &ctx).await {
+                    Ok(r) => r,
+                    Err(problem) => problem.into_response(&ctx.request_id),
+                };
+                (template, response)
+            }
+        };
+        self.metrics
+            .http
+            .observe(route, &method, response.status(), started.elapsed());
+        response
+    }
+
+    async fn authorized<B>(
+        &self,
+        matched: Matched<'_>,
+        request: Request<B>,
+        ctx: &RequestContext,
+    ) -> Result<Response<Body>, Problem>
+    where
+        B: hyper::body::Body + Send,
+        B::Data: Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let caller = self.guard.check(request.headers(), matched.route.access)?;
+        let param = matched.param.unwrap_or("");
+        match matched.route.id {
+            RouteId::Health => Ok(self.health()),
+            RouteId::Ready => self.ready().await,
+            RouteId::Metrics => Ok(service_kit::metrics::render(&self.registry)),
+            RouteId::OpenApi => Ok(self.openapi()),
+            RouteId::BulkAvailability => self.bulk_availability(&request).await,
+            RouteId::Availability => self.availability(param, request.headers()).await,
+            RouteId::SetQuantity => self.set_quantity(param, request, &caller, ctx).await,
+            RouteId::CreateItem => self.create_item(request, &caller, ctx).await,
+            RouteId::Reserve => self.reserve(request, ctx).await,
+            RouteId::ReserveLines => self.reserve_lines(request, ctx).await,
+            RouteId::GetReservation => self.get_reservation(param).await,
+            RouteId::Confirm => self.confirm_body(request, ctx).await,
+            RouteId::ConfirmPath => self.confirm(param, ctx).await,
+            RouteId::Release => self.release(param, ctx).await,
+            RouteId::Adjustments => self.adjustments(param, &request).await,
+            RouteId::Adjust => self.adjust(param, request, &caller, ctx).await,
+        }
+    }
+}
+
+impl<S: InventoryStore> Handler for App<S> {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        ctx: RequestContext,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        App::handle(self, request, ctx)
+    }
+}

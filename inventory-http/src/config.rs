@@ -1,0 +1,177 @@
+//! Configuration: command-line flags, each also readable from an environment
+//! variable (see `.env.example`). Every limit is named with its unit last.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use service_kit::server::{
+    CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
+    SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
+};
+use service_kit::ServerLimits;
+
+/// Default listen address: loopback only, so a server started without auth
+/// is not reachable from other machines.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:8080";
+
+/// Default largest request body, in bytes (a 100-line reservation is ~10 KiB).
+pub const BODY_BYTES_MAX_DEFAULT: usize = 64 * 1024;
+
+/// Default interval of the expiry sweep, in milliseconds.
+pub const SWEEP_INTERVAL_MS_DEFAULT: u64 = 60_000;
+
+/// Default reservations expired per sweep batch (at most core's `EXPIRE_BATCH_MAX`).
+pub const SWEEP_BATCH_MAX_DEFAULT: usize = 500;
+
+/// Default batches per sweep run; what is left waits for the next run, so one
+/// run never monopolises the store.
+pub const SWEEP_BATCHES_PER_RUN_MAX_DEFAULT: usize = 20;
+
+/// Default time availability stays in the Redis cache, in seconds.
+pub const CACHE_TTL_SECS_DEFAULT: u64 = 300;
+
+/// Default timeout of one Redis command, in milliseconds. Short: on a slow
+/// Redis the server answers from the store instead.
+pub const REDIS_TIMEOUT_MS_DEFAULT: u64 = 100;
+
+/// Default requests per client IP per minute.
+pub const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 100;
+
+/// Default number of products that get their own stock gauge (first seen
+/// first); the rest are counted only in the aggregate gauges.
+pub const STOCK_GAUGE_PRODUCTS_MAX_DEFAULT: usize = 100;
+
+/// Default PostgreSQL pool size.
+pub const DB_POOL_SIZE_DEFAULT: u32 = 16;
+
+/// The server's configuration.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "inventory-http", version, about = "The inventory HTTP server")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = LISTEN_DEFAULT)]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL URL; the in-memory store is used when absent.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most PostgreSQL connections.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = DB_POOL_SIZE_DEFAULT)]
+    pub db_pool_size: u32,
+
+    /// Redis URL for the availability cache and the shared rate limiter;
+    /// neither uses Redis when absent.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Time availability stays cached, in seconds.
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = CACHE_TTL_SECS_DEFAULT)]
+    pub cache_ttl_secs: u64,
+
+    /// Timeout of one Redis command, in milliseconds.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = REDIS_TIMEOUT_MS_DEFAULT)]
+    pub redis_timeout_ms: u64,
+
+    /// Requests per client IP per minute on the API routes (0 disables).
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = RATE_LIMIT_PER_MINUTE_DEFAULT)]
+    pub rate_limit_per_minute: u32,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
+    pub body_bytes_max: usize,
+
+    /// Most connections open at once.
+    #[arg(long, env = "CONNECTIONS_MAX", default_value_t = CONNECTIONS_MAX_DEFAULT)]
+    pub connections_max: usize,
+
+    /// Time a client has to send request headers, in milliseconds.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = HEADER_READ_TIMEOUT_MS_DEFAULT)]
+    pub header_read_timeout_ms: u64,
+
+    /// Time a request may take, in milliseconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = REQUEST_TIMEOUT_MS_DEFAULT)]
+    pub request_timeout_ms: u64,
+
+    /// Time shutdown waits for in-flight requests, in milliseconds.
+    #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT_MS", default_value_t = SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT)]
+    pub shutdown_drain_timeout_ms: u64,
+
+    /// Interval of the expiry sweep, in milliseconds.
+    #[arg(long, env = "SWEEP_INTERVAL_MS", default_value_t = SWEEP_INTERVAL_MS_DEFAULT)]
+    pub sweep_interval_ms: u64,
+
+    /// Reservations expired per sweep batch.
+    #[arg(long, env = "SWEEP_BATCH_MAX", default_value_t = SWEEP_BATCH_MAX_DEFAULT)]
+    pub sweep_batch_max: usize,
+
+    /// Batches per sweep run.
+    #[arg(long, env = "SWEEP_BATCHES_PER_RUN_MAX", default_value_t = SWEEP_BATCHES_PER_RUN_MAX_DEFAULT)]
+    pub sweep_batches_per_run_max: usize,
+
+    /// Products that get their own stock gauge.
+    #[arg(long, env = "STOCK_GAUGE_PRODUCTS_MAX", default_value_t = STOCK_GAUGE_PRODUCTS_MAX_DEFAULT)]
+    pub stock_gauge_products_max: usize,
+}
+
+impl Config {
+    /// The configuration with every default and no external service, ignoring
+    /// the environment: what tests and embedders start from.
+    pub fn embedded() -> Self {
+        Self {
+            listen: LISTEN_DEFAULT.parse().expect("valid default address"),
+            database_url: None,
+            db_pool_size: DB_POOL_SIZE_DEFAULT,
+            redis_url: None,
+            cache_ttl_secs: CACHE_TTL_SECS_DEFAULT,
+            redis_timeout_ms: REDIS_TIMEOUT_MS_DEFAULT,
+            rate_limit_per_minute: RATE_LIMIT_PER_MINUTE_DEFAULT,
+            body_bytes_max: BODY_BYTES_MAX_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            shutdown_drain_timeout_ms: SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
+            sweep_interval_ms: SWEEP_INTERVAL_MS_DEFAULT,
+            sweep_batch_max: SWEEP_BATCH_MAX_DEFAULT,
+            sweep_batches_per_run_max: SWEEP_BATCHES_PER_RUN_MAX_DEFAULT,
+            stock_gauge_products_max: STOCK_GAUGE_PRODUCTS_MAX_DEFAULT,
+        }
+    }
+
+    /// The server loop's limits.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            connections_max: self.connections_max,
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            shutdown_drain_timeout_ms: self.shutdown_drain_timeout_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_embedded() {
+        let c = Config::embedded();
+        assert_eq!(c.listen.to_string(), LISTEN_DEFAULT);
+        assert_eq!(c.rate_limit_per_minute, 100);
+        assert_eq!(c.cache_ttl_secs, 300);
+        assert_eq!(c.sweep_interval_ms, 60_000);
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let c = Config::parse_from([
+            "inventory-http",
+            "--listen",
+            "0.0.0.0:9000",
+            "--body-bytes-max",
+            "10",
+        ]);
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.body_bytes_max, 10);
+    }
+}

@@ -1,0 +1,122 @@
+//! The server's metrics: HTTP requests (from service-kit), reservations by
+//! outcome, reservations expired by the sweep, and stock gauges. Every label
+//! has a bounded set of values: route templates, stable error codes, and at
+//! most a configured number of product ids.
+
+use std::collections::HashSet;
+
+use inventory_core::{InventoryItem, ProductId};
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use service_kit::metrics::HttpMetrics;
+
+/// Label of a reservation outcome: `created`, `repeated`, or an error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// The outcome.
+    pub outcome: &'static str,
+}
+
+/// Label of a per-product stock gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProductLabel {
+    /// The product id.
+    pub product_id: String,
+}
+
+/// All metrics of the server, registered in one registry.
+#[derive(Debug)]
+pub struct InventoryMetrics {
+    /// Request count and latency.
+    pub http: HttpMetrics,
+    reservations: Family<OutcomeLabel, Counter>,
+    expired_by_sweep: Counter,
+    available: Family<ProductLabel, Gauge>,
+    reserved: Family<ProductLabel, Gauge>,
+    tracked: Mutex<HashSet<ProductId>>,
+    tracked_max: usize,
+}
+
+impl InventoryMetrics {
+    /// Creates the metrics in `registry`; at most `tracked_max` products get
+    /// their own stock gauges.
+    pub fn register(registry: &mut Registry, tracked_max: usize) -> Self {
+        let http = HttpMetrics::register(registry);
+        let reservations = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "inventory_reservations",
+            "Reserve requests by outcome (created, repeated, or the error code)",
+            reservations.clone(),
+        );
+        let expired_by_sweep = Counter::default();
+        registry.register(
+            "inventory_expired_by_sweep",
+            "Reservations expired by the background sweep",
+            expired_by_sweep.clone(),
+        );
+        let available = Family::default();
+        registry.register(
+            "inventory_stock_available",
+            "Units available, for the first tracked products (last value seen by this instance)",
+            available.clone(),
+        );
+        let reserved = Family::default();
+        registry.register(
+            "inventory_stock_reserved",
+            "Units reserved, for the first tracked products (last value seen by this instance)",
+            reserved.clone(),
+        );
+        Self {
+            http,
+            reservations,
+            expired_by_sweep,
+            available,
+            reserved,
+            tracked: Mutex::new(HashSet::new()),
+            tracked_max,
+        }
+    }
+
+    /// Counts one reserve request's outcome.
+    pub fn reservation(&self, outcome: &'static str) {
+        self.reservations
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts reservations expired by the sweep.
+    pub fn expired(&self, count: usize) {
+        self.expired_by_sweep.inc_by(count as u64);
+    }
+
+    /// Updates the stock gauges of `item`'s product, if it is tracked (or
+    /// there is room to track it).
+    pub fn stock(&self, item: &InventoryItem) {
+        {
+            let mut tracked = self.tracked.lock();
+            if !tracked.contains(&item.product_id()) {
+                if tracked.len() >= self.tracked_max {
+                    return;
+                }
+                tracked.insert(item.product_id());
+            }
+        }
+        let label = ProductLabel {
+            product_id: item.product_id().to_string(),
+        };
+        self.available
+            .get_or_create(&label)
+            .set(gauge_value(item.available()));
+        self.reserved
+            .get_or_create(&label)
+            .set(gauge_value(item.reserved()));
+    }
+}
+
+fn gauge_value(units: u64) -> i64 {
+    i64::try_from(units).unwrap_or(i64::MAX)
+}

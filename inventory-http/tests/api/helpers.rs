@@ -1,0 +1,196 @@
+//! `spawn_app()`: the server on 127.0.0.1:0 with a manual clock, and a small
+//! HTTP client to talk to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use inventory_core::{InventoryStore, Timestamp};
+use inventory_http::{serve_app, App, Config, ManualClock};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Where the manual clock of every test app starts (2023-11-14T22:13:20Z).
+pub const CLOCK_START_MS: i64 = 1_700_000_000_000;
+
+/// A running server and a client for it.
+pub struct TestApp<S: InventoryStore> {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The application (for direct store checks and `sweep_once`).
+    pub app: Arc<App<S>>,
+    /// The clock the server reads.
+    pub clock: Arc<ManualClock>,
+    /// Sent as `Authorization: Bearer ...` when set.
+    pub token: Option<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when empty or not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The problem `code`, if the body is a problem.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+/// Starts the server on an ephemeral port over `store` with `config`.
+pub async fn spawn_app<S: InventoryStore>(store: S, config: Config) -> TestApp<S> {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(CLOCK_START_MS)));
+    let app = Arc::new(App::new(Arc::new(store), clock.clone(), &config).expect("app builds"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let limits = config.server_limits();
+    let server = tokio::spawn(serve_app(listener, app.clone(), limits, async move {
+        let _ = stopped.await;
+    }));
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    TestApp {
+        addr,
+        app,
+        clock,
+        token: None,
+        client,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl<S: InventoryStore> TestApp<S> {
+    /// Sends a request with raw body bytes and extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path));
+        if let Some(token) = &self.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .expect("request");
+        let response = self.client.request(request).await.expect("response");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, &[], b"").await
+    }
+
+    /// `method path` with a JSON body.
+    pub async fn json(&self, method: Method, path: &str, body: &Value) -> Reply {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.send(
+            method,
+            path,
+            &[("content-type", "application/json")],
+            &bytes,
+        )
+        .await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.json(Method::POST, path, body).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, &[], b"").await
+    }
+
+    /// Creates an item with `quantity` units and returns its product id.
+    pub async fn create_item(&self, quantity: i64) -> Uuid {
+        let product_id = Uuid::new_v4();
+        let r = self
+            .post(
+                "/api/inventory/items",
+                &json!({"product_id": product_id, "quantity": quantity}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.json());
+        product_id
+    }
+
+    /// The availability body of a product (asserting 200).
+    pub async fn availability(&self, product_id: Uuid) -> Value {
+        let r = self.get(&format!("/api/inventory/{product_id}")).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        r.json()
+    }
+
+    /// Reserves `quantity` of a product for a fresh order.
+    pub async fn reserve(&self, product_id: Uuid, quantity: i64) -> Reply {
+        self.post(
+            "/api/inventory/reserve",
+            &json!({"product_id": product_id, "quantity": quantity, "order_id": Uuid::new_v4()}),
+        )
+        .await
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}

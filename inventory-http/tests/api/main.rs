@@ -1,0 +1,9 @@
+//! Integration tests of inventory-http over a real socket, in one binary.
+
+// A test binary exports nothing; `pub` here only shares items between modules.
+#![allow(unreachable_pub)]
+
+mod bad_input;
+mod flows;
+mod helpers;
+mod reference;
