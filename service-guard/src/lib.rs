@@ -76,9 +76,9 @@ pub mod auth;
 pub mod ratelimit;
 
 pub use auth::{
-    authorize, open_allowed, Algorithm, AuthConfig, AuthError, Authenticator, ConfigError,
-    KeySource, Principal, Role, SignError, TokenSigner, UnknownRole, DEFAULT_LEEWAY_SECS,
-    MAX_LEEWAY_SECS, MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,
+    authorize, open_allowed, random_hs256_secret, Algorithm, AuthConfig, AuthError, Authenticator,
+    ConfigError, KeySource, Principal, Role, SignError, TokenSigner, UnknownRole,
+    DEFAULT_LEEWAY_SECS, MAX_LEEWAY_SECS, MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,
 };
 pub use ratelimit::{
     Limiter, RateDecision, RateLimitConfig, REDIS_CALL_TIMEOUT_MS, REDIS_RETRY_AFTER_MS,

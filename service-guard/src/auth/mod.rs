@@ -18,5 +18,7 @@ pub use config::{
 pub use error::{AuthError, WWW_AUTHENTICATE_REALM};
 pub use keys::{MAX_JWKS_KEYS, MAX_KEY_FILE_BYTES};
 pub use principal::{authorize, Principal, Role, UnknownRole, OPEN_SUBJECT};
-pub use sign::{SignError, TokenSigner, MAX_TOKEN_TTL_SECS};
+pub use sign::{
+    random_hs256_secret, SignError, TokenSigner, GENERATED_SECRET_BYTES, MAX_TOKEN_TTL_SECS,
+};
 pub use verify::{open_allowed, Authenticator, MAX_ROLES, MAX_TOKEN_BYTES};

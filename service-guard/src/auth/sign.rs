@@ -14,6 +14,18 @@ use super::Role;
 /// still expire.
 pub const MAX_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
+/// Random bytes in a secret from [`random_hs256_secret`] (256 bits, the HS256 hash size).
+pub const GENERATED_SECRET_BYTES: usize = 32;
+
+/// A fresh random HS256 secret from a CSPRNG seeded by the operating system, hex-encoded
+/// (64 characters), for a development stack that signs its own tokens.
+pub fn random_hs256_secret() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; GENERATED_SECRET_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A token could not be minted.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -188,5 +200,39 @@ impl TokenSigner {
         header.kid = self.key_id.clone();
         jsonwebtoken::encode(&header, &claims, &self.key)
             .map_err(|e| SignError::Signing(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_long_enough_and_distinct() {
+        let a = random_hs256_secret();
+        let b = random_hs256_secret();
+        assert_eq!(a.len(), 2 * GENERATED_SECRET_BYTES);
+        assert!(a.len() >= MIN_HS256_SECRET_BYTES);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        assert!(TokenSigner::hs256(&a).is_ok());
+    }
+
+    #[test]
+    fn mint_refuses_empty_subject_and_bad_ttl() {
+        let signer = TokenSigner::hs256(random_hs256_secret()).unwrap();
+        let now = 1_800_000_000;
+        assert!(matches!(
+            signer.mint("", &[], Duration::from_secs(60), now),
+            Err(SignError::EmptySubject)
+        ));
+        assert!(matches!(
+            signer.mint("u", &[], Duration::ZERO, now),
+            Err(SignError::BadTtl)
+        ));
+        assert!(matches!(
+            signer.mint("u", &[], Duration::from_secs(MAX_TOKEN_TTL_SECS + 1), now),
+            Err(SignError::BadTtl)
+        ));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use service_guard::ratelimit::REDIS_CONNECT_TIMEOUT_MS;
+use service_guard::ratelimit::{REDIS_CONNECT_TIMEOUT_MS, RETAIN_EVERY_CHECKS};
 use service_guard::{
     Limiter, RateDecision, RateLimitConfig, REDIS_CALL_TIMEOUT_MS, REDIS_RETRY_AFTER_MS,
 };
@@ -100,6 +100,30 @@ async fn default_config_allows_100_per_minute() {
     assert!(!decisions[100].allowed);
     assert_eq!(decisions[100].retry_after, Some(Duration::from_millis(600)));
     assert_eq!(header(&decisions[100], "retry-after").as_deref(), Some("1"));
+}
+
+/// Keys whose budget is full again are forgotten, so memory follows the clients
+/// active within one window, not every client ever seen.
+#[tokio::test(start_paused = true)]
+async fn in_process_forgets_idle_clients() {
+    let limiter = Limiter::new(local_config(2, Duration::from_secs(1))).await;
+    let clients = RETAIN_EVERY_CHECKS / 2;
+    for i in 0..clients {
+        limiter
+            .check(&format!("ip:10.1.{}.{}", i / 256, i % 256))
+            .await;
+    }
+    assert_eq!(limiter.local_tracked_keys() as u64, clients);
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    for _ in 0..RETAIN_EVERY_CHECKS - clients {
+        limiter.check("ip:10.9.9.9").await;
+    }
+    assert!(
+        limiter.local_tracked_keys() <= 1,
+        "{}",
+        limiter.local_tracked_keys()
+    );
 }
 
 // ---------------------------------------------------------------- Redis
