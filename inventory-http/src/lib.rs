@@ -38,6 +38,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod store;
 pub mod sweep;
 
 use std::future::Future;
@@ -51,6 +52,7 @@ use tokio::sync::watch;
 pub use app::{App, StartError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
+pub use store::AnyStore;
 
 /// Serves `app` on `listener` with the expiry sweep running beside it, until
 /// `shutdown` completes; then stops accepting, drains in-flight requests
@@ -68,4 +70,21 @@ pub async fn serve_app<S: InventoryStore>(
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "expiry sweep task failed");
     }
+}
+
+/// Runs the server as configured (store, Redis, limits) on `listener` until
+/// `shutdown` completes, reading time from the system clock.
+///
+/// # Errors
+/// [`StartError`] when the store cannot be opened or the configuration is
+/// unusable; nothing is served then.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let store = AnyStore::open(&config).await?;
+    let app = App::new(Arc::new(store), Arc::new(SystemClock), &config)?;
+    serve_app(listener, Arc::new(app), config.server_limits(), shutdown).await;
+    Ok(())
 }

@@ -1,9 +1,9 @@
 //! Request bodies: read under a size limit (413), check the content type (415),
 //! parse JSON (400 saying what is wrong).
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
@@ -11,6 +11,11 @@ use crate::problem::Problem;
 /// Default largest request body, in bytes. JSON commands are small; a
 /// hundred-line reservation is under 10 KiB.
 pub const BODY_BYTES_MAX_DEFAULT: usize = 64 * 1024;
+
+/// Most bytes of an oversized body read and thrown away before answering 413,
+/// so the client (which is usually still sending) gets the answer instead of
+/// a reset connection. Past this the connection is simply closed.
+pub const DRAIN_BYTES_MAX: usize = 1024 * 1024;
 
 /// Reads a whole body, refusing it with 413 once it exceeds `limit_bytes`
 /// (checked against `Content-Length` first, then while reading).
@@ -31,20 +36,43 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit_bytes as u64) {
+    let mut over = declared.is_some_and(|n| n > limit_bytes as u64);
+    if declared.is_some_and(|n| n > DRAIN_BYTES_MAX as u64) {
         return Err(too_large(limit_bytes));
     }
-    match Limited::new(body, limit_bytes).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit_bytes)),
-        Err(e) => {
-            tracing::debug!(error = %e, "request body read failed");
-            Err(Problem::bad_request(
-                "body_read_failed",
-                "the request body could not be read",
-            ))
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::new();
+    let mut seen: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "request body read failed");
+                return Err(Problem::bad_request(
+                    "body_read_failed",
+                    "the request body could not be read",
+                ));
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.remaining());
+        if seen > limit_bytes {
+            over = true;
         }
+        if over {
+            if seen > DRAIN_BYTES_MAX {
+                break;
+            }
+            continue;
+        }
+        buf.put(data);
     }
+    if over {
+        return Err(too_large(limit_bytes));
+    }
+    Ok(buf.freeze())
 }
 
 fn too_large(limit_bytes: usize) -> Problem {

@@ -3,12 +3,10 @@
 
 use http::Method;
 use inventory_core::{InventoryStore, ProductId};
-use inventory_http::Config;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, TestApp};
-use crate::reference::ReferenceStore;
+use crate::helpers::TestApp;
 
 const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
@@ -213,11 +211,4 @@ pub async fn bad_requests_change_nothing<S: InventoryStore>(t: &TestApp<S>) {
         .await
         .unwrap();
     assert_eq!(ledger_after, ledger_before, "no ledger entry");
-}
-
-#[tokio::test]
-async fn bad_requests_change_nothing_on_reference() {
-    let t = spawn_app(ReferenceStore::default(), Config::embedded()).await;
-    bad_requests_change_nothing(&t).await;
-    t.shutdown().await;
 }

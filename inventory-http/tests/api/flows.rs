@@ -9,8 +9,8 @@ use inventory_http::Config;
 use serde_json::json;
 use uuid::Uuid;
 
+pub use crate::bad_input::bad_requests_change_nothing;
 use crate::helpers::{spawn_app, TestApp};
-use crate::reference::ReferenceStore;
 
 /// Reserve -> repeat -> confirm -> repeat -> release refused; reserve ->
 /// release -> repeat; with exact statuses and bodies.
@@ -299,17 +299,14 @@ pub async fn operations<S: InventoryStore>(t: &TestApp<S>) {
     assert_eq!(spec.json()["openapi"], "3.1.0");
 }
 
-fn reference() -> ReferenceStore {
-    ReferenceStore::default()
-}
-
 macro_rules! on_store {
     ($store:ident, $($name:ident),* $(,)?) => {
         mod $store {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let t = crate::helpers::spawn_app(super::$store(), inventory_http::Config::embedded()).await;
+                    let Some((store, _schema)) = crate::stores::$store().await else { return };
+                    let t = crate::helpers::spawn_app(store, inventory_http::Config::embedded()).await;
                     super::$name(&t).await;
                     t.shutdown().await;
                 }
@@ -319,19 +316,32 @@ macro_rules! on_store {
 }
 
 on_store!(
-    reference,
+    memory,
     reserve_confirm_release,
     expiry_by_sweep,
     last_unit_race,
     versions_and_stock_management,
     multi_line_all_or_nothing,
     operations,
+    bad_requests_change_nothing,
+);
+
+on_store!(
+    postgres,
+    reserve_confirm_release,
+    expiry_by_sweep,
+    last_unit_race,
+    versions_and_stock_management,
+    multi_line_all_or_nothing,
+    operations,
+    bad_requests_change_nothing,
 );
 
 /// The server drains and stops when its shutdown future completes.
 #[tokio::test]
 async fn shutdown_stops_the_server() {
-    let t = spawn_app(reference(), Config::embedded()).await;
+    let (store, _) = crate::stores::memory().await.expect("memory store");
+    let t = spawn_app(store, Config::embedded()).await;
     let addr = t.addr;
     t.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());

@@ -6,4 +6,4 @@
 mod bad_input;
 mod flows;
 mod helpers;
-mod reference;
+mod stores;
