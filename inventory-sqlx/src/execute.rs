@@ -25,9 +25,10 @@ use crate::store::PgStore;
 pub(crate) enum ItemLock {
     /// A plain read (optimistic mode): the versioned update checks later.
     None,
-    /// `FOR UPDATE`: wait for and hold the rows until commit.
+    /// `FOR NO KEY UPDATE` (the lock an `UPDATE` takes, which leaves foreign
+    /// key checks alone): wait for the rows and hold them until commit.
     Wait,
-    /// `FOR UPDATE SKIP LOCKED`: take the rows no one else holds, skip the rest.
+    /// `FOR NO KEY UPDATE SKIP LOCKED`: take the rows no one else holds, skip the rest.
     SkipLocked,
 }
 
@@ -35,8 +36,8 @@ impl ItemLock {
     fn clause(self) -> &'static str {
         match self {
             ItemLock::None => "",
-            ItemLock::Wait => " FOR UPDATE",
-            ItemLock::SkipLocked => " FOR UPDATE SKIP LOCKED",
+            ItemLock::Wait => " FOR NO KEY UPDATE",
+            ItemLock::SkipLocked => " FOR NO KEY UPDATE SKIP LOCKED",
         }
     }
 

@@ -22,7 +22,7 @@ pub const BACKOFF_CAP_DEFAULT_MS: u64 = 50;
 /// How concurrent changes of one item are kept apart.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Concurrency {
-    /// Lock the command's items with `SELECT ... FOR UPDATE` in ascending
+    /// Lock the command's items with `SELECT ... FOR NO KEY UPDATE` in ascending
     /// product order, then decide and write. Changes of one item queue behind
     /// each other; the version check never fails, and answers never depend on
     /// timing (no retries, no contention errors under load).

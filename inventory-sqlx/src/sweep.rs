@@ -3,7 +3,7 @@
 //! Lock order is the same as every other change: items first, in ascending
 //! product order, then the reservations under them. A batch picks the products
 //! that have due reservations (no locks), locks those items with
-//! `FOR UPDATE SKIP LOCKED` (so sweepers on several instances split the work
+//! `FOR NO KEY UPDATE SKIP LOCKED` (so sweepers on several instances split the work
 //! instead of queueing, and never wait on a buyer), then reads the due
 //! reservations of the items it holds and expires them through core. Under the
 //! item lock the state is re-checked, so no reservation is expired twice.
