@@ -1,0 +1,278 @@
+//! Configuration: command-line flags, each also readable from an environment
+//! variable. Every limit is named with its unit last.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use service_kit::server::{
+    CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
+    SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
+};
+use service_kit::ServerLimits;
+
+use crate::breaker::{
+    BreakerConfig, FAILURES_TO_OPEN_DEFAULT, HALF_OPEN_PROBES_MAX_DEFAULT,
+    OPEN_COOL_DOWN_MS_DEFAULT,
+};
+use crate::inventory::{CALL_TIMEOUT_MS_DEFAULT, SERVICE_TOKEN_TTL_SECS_DEFAULT};
+use crate::payment::{SimulatorConfig, FRAUD_LIMIT_MINOR_DEFAULT};
+use crate::saga::{
+    SagaConfig, PARK_INTERVAL_MS_DEFAULT, PENDING_DEADLINE_MS_DEFAULT,
+    RESERVE_ATTEMPTS_MAX_DEFAULT, RESUME_INTERVAL_MS_DEFAULT, RETRIES_MAX_DEFAULT,
+    RETRY_DELAY_MAX_MS_DEFAULT, RETRY_DELAY_MIN_MS_DEFAULT, RETRY_TOTAL_MS_DEFAULT,
+};
+
+/// Default listen address: loopback only.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:3001";
+
+/// Default inventory base URL.
+pub const INVENTORY_URL_DEFAULT: &str = "http://127.0.0.1:8080";
+
+/// Default largest request body, in bytes (a 50-line order is ~4 KiB).
+pub const BODY_BYTES_MAX_DEFAULT: usize = 32 * 1024;
+
+/// Default PostgreSQL pool size.
+pub const DB_POOL_SIZE_DEFAULT: u32 = 16;
+
+/// Subject of the tokens this service mints for itself.
+pub const SERVICE_SUBJECT: &str = "orders-http";
+
+/// The server's configuration.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "orders-http", version, about = "The orders HTTP server")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = LISTEN_DEFAULT)]
+    pub listen: SocketAddr,
+
+    /// Base URL of the inventory service.
+    #[arg(long, env = "INVENTORY_URL", default_value = INVENTORY_URL_DEFAULT)]
+    pub inventory_url: String,
+
+    /// PostgreSQL URL; the in-memory store is used when absent.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most PostgreSQL connections.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = DB_POOL_SIZE_DEFAULT)]
+    pub db_pool_size: u32,
+
+    /// Seed the catalog with the demo products (ids that do not exist yet).
+    #[arg(long, env = "SEED_DEMO_PRODUCTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub seed_demo_products: bool,
+
+    /// JWT algorithm pinned for callers' tokens (HS256, RS256, ES256).
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: String,
+
+    /// HS256 secret verifying callers' tokens. With no key at all the server
+    /// runs open, on loopback only.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key verifying callers' tokens (RS256 or ES256).
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// JWKS file verifying callers' tokens.
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+
+    /// Required `iss` of callers' tokens.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of callers' tokens.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Fixed bearer token sent to inventory.
+    #[arg(long, env = "INVENTORY_TOKEN", hide_env_values = true)]
+    pub inventory_token: Option<String>,
+
+    /// HS256 secret to mint `service` tokens for inventory.
+    #[arg(long, env = "INVENTORY_JWT_SECRET", hide_env_values = true)]
+    pub inventory_jwt_secret: Option<String>,
+
+    /// PEM private key to mint `service` tokens for inventory (with `--jwt-algorithm`).
+    #[arg(long, env = "INVENTORY_JWT_PRIVATE_KEY_FILE")]
+    pub inventory_jwt_private_key_file: Option<PathBuf>,
+
+    /// `iss` of minted service tokens.
+    #[arg(long, env = "INVENTORY_JWT_ISSUER")]
+    pub inventory_jwt_issuer: Option<String>,
+
+    /// `aud` of minted service tokens.
+    #[arg(long, env = "INVENTORY_JWT_AUDIENCE")]
+    pub inventory_jwt_audience: Option<String>,
+
+    /// Lifetime of minted service tokens, in seconds.
+    #[arg(long, env = "INVENTORY_TOKEN_TTL_SECS", default_value_t = SERVICE_TOKEN_TTL_SECS_DEFAULT)]
+    pub inventory_token_ttl_secs: u64,
+
+    /// Time one inventory call may take, in milliseconds.
+    #[arg(long, env = "INVENTORY_TIMEOUT_MS", default_value_t = CALL_TIMEOUT_MS_DEFAULT)]
+    pub inventory_timeout_ms: u64,
+
+    /// Consecutive inventory failures that open the circuit breaker.
+    #[arg(long, env = "BREAKER_FAILURES_TO_OPEN", default_value_t = FAILURES_TO_OPEN_DEFAULT)]
+    pub breaker_failures_to_open: u32,
+
+    /// Time the breaker stays open before probing, in milliseconds.
+    #[arg(long, env = "BREAKER_OPEN_MS", default_value_t = OPEN_COOL_DOWN_MS_DEFAULT)]
+    pub breaker_open_ms: u64,
+
+    /// Probe calls at once while half-open.
+    #[arg(long, env = "BREAKER_HALF_OPEN_PROBES_MAX", default_value_t = HALF_OPEN_PROBES_MAX_DEFAULT)]
+    pub breaker_half_open_probes_max: u32,
+
+    /// Hold duration asked of inventory, in seconds (inventory's default when absent).
+    #[arg(long, env = "RESERVATION_TTL_SECONDS")]
+    pub reservation_ttl_seconds: Option<u64>,
+
+    /// Longest an order waits for inventory before it is cancelled, in milliseconds.
+    #[arg(long, env = "PENDING_DEADLINE_MS", default_value_t = PENDING_DEADLINE_MS_DEFAULT)]
+    pub pending_deadline_ms: u64,
+
+    /// First retry delay of a transient failure, in milliseconds.
+    #[arg(long, env = "RETRY_DELAY_MIN_MS", default_value_t = RETRY_DELAY_MIN_MS_DEFAULT)]
+    pub retry_delay_min_ms: u64,
+
+    /// Longest retry delay, in milliseconds.
+    #[arg(long, env = "RETRY_DELAY_MAX_MS", default_value_t = RETRY_DELAY_MAX_MS_DEFAULT)]
+    pub retry_delay_max_ms: u64,
+
+    /// Retries in one burst.
+    #[arg(long, env = "RETRIES_MAX", default_value_t = RETRIES_MAX_DEFAULT)]
+    pub retries_max: usize,
+
+    /// Cap on the delays of one retry burst, in milliseconds.
+    #[arg(long, env = "RETRY_TOTAL_MS", default_value_t = RETRY_TOTAL_MS_DEFAULT)]
+    pub retry_total_ms: u64,
+
+    /// Wait between retry bursts while a dependency is down, in milliseconds.
+    #[arg(long, env = "PARK_INTERVAL_MS", default_value_t = PARK_INTERVAL_MS_DEFAULT)]
+    pub park_interval_ms: u64,
+
+    /// Reservation attempts per order (first plus re-reserves after an expired hold).
+    #[arg(long, env = "RESERVE_ATTEMPTS_MAX", default_value_t = RESERVE_ATTEMPTS_MAX_DEFAULT)]
+    pub reserve_attempts_max: u32,
+
+    /// Interval of the sweep that resumes pending sagas, in milliseconds.
+    #[arg(long, env = "RESUME_INTERVAL_MS", default_value_t = RESUME_INTERVAL_MS_DEFAULT)]
+    pub resume_interval_ms: u64,
+
+    /// Simulated payment latency, in milliseconds.
+    #[arg(long, env = "PAYMENT_LATENCY_MS", default_value_t = 0)]
+    pub payment_latency_ms: u64,
+
+    /// Share of orders the payment simulator declines (0.0 to 1.0).
+    #[arg(long, env = "PAYMENT_DECLINE_RATE", default_value_t = 0.0)]
+    pub payment_decline_rate: f64,
+
+    /// Share of payment calls that fail transiently (0.0 to 1.0).
+    #[arg(long, env = "PAYMENT_TRANSIENT_FAILURE_RATE", default_value_t = 0.0)]
+    pub payment_transient_failure_rate: f64,
+
+    /// Amounts above this (minor units) are refused as fraud.
+    #[arg(long, env = "PAYMENT_FRAUD_LIMIT_MINOR", default_value_t = FRAUD_LIMIT_MINOR_DEFAULT)]
+    pub payment_fraud_limit_minor: i64,
+
+    /// Seed of the payment simulator.
+    #[arg(long, env = "PAYMENT_SEED", default_value_t = 0)]
+    pub payment_seed: u64,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
+    pub body_bytes_max: usize,
+
+    /// Most connections open at once.
+    #[arg(long, env = "CONNECTIONS_MAX", default_value_t = CONNECTIONS_MAX_DEFAULT)]
+    pub connections_max: usize,
+
+    /// Time a client has to send request headers, in milliseconds.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = HEADER_READ_TIMEOUT_MS_DEFAULT)]
+    pub header_read_timeout_ms: u64,
+
+    /// Time a request may take, in milliseconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = REQUEST_TIMEOUT_MS_DEFAULT)]
+    pub request_timeout_ms: u64,
+
+    /// Time shutdown waits for in-flight requests, in milliseconds.
+    #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT_MS", default_value_t = SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT)]
+    pub shutdown_drain_timeout_ms: u64,
+}
+
+impl Config {
+    /// The defaults with no key, no database and the default inventory URL,
+    /// whatever the environment says about those: what tests and embedders
+    /// start from.
+    pub fn embedded() -> Self {
+        Self::parse_from(["orders-http"]).without_secrets()
+    }
+
+    fn without_secrets(self) -> Self {
+        Self {
+            listen: LISTEN_DEFAULT.parse().expect("valid default address"),
+            inventory_url: INVENTORY_URL_DEFAULT.to_owned(),
+            database_url: None,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            inventory_token: None,
+            inventory_jwt_secret: None,
+            inventory_jwt_private_key_file: None,
+            inventory_jwt_issuer: None,
+            inventory_jwt_audience: None,
+            ..self
+        }
+    }
+
+    /// The server loop's limits.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            connections_max: self.connections_max,
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            shutdown_drain_timeout_ms: self.shutdown_drain_timeout_ms,
+        }
+    }
+
+    /// The breaker thresholds.
+    pub fn breaker(&self) -> BreakerConfig {
+        BreakerConfig {
+            failures_to_open: self.breaker_failures_to_open.max(1),
+            open_cool_down_ms: self.breaker_open_ms,
+            half_open_probes_max: self.breaker_half_open_probes_max.max(1),
+        }
+    }
+
+    /// The saga settings.
+    pub fn saga(&self) -> SagaConfig {
+        SagaConfig {
+            reservation_ttl_seconds: self.reservation_ttl_seconds,
+            pending_deadline_ms: self.pending_deadline_ms,
+            retry_delay_min_ms: self.retry_delay_min_ms,
+            retry_delay_max_ms: self.retry_delay_max_ms,
+            retries_max: self.retries_max,
+            retry_total_ms: self.retry_total_ms,
+            park_interval_ms: self.park_interval_ms,
+            reserve_attempts_max: self.reserve_attempts_max.max(1),
+            resume_interval_ms: self.resume_interval_ms,
+        }
+    }
+
+    /// The payment simulator settings.
+    pub fn payment(&self) -> SimulatorConfig {
+        SimulatorConfig {
+            latency_ms: self.payment_latency_ms,
+            decline_rate: self.payment_decline_rate.clamp(0.0, 1.0),
+            transient_failure_rate: self.payment_transient_failure_rate.clamp(0.0, 1.0),
+            fraud_limit_minor: self.payment_fraud_limit_minor,
+            seed: self.payment_seed,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The OpenAPI 3.1 document (`docs/openapi/orders.yaml`), embedded at build
+//! time and served as JSON at `/openapi.json`.
+
+use bytes::Bytes;
+
+/// The document's YAML source.
+pub const SPEC_YAML: &str = include_str!("../../../docs/openapi/orders.yaml");
+
+/// The document as a JSON value.
+///
+/// # Errors
+/// The YAML parser's message when the document is malformed.
+pub fn document() -> Result<serde_json::Value, String> {
+    serde_yaml::from_str(SPEC_YAML).map_err(|e| e.to_string())
+}
+
+/// The document as JSON bytes, ready to serve.
+///
+/// # Errors
+/// As [`document`].
+pub fn document_json() -> Result<Bytes, String> {
+    serde_json::to_vec(&document()?)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
+}
+
+/// Every `(METHOD, path template)` the document describes, sorted.
+///
+/// # Errors
+/// As [`document`].
+pub fn operations() -> Result<Vec<(String, String)>, String> {
+    let doc = document()?;
+    let paths = doc["paths"]
+        .as_object()
+        .ok_or("the document has no paths")?;
+    let mut ops = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().map(|m| m.keys()).into_iter().flatten() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                ops.push((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    ops.sort();
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::routes::ROUTES;
+
+    /// Every route is documented and every documented operation is a route.
+    #[test]
+    fn routes_match_the_document() {
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.template.to_owned()))
+            .collect();
+        routes.sort();
+        assert_eq!(operations().unwrap(), routes);
+    }
+}

@@ -1,0 +1,229 @@
+//! The route table of the orders server (method, path template, who may call
+//! it) and the matcher that picks a route for a request. The table is the only
+//! list of routes: dispatch, metrics labels, authorization and the OpenAPI
+//! conformance test read it.
+
+use service_kit::Problem;
+
+/// Which route a request matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    /// `GET /health`.
+    Health,
+    /// `GET /health/ready`.
+    Ready,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /openapi.json`.
+    OpenApi,
+    /// `POST /api/orders`.
+    PlaceOrder,
+    /// `GET /api/orders`.
+    ListOrders,
+    /// `GET /api/orders/{id}`.
+    GetOrder,
+    /// `GET /api/orders/{id}/status`.
+    OrderStatus,
+    /// `POST /api/orders/{id}/cancel`.
+    CancelOrder,
+    /// `GET /api/products`.
+    ListProducts,
+    /// `GET /api/products/{id}`.
+    GetProduct,
+    /// `POST /api/products`.
+    CreateProduct,
+    /// `PUT /api/products/{id}`.
+    UpdateProduct,
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without a token.
+    Public,
+    /// A `customer` (or `admin`) acting on their own orders.
+    Customer,
+    /// An `admin` (catalog writes).
+    Admin,
+}
+
+/// One row of the route table.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    /// The route.
+    pub id: RouteId,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template; a `{name}` segment matches any one non-empty segment.
+    pub template: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+const fn route(id: RouteId, method: &'static str, template: &'static str, access: Access) -> Route {
+    Route {
+        id,
+        method,
+        template,
+        access,
+    }
+}
+
+/// Every route of the server.
+pub const ROUTES: &[Route] = &[
+    route(RouteId::Health, "GET", "/health", Access::Public),
+    route(RouteId::Ready, "GET", "/health/ready", Access::Public),
+    route(RouteId::Metrics, "GET", "/metrics", Access::Public),
+    route(RouteId::OpenApi, "GET", "/openapi.json", Access::Public),
+    route(RouteId::PlaceOrder, "POST", "/api/orders", Access::Customer),
+    route(RouteId::ListOrders, "GET", "/api/orders", Access::Customer),
+    route(
+        RouteId::GetOrder,
+        "GET",
+        "/api/orders/{id}",
+        Access::Customer,
+    ),
+    route(
+        RouteId::OrderStatus,
+        "GET",
+        "/api/orders/{id}/status",
+        Access::Customer,
+    ),
+    route(
+        RouteId::CancelOrder,
+        "POST",
+        "/api/orders/{id}/cancel",
+        Access::Customer,
+    ),
+    route(
+        RouteId::ListProducts,
+        "GET",
+        "/api/products",
+        Access::Public,
+    ),
+    route(
+        RouteId::GetProduct,
+        "GET",
+        "/api/products/{id}",
+        Access::Public,
+    ),
+    route(
+        RouteId::CreateProduct,
+        "POST",
+        "/api/products",
+        Access::Admin,
+    ),
+    route(
+        RouteId::UpdateProduct,
+        "PUT",
+        "/api/products/{id}",
+        Access::Admin,
+    ),
+];
+
+/// Longest path, in segments, worth matching; longer paths are 404 at once.
+const PATH_SEGMENTS_MAX: usize = 6;
+
+/// A matched route and the value of its path parameter, if any.
+#[derive(Clone, Debug)]
+pub struct Matched<'p> {
+    /// The route.
+    pub route: &'static Route,
+    /// The `{...}` segment's text.
+    pub param: Option<&'p str>,
+}
+
+fn fit<'p>(template: &str, segments: &[&'p str]) -> Option<(usize, Option<&'p str>)> {
+    let parts: Vec<&str> = template.split('/').skip(1).collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut literal = 0;
+    let mut param = None;
+    for (part, seg) in parts.iter().zip(segments) {
+        if part.starts_with('{') {
+            if seg.is_empty() {
+                return None;
+            }
+            param = Some(*seg);
+        } else if part == seg {
+            literal += 1;
+        } else {
+            return None;
+        }
+    }
+    Some((literal, param))
+}
+
+/// Finds the route for `method` and `path`.
+///
+/// # Errors
+/// 404 `route_not_found` when no template fits the path; 405
+/// `method_not_allowed` (with `Allow`) when templates fit but none has the method.
+pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Problem> {
+    let segments: Vec<&str> = path
+        .split('/')
+        .skip(1)
+        .take(PATH_SEGMENTS_MAX + 1)
+        .collect();
+    if !path.starts_with('/') || segments.len() > PATH_SEGMENTS_MAX {
+        return Err(Problem::route_not_found(path));
+    }
+    let best = ROUTES
+        .iter()
+        .filter_map(|r| fit(r.template, &segments).map(|(literal, _)| (literal, r.template)))
+        .max_by_key(|(literal, _)| *literal);
+    let Some((_, template)) = best else {
+        return Err(Problem::route_not_found(path));
+    };
+    let same_template = ROUTES.iter().filter(|r| r.template == template);
+    if let Some(r) = same_template.clone().find(|r| r.method == method) {
+        let param = fit(r.template, &segments).and_then(|(_, p)| p);
+        return Ok(Matched { route: r, param });
+    }
+    let allowed: Vec<&str> = same_template.map(|r| r.method).collect();
+    Err(Problem::method_not_allowed(&allowed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_segments_win_and_wrong_methods_are_405() {
+        let m = match_route("GET", "/api/orders/abc/status").unwrap();
+        assert_eq!((m.route.id, m.param), (RouteId::OrderStatus, Some("abc")));
+        let m = match_route("POST", "/api/orders").unwrap();
+        assert_eq!(m.route.id, RouteId::PlaceOrder);
+        assert_eq!(
+            match_route("DELETE", "/api/orders/x")
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            405
+        );
+        assert_eq!(
+            match_route("GET", "/api/nope")
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            404
+        );
+        assert_eq!(
+            match_route("GET", "/api/orders//status")
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            404
+        );
+    }
+
+    #[test]
+    fn every_route_is_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(!(a.method == b.method && a.template == b.template), "{a:?}");
+            }
+        }
+    }
+}

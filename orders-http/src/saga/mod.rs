@@ -1,0 +1,15 @@
+//! The order saga: after an order is accepted, reserve every line in one
+//! all-or-nothing call, take the payment, confirm every reservation; undo what
+//! was done when a step fails. Progress is persisted before each step relies
+//! on it, so a restarted service resumes every unfinished saga.
+
+mod engine;
+mod state;
+
+pub use engine::{
+    CancelOutcome, SagaConfig, SagaEngine, CANCEL_WAIT_MS, PARK_INTERVAL_MS_DEFAULT,
+    PENDING_DEADLINE_MS_DEFAULT, RESERVE_ATTEMPTS_MAX_DEFAULT, RESUME_INTERVAL_MS_DEFAULT,
+    RESUME_PAGE_MAX, RETRIES_MAX_DEFAULT, RETRY_DELAY_MAX_MS_DEFAULT, RETRY_DELAY_MIN_MS_DEFAULT,
+    RETRY_TOTAL_MS_DEFAULT,
+};
+pub use state::{HeldLine, SagaState, SagaStep};

@@ -1,0 +1,121 @@
+//! The persisted progress of one order's saga: which step comes next, the
+//! inventory order id of the current reservation attempt, the reservation of
+//! every line, and the payment and refund taken so far.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{CancelReason, Order, OrderId, ProductId};
+
+/// One order line as inventory holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLine {
+    /// The product.
+    pub product_id: ProductId,
+    /// Units.
+    pub quantity: u32,
+    /// The inventory reservation holding it, once reserved.
+    pub reservation_id: Option<Uuid>,
+    /// Whether inventory confirmed that reservation (stock taken for good).
+    pub confirmed: bool,
+}
+
+/// The step a saga runs next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SagaStep {
+    /// Reserve every line not yet confirmed, in one all-or-nothing call, under
+    /// the state's `inventory_order_id`.
+    Reserve,
+    /// Take the payment.
+    Pay,
+    /// Confirm every held reservation.
+    Confirm,
+    /// Undo: release what is held, refund what was paid, cancel for `reason`.
+    Compensate {
+        /// Why the order is cancelled.
+        reason: CancelReason,
+    },
+    /// Finished; the order is confirmed or cancelled.
+    Done,
+}
+
+impl SagaStep {
+    /// A short name for logs, metrics and the stored `step` column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Reserve => "reserve",
+            Self::Pay => "pay",
+            Self::Confirm => "confirm",
+            Self::Compensate { .. } => "compensate",
+            Self::Done => "done",
+        }
+    }
+}
+
+/// The progress of one order's saga, saved before every step's effects are
+/// relied on, so that a restarted service continues where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaState {
+    /// The order.
+    pub order_id: OrderId,
+    /// What runs next.
+    pub step: SagaStep,
+    /// How many inventory order ids this saga has used (1 for the first
+    /// reservation, 2 after one re-reserve, ...).
+    pub reserve_attempts: u32,
+    /// The order id inventory sees for the current reservation attempt.
+    /// Inventory deduplicates reserves on `(order_id, product_id)`, so a
+    /// repeated call with this id is idempotent, and a re-reserve after an
+    /// expired hold needs a fresh one.
+    pub inventory_order_id: Uuid,
+    /// Every line and its reservation.
+    pub lines: Vec<HeldLine>,
+    /// The payment, once taken.
+    pub payment_id: Option<String>,
+    /// The refund, once made.
+    pub refund_id: Option<String>,
+    /// After this instant (Unix ms) an order still waiting for inventory is
+    /// cancelled `inventory_unavailable`.
+    pub deadline_ms: i64,
+}
+
+impl SagaState {
+    /// The starting state of a new order.
+    pub fn new(order: &Order, deadline_ms: i64) -> Self {
+        Self {
+            order_id: order.id,
+            step: SagaStep::Reserve,
+            reserve_attempts: 1,
+            inventory_order_id: Uuid::new_v4(),
+            lines: order
+                .lines
+                .iter()
+                .map(|l| HeldLine {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                    reservation_id: None,
+                    confirmed: false,
+                })
+                .collect(),
+            payment_id: None,
+            refund_id: None,
+            deadline_ms,
+        }
+    }
+
+    /// Reservation ids of lines held but not confirmed (what a compensation
+    /// must release).
+    pub fn held_unconfirmed(&self) -> Vec<Uuid> {
+        self.lines
+            .iter()
+            .filter(|l| !l.confirmed)
+            .filter_map(|l| l.reservation_id)
+            .collect()
+    }
+
+    /// Every reservation id, confirmed or not.
+    pub fn reservation_ids(&self) -> Vec<Uuid> {
+        self.lines.iter().filter_map(|l| l.reservation_id).collect()
+    }
+}

@@ -1,0 +1,210 @@
+//! Assembling and running the service: the store from the configuration, the
+//! callers' authenticator, the inventory client and its credential, the saga
+//! engine, and the server loop with the resumer beside it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use service_guard::{Algorithm, AuthConfig, Authenticator, ConfigError, KeySource, TokenSigner};
+use service_kit::ServerLimits;
+use tokio::net::TcpListener;
+
+use crate::catalog::demo_products;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, SERVICE_SUBJECT};
+use crate::http::{App, AppParts};
+use crate::inventory::{HttpInventory, InventoryClientConfig, ServiceCredential};
+use crate::metrics::OrderMetrics;
+use crate::payment::{PaymentProvider, PaymentSimulator};
+use crate::saga::SagaEngine;
+use crate::store::{MemoryStore, OrderStore, PgOrderOptions, PgOrderStore, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The authentication or signing settings are unusable.
+    #[error("auth: {0}")]
+    Auth(#[from] ConfigError),
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// The parts of the service that tests and embedders may supply themselves.
+pub struct Services {
+    /// Where orders live.
+    pub store: Arc<dyn OrderStore>,
+    /// The payment provider.
+    pub payments: Arc<dyn PaymentProvider>,
+    /// Wall clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Opens the store the configuration names: PostgreSQL (migrated) when
+/// `database_url` is set, memory otherwise; seeds the demo catalog if asked.
+///
+/// # Errors
+/// [`StartError::Store`] when the database cannot be reached or migrated.
+pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderStore>, StartError> {
+    let store: Arc<dyn OrderStore> = match &config.database_url {
+        Some(url) => {
+            let options = PgOrderOptions {
+                pool_size_max: config.db_pool_size,
+                ..PgOrderOptions::default()
+            };
+            let pg = PgOrderStore::connect(url, options).await?;
+            pg.migrate().await?;
+            Arc::new(pg)
+        }
+        None => Arc::new(MemoryStore::new()),
+    };
+    if config.seed_demo_products {
+        store.seed_products(&demo_products(now_ms)).await?;
+    }
+    Ok(store)
+}
+
+/// The authenticator of callers' tokens. Without any key it is disabled,
+/// which is allowed only on a loopback address.
+///
+/// # Errors
+/// [`StartError`] when a key cannot be loaded, or when there is no key and
+/// the address is not loopback.
+pub fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
+    let key = KeySource::from_options(
+        config.jwt_secret.clone(),
+        config.jwt_public_key_file.clone(),
+        config.jwt_jwks_file.clone(),
+    )?;
+    let Some(key) = key else {
+        if !Authenticator::open_allowed(&config.listen) {
+            return Err(StartError::Config(
+                "no jwt key configured: refusing to run open on a non-loopback address".into(),
+            ));
+        }
+        tracing::warn!(listen = %config.listen, "no jwt key configured: every caller is trusted (loopback only)");
+        return Ok(Authenticator::disabled());
+    };
+    let algorithm: Algorithm = config.jwt_algorithm.parse()?;
+    let mut auth = AuthConfig::new(algorithm, key);
+    auth.issuer = config.jwt_issuer.clone();
+    auth.audience = config.jwt_audience.clone();
+    Ok(Authenticator::new(&auth)?)
+}
+
+/// The credential sent to inventory: a static token, or `service` tokens
+/// minted from a secret or a private key, or none.
+///
+/// # Errors
+/// [`StartError`] when the key is unusable or more than one is given.
+pub fn credential(config: &Config) -> Result<ServiceCredential, StartError> {
+    let signer = match (
+        &config.inventory_token,
+        &config.inventory_jwt_secret,
+        &config.inventory_jwt_private_key_file,
+    ) {
+        (None, None, None) => return Ok(ServiceCredential::None),
+        (Some(token), None, None) => return Ok(ServiceCredential::Static(token.clone())),
+        (None, Some(secret), None) => TokenSigner::hs256(secret)?,
+        (None, None, Some(path)) => {
+            TokenSigner::from_private_pem_file(config.jwt_algorithm.parse()?, path)?
+        }
+        _ => {
+            return Err(StartError::Config(
+                "configure at most one of the inventory token, secret and private key".into(),
+            ))
+        }
+    };
+    let mut signer = signer;
+    if let Some(iss) = &config.inventory_jwt_issuer {
+        signer = signer.with_issuer(iss);
+    }
+    if let Some(aud) = &config.inventory_jwt_audience {
+        signer = signer.with_audience(aud);
+    }
+    Ok(ServiceCredential::Signer {
+        signer,
+        subject: SERVICE_SUBJECT.to_owned(),
+        ttl_secs: config.inventory_token_ttl_secs.max(1),
+    })
+}
+
+/// Builds the application: the inventory client (from `config`), the saga
+/// engine, the HTTP app, all sharing one metrics registry.
+///
+/// # Errors
+/// [`StartError`] when the credential or the OpenAPI document is unusable.
+pub fn build(
+    config: &Config,
+    authenticator: Authenticator,
+    services: Services,
+) -> Result<Arc<App>, StartError> {
+    let mut registry = Registry::default();
+    let metrics = OrderMetrics::register(&mut registry);
+    let client = InventoryClientConfig {
+        base_url: config.inventory_url.clone(),
+        call_timeout_ms: config.inventory_timeout_ms,
+        breaker: config.breaker(),
+        credential: credential(config)?,
+    };
+    let inventory = Arc::new(HttpInventory::new(client, metrics.clone()));
+    let engine = SagaEngine::new(
+        services.store.clone(),
+        inventory,
+        services.payments,
+        services.clock.clone(),
+        config.saga(),
+        metrics.clone(),
+    );
+    let app = App::new(AppParts {
+        store: services.store,
+        engine,
+        clock: services.clock,
+        authenticator,
+        registry,
+        metrics,
+        body_bytes_max: config.body_bytes_max,
+    })
+    .map_err(StartError::Config)?;
+    Ok(Arc::new(app))
+}
+
+/// Serves `app` on `listener` with the saga resumer running, until
+/// `shutdown` completes; then drains requests and stops every saga task
+/// where it stands (the store keeps their progress).
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Arc<App>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    app.engine().spawn_resumer();
+    service_kit::serve(listener, app.clone(), limits, shutdown).await;
+    app.engine().stop();
+}
+
+/// Runs the service as configured on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// [`StartError`] when the store, the keys or the configuration are unusable;
+/// nothing is served then.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = open_store(&config, clock.now_ms()).await?;
+    let services = Services {
+        store,
+        payments: Arc::new(PaymentSimulator::new(config.payment())),
+        clock,
+    };
+    let app = build(&config, authenticator(&config)?, services)?;
+    serve_app(listener, app, config.server_limits(), shutdown).await;
+    Ok(())
+}

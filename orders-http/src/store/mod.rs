@@ -1,0 +1,244 @@
+//! The storage port of orders (orders, lines, saga state, idempotency keys,
+//! payments, refunds, the catalog) and its two adapters: [`MemoryStore`]
+//! (the default) and [`PgOrderStore`] (PostgreSQL). Both pass the same suite
+//! (`store::suite`, feature `testkit`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::catalog::Product;
+use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, ProductId, UserId};
+use crate::saga::SagaState;
+
+mod memory;
+mod pg;
+#[cfg(feature = "testkit")]
+pub mod suite;
+
+pub use memory::MemoryStore;
+pub use pg::{
+    PgOrderOptions, PgOrderStore, ACQUIRE_TIMEOUT_DEFAULT_MS, MIGRATOR, POOL_SIZE_DEFAULT,
+};
+
+/// A boxed, sendable future: the return type of every port method, so the
+/// service can hold any store behind `Arc<dyn OrderStore>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A store operation failed for a reason the caller cannot fix by changing
+/// its request.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A product with this id already exists.
+    #[error("product {0} already exists")]
+    ProductExists(ProductId),
+    /// Anything else (a bug or corrupt data); logged, never shown to clients.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+/// An order with its saga progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// The order.
+    pub order: Order,
+    /// Its saga.
+    pub saga: SagaState,
+    /// Whether the customer asked to cancel it.
+    pub cancel_requested: bool,
+}
+
+/// What [`OrderStore::place`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placed {
+    /// The order is new and stored.
+    Created,
+    /// The user already used this idempotency key: here is that order;
+    /// nothing was stored.
+    Existing(Box<OrderRecord>),
+}
+
+/// One page of a user's orders, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The orders of the page.
+    pub records: Vec<OrderRecord>,
+    /// How many orders the user has in all.
+    pub total: u64,
+}
+
+/// A payment taken for an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRecord {
+    /// The order.
+    pub order_id: OrderId,
+    /// The provider's payment id.
+    pub payment_id: String,
+    /// Amount, in minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// When, in Unix ms.
+    pub at_ms: i64,
+}
+
+/// A refund made for an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRecord {
+    /// The order.
+    pub order_id: OrderId,
+    /// The provider's refund id.
+    pub refund_id: String,
+    /// The payment refunded.
+    pub payment_id: String,
+    /// Amount, in minor units.
+    pub amount_minor: i64,
+    /// When, in Unix ms.
+    pub at_ms: i64,
+}
+
+/// Where orders live. Every method is atomic on its own.
+pub trait OrderStore: Send + Sync + 'static {
+    /// Stores a new order, its lines, its saga and (if the order has one) its
+    /// idempotency key, in one step. When the user already used that key,
+    /// stores nothing and returns the existing order.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn place<'a>(
+        &'a self,
+        order: &'a Order,
+        saga: &'a SagaState,
+    ) -> BoxFuture<'a, Result<Placed, StoreError>>;
+
+    /// The order a user placed with an idempotency key, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn by_key<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a IdempotencyKey,
+    ) -> BoxFuture<'a, Result<Option<OrderRecord>, StoreError>>;
+
+    /// One order with its saga.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn get(&self, id: OrderId) -> BoxFuture<'_, Result<Option<OrderRecord>, StoreError>>;
+
+    /// A user's orders, newest first, skipping `offset` and returning at most
+    /// `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn list<'a>(
+        &'a self,
+        user: &'a UserId,
+        offset: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Page, StoreError>>;
+
+    /// Saves saga progress (while the order is pending).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn save_saga<'a>(
+        &'a self,
+        saga: &'a SagaState,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Sets the final status of a pending order and saves its final saga state,
+    /// in one step. Returns false (and changes nothing) when the order was not
+    /// pending.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn finish<'a>(
+        &'a self,
+        saga: &'a SagaState,
+        status: OrderStatus,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Marks a pending order as asked to cancel. Returns false when it is not
+    /// pending (or does not exist).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn request_cancel(&self, id: OrderId, now_ms: i64) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Ids of pending orders, ascending, after `after`, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn pending(
+        &self,
+        after: Option<OrderId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<OrderId>, StoreError>>;
+
+    /// Records a payment; a second record for the same order changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn record_payment<'a>(&'a self, p: &'a PaymentRecord) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Records a refund; a second record for the same order changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn record_refund<'a>(&'a self, r: &'a RefundRecord) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The payment and refund of an order, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    #[allow(clippy::type_complexity)]
+    fn money(
+        &self,
+        id: OrderId,
+    ) -> BoxFuture<'_, Result<(Option<PaymentRecord>, Option<RefundRecord>), StoreError>>;
+
+    /// Every product, by id.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>, StoreError>>;
+
+    /// The products with these ids (missing ones are left out).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn products_by_id<'a>(
+        &'a self,
+        ids: &'a [ProductId],
+    ) -> BoxFuture<'a, Result<Vec<Product>, StoreError>>;
+
+    /// Adds a product.
+    ///
+    /// # Errors
+    /// [`StoreError::ProductExists`] when the id is taken.
+    fn create_product<'a>(&'a self, p: &'a Product) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Replaces a product. Returns false when there is none with its id.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn update_product<'a>(&'a self, p: &'a Product) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Adds the products whose ids are not taken yet (demo seeding).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn seed_products<'a>(&'a self, ps: &'a [Product]) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether the store answers (readiness).
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}

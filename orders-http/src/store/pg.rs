@@ -1,0 +1,637 @@
+//! The PostgreSQL store (sqlx, runtime-checked queries, embedded migrations).
+//! Each port method is one statement or one transaction; an idempotency key is
+//! claimed by its unique `(user_id, key)` row inside the transaction that
+//! inserts the order, so concurrent repeats agree on one order.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{
+    BoxFuture, OrderRecord, OrderStore, Page, PaymentRecord, Placed, RefundRecord, StoreError,
+};
+use crate::catalog::Product;
+use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, ProductId, UserId};
+use crate::saga::SagaState;
+
+/// The embedded migrations of `orders-http/migrations`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connections the pool opens at most, by default.
+pub const POOL_SIZE_DEFAULT: u32 = 16;
+
+/// How long a query waits for a free connection before the store reports
+/// itself unavailable, by default.
+pub const ACQUIRE_TIMEOUT_DEFAULT_MS: u64 = 5_000;
+
+/// How a [`PgOrderStore`] connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgOrderOptions {
+    /// Most connections open at once.
+    pub pool_size_max: u32,
+    /// Wait for a connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+    /// Schema to work in (`search_path`); the server's default when `None`.
+    pub schema: Option<String>,
+}
+
+impl Default for PgOrderOptions {
+    fn default() -> Self {
+        Self {
+            pool_size_max: POOL_SIZE_DEFAULT,
+            acquire_timeout_ms: ACQUIRE_TIMEOUT_DEFAULT_MS,
+            schema: None,
+        }
+    }
+}
+
+/// Orders in PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgOrderStore {
+    pool: PgPool,
+}
+
+fn fail(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("corrupt row: {what}"))
+}
+
+impl PgOrderStore {
+    /// Connects a pool to `url`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached or the
+    /// url is invalid.
+    pub async fn connect(url: &str, options: PgOrderOptions) -> Result<Self, StoreError> {
+        let mut connect =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if let Some(schema) = &options.schema {
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size_max.max(1))
+            .acquire_timeout(Duration::from_millis(options.acquire_timeout_ms))
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// A store over an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs the embedded migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when a migration fails.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    async fn load(&self, ids: &[Uuid]) -> Result<Vec<OrderRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT o.id, o.user_id, o.status, o.cancel_reason, o.total_minor, o.currency, \
+                    o.idempotency_key, o.fingerprint, o.cancel_requested, o.created_at_ms, \
+                    o.updated_at_ms, s.state \
+             FROM orders o JOIN saga_states s ON s.order_id = o.id \
+             WHERE o.id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let line_rows = sqlx::query(
+            "SELECT order_id, product_id, name, quantity, unit_price_minor, line_total_minor \
+             FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut record = record_from_row(row)?;
+            let id = record.order.id.as_uuid();
+            for l in line_rows
+                .iter()
+                .filter(|l| l.get::<Uuid, _>("order_id") == id)
+            {
+                record.order.lines.push(line_from_row(l)?);
+            }
+            records.push(record);
+        }
+        // Keep the caller's order.
+        records.sort_by_key(|r| ids.iter().position(|i| *i == r.order.id.as_uuid()));
+        Ok(records)
+    }
+
+    async fn place_tx(&self, order: &Order, saga: &SagaState) -> Result<Placed, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let (status, reason) = status_parts(order.status);
+        sqlx::query(
+            "INSERT INTO orders (id, user_id, status, cancel_reason, total_minor, currency, \
+                 idempotency_key, fingerprint, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(order.id.as_uuid())
+        .bind(order.user_id.as_str())
+        .bind(status)
+        .bind(reason)
+        .bind(order.total_minor)
+        .bind(&order.currency)
+        .bind(order.idempotency_key.as_ref().map(IdempotencyKey::as_str))
+        .bind(&order.fingerprint)
+        .bind(order.created_at_ms)
+        .bind(order.updated_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let line_no: Vec<i32> = (0..order.lines.len() as i32).collect();
+        let products: Vec<Uuid> = order.lines.iter().map(|l| l.product_id.as_uuid()).collect();
+        let names: Vec<String> = order.lines.iter().map(|l| l.name.clone()).collect();
+        let quantities: Vec<i32> = order.lines.iter().map(|l| l.quantity as i32).collect();
+        let prices: Vec<i64> = order.lines.iter().map(|l| l.unit_price_minor).collect();
+        let totals: Vec<i64> = order.lines.iter().map(|l| l.line_total_minor).collect();
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, product_id, name, quantity, \
+                 unit_price_minor, line_total_minor) \
+             SELECT $1, * FROM UNNEST($2::int[], $3::uuid[], $4::text[], $5::int[], $6::bigint[], $7::bigint[])",
+        )
+        .bind(order.id.as_uuid())
+        .bind(&line_no)
+        .bind(&products)
+        .bind(&names)
+        .bind(&quantities)
+        .bind(&prices)
+        .bind(&totals)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO saga_states (order_id, step, state, updated_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(order.id.as_uuid())
+        .bind(saga.step.name())
+        .bind(Json(saga))
+        .bind(order.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if let Some(key) = &order.idempotency_key {
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, key, order_id, created_at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, key) DO NOTHING",
+            )
+            .bind(order.user_id.as_str())
+            .bind(key.as_str())
+            .bind(order.id.as_uuid())
+            .bind(order.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+            if claimed.rows_affected() == 0 {
+                tx.rollback().await.map_err(fail)?;
+                let existing: Uuid = sqlx::query_scalar(
+                    "SELECT order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+                )
+                .bind(order.user_id.as_str())
+                .bind(key.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(fail)?;
+                let record =
+                    self.load(&[existing]).await?.pop().ok_or_else(|| {
+                        StoreError::Internal("idempotency key without order".into())
+                    })?;
+                return Ok(Placed::Existing(Box::new(record)));
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(Placed::Created)
+    }
+
+    async fn finish_tx(
+        &self,
+        saga: &SagaState,
+        status: OrderStatus,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let (status_text, reason) = status_parts(status);
+        let updated = sqlx::query(
+            "UPDATE orders SET status = $2, cancel_reason = $3, updated_at_ms = $4 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(saga.order_id.as_uuid())
+        .bind(status_text)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await.map_err(fail)?;
+            return Ok(false);
+        }
+        save_saga_on(&mut *tx, saga, now_ms).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(true)
+    }
+}
+
+async fn save_saga_on<'e, E>(executor: E, saga: &SagaState, now_ms: i64) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query(
+        "UPDATE saga_states SET step = $2, state = $3, updated_at_ms = $4 WHERE order_id = $1",
+    )
+    .bind(saga.order_id.as_uuid())
+    .bind(saga.step.name())
+    .bind(Json(saga))
+    .bind(now_ms)
+    .execute(executor)
+    .await
+    .map_err(fail)?;
+    Ok(())
+}
+
+fn status_parts(status: OrderStatus) -> (&'static str, Option<&'static str>) {
+    (status.as_str(), status.reason().map(|r| r.as_str()))
+}
+
+fn record_from_row(row: &PgRow) -> Result<OrderRecord, StoreError> {
+    let status: String = row.try_get("status").map_err(fail)?;
+    let reason: Option<String> = row.try_get("cancel_reason").map_err(fail)?;
+    let status =
+        OrderStatus::from_parts(&status, reason.as_deref()).ok_or_else(|| corrupt("status"))?;
+    let user: String = row.try_get("user_id").map_err(fail)?;
+    let key: Option<String> = row.try_get("idempotency_key").map_err(fail)?;
+    let Json(saga): Json<SagaState> = row.try_get("state").map_err(fail)?;
+    Ok(OrderRecord {
+        order: Order {
+            id: OrderId::from_uuid(row.try_get("id").map_err(fail)?),
+            user_id: UserId::parse(&user).map_err(|_| corrupt("user_id"))?,
+            status,
+            lines: Vec::new(),
+            total_minor: row.try_get("total_minor").map_err(fail)?,
+            currency: row.try_get("currency").map_err(fail)?,
+            idempotency_key: key
+                .map(|k| IdempotencyKey::parse(&k).map_err(|_| corrupt("idempotency_key")))
+                .transpose()?,
+            fingerprint: row.try_get("fingerprint").map_err(fail)?,
+            created_at_ms: row.try_get("created_at_ms").map_err(fail)?,
+            updated_at_ms: row.try_get("updated_at_ms").map_err(fail)?,
+        },
+        saga,
+        cancel_requested: row.try_get("cancel_requested").map_err(fail)?,
+    })
+}
+
+fn line_from_row(row: &PgRow) -> Result<OrderLine, StoreError> {
+    let quantity: i32 = row.try_get("quantity").map_err(fail)?;
+    Ok(OrderLine {
+        product_id: ProductId::from_uuid(row.try_get("product_id").map_err(fail)?),
+        name: row.try_get("name").map_err(fail)?,
+        quantity: u32::try_from(quantity).map_err(|_| corrupt("quantity"))?,
+        unit_price_minor: row.try_get("unit_price_minor").map_err(fail)?,
+        line_total_minor: row.try_get("line_total_minor").map_err(fail)?,
+    })
+}
+
+fn product_from_row(row: &PgRow) -> Result<Product, StoreError> {
+    Ok(Product {
+        id: ProductId::from_uuid(row.try_get("id").map_err(fail)?),
+        name: row.try_get("name").map_err(fail)?,
+        price_minor: row.try_get("price_minor").map_err(fail)?,
+        currency: row.try_get("currency").map_err(fail)?,
+        active: row.try_get("active").map_err(fail)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(fail)?,
+    })
+}
+
+const PRODUCT_COLUMNS: &str = "id, name, price_minor, currency, active, updated_at_ms";
+
+impl OrderStore for PgOrderStore {
+    fn place<'a>(
+        &'a self,
+        order: &'a Order,
+        saga: &'a SagaState,
+    ) -> BoxFuture<'a, Result<Placed, StoreError>> {
+        Box::pin(self.place_tx(order, saga))
+    }
+
+    fn by_key<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a IdempotencyKey,
+    ) -> BoxFuture<'a, Result<Option<OrderRecord>, StoreError>> {
+        Box::pin(async move {
+            let id: Option<Uuid> = sqlx::query_scalar(
+                "SELECT order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+            )
+            .bind(user.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?;
+            match id {
+                Some(id) => Ok(self.load(&[id]).await?.pop()),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn get(&self, id: OrderId) -> BoxFuture<'_, Result<Option<OrderRecord>, StoreError>> {
+        Box::pin(async move { Ok(self.load(&[id.as_uuid()]).await?.pop()) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        user: &'a UserId,
+        offset: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        Box::pin(async move {
+            let total: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1")
+                .bind(user.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(fail)?;
+            let ids: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM orders WHERE user_id = $1 \
+                 ORDER BY created_at_ms DESC, id DESC OFFSET $2 LIMIT $3",
+            )
+            .bind(user.as_str())
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(Page {
+                records: self.load(&ids).await?,
+                total: u64::try_from(total).unwrap_or(0),
+            })
+        })
+    }
+
+    fn save_saga<'a>(
+        &'a self,
+        saga: &'a SagaState,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE saga_states s SET step = $2, state = $3, updated_at_ms = $4 \
+                 FROM orders o WHERE s.order_id = $1 AND o.id = s.order_id AND o.status = 'pending'",
+            )
+            .bind(saga.order_id.as_uuid())
+            .bind(saga.step.name())
+            .bind(Json(saga))
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(())
+        })
+    }
+
+    fn finish<'a>(
+        &'a self,
+        saga: &'a SagaState,
+        status: OrderStatus,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.finish_tx(saga, status, now_ms))
+    }
+
+    fn request_cancel(&self, id: OrderId, now_ms: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE orders SET cancel_requested = true, updated_at_ms = $2 \
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id.as_uuid())
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn pending(
+        &self,
+        after: Option<OrderId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<OrderId>, StoreError>> {
+        Box::pin(async move {
+            let ids: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM orders WHERE status = 'pending' AND ($1::uuid IS NULL OR id > $1) \
+                 ORDER BY id LIMIT $2",
+            )
+            .bind(after.map(|a| a.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+        })
+    }
+
+    fn record_payment<'a>(&'a self, p: &'a PaymentRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO payments (order_id, payment_id, amount_minor, currency, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(p.order_id.as_uuid())
+            .bind(&p.payment_id)
+            .bind(p.amount_minor)
+            .bind(&p.currency)
+            .bind(p.at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(())
+        })
+    }
+
+    fn record_refund<'a>(&'a self, r: &'a RefundRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO refunds (order_id, refund_id, payment_id, amount_minor, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(r.order_id.as_uuid())
+            .bind(&r.refund_id)
+            .bind(&r.payment_id)
+            .bind(r.amount_minor)
+            .bind(r.at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(())
+        })
+    }
+
+    fn money(
+        &self,
+        id: OrderId,
+    ) -> BoxFuture<'_, Result<(Option<PaymentRecord>, Option<RefundRecord>), StoreError>> {
+        Box::pin(async move {
+            let payment = sqlx::query(
+                "SELECT payment_id, amount_minor, currency, created_at_ms FROM payments WHERE order_id = $1",
+            )
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?
+            .map(|row| -> Result<PaymentRecord, StoreError> {
+                Ok(PaymentRecord {
+                    order_id: id,
+                    payment_id: row.try_get("payment_id").map_err(fail)?,
+                    amount_minor: row.try_get("amount_minor").map_err(fail)?,
+                    currency: row.try_get("currency").map_err(fail)?,
+                    at_ms: row.try_get("created_at_ms").map_err(fail)?,
+                })
+            })
+            .transpose()?;
+            let refund = sqlx::query(
+                "SELECT refund_id, payment_id, amount_minor, created_at_ms FROM refunds WHERE order_id = $1",
+            )
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?
+            .map(|row| -> Result<RefundRecord, StoreError> {
+                Ok(RefundRecord {
+                    order_id: id,
+                    refund_id: row.try_get("refund_id").map_err(fail)?,
+                    payment_id: row.try_get("payment_id").map_err(fail)?,
+                    amount_minor: row.try_get("amount_minor").map_err(fail)?,
+                    at_ms: row.try_get("created_at_ms").map_err(fail)?,
+                })
+            })
+            .transpose()?;
+            Ok((payment, refund))
+        })
+    }
+
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+            rows.iter().map(product_from_row).collect()
+        })
+    }
+
+    fn products_by_id<'a>(
+        &'a self,
+        ids: &'a [ProductId],
+    ) -> BoxFuture<'a, Result<Vec<Product>, StoreError>> {
+        Box::pin(async move {
+            let uuids: Vec<Uuid> = ids.iter().map(ProductId::as_uuid).collect();
+            let rows = sqlx::query(&format!(
+                "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1) ORDER BY id"
+            ))
+            .bind(&uuids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+            rows.iter().map(product_from_row).collect()
+        })
+    }
+
+    fn create_product<'a>(&'a self, p: &'a Product) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let r = sqlx::query(&format!(
+                "INSERT INTO products ({PRODUCT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(p.id.as_uuid())
+            .bind(&p.name)
+            .bind(p.price_minor)
+            .bind(&p.currency)
+            .bind(p.active)
+            .bind(p.updated_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::ProductExists(p.id));
+            }
+            Ok(())
+        })
+    }
+
+    fn update_product<'a>(&'a self, p: &'a Product) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE products SET name = $2, price_minor = $3, currency = $4, active = $5, \
+                 updated_at_ms = $6 WHERE id = $1",
+            )
+            .bind(p.id.as_uuid())
+            .bind(&p.name)
+            .bind(p.price_minor)
+            .bind(&p.currency)
+            .bind(p.active)
+            .bind(p.updated_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn seed_products<'a>(&'a self, ps: &'a [Product]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for p in ps {
+                match self.create_product(p).await {
+                    Ok(()) | Err(StoreError::ProductExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(fail)?;
+            Ok(())
+        })
+    }
+}

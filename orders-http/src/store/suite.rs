@@ -1,0 +1,309 @@
+//! The shared store suite: every [`OrderStore`] adapter must pass it (the
+//! integration tests run it on the memory store and on PostgreSQL). Each case
+//! uses fresh ids and users, so the cases can share one store.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{OrderStore, PaymentRecord, Placed, RefundRecord, StoreError};
+use crate::catalog::Product;
+use crate::domain::{
+    CancelReason, IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, ProductId, UserId,
+};
+use crate::saga::{SagaState, SagaStep};
+
+/// An instant well after the epoch where the suite's clock starts.
+pub const T0_MS: i64 = 1_700_000_000_000;
+
+fn user() -> UserId {
+    UserId::parse(&format!("user-{}", Uuid::new_v4())).expect("valid user")
+}
+
+fn order(user: &UserId, key: Option<&str>, created_at_ms: i64) -> Order {
+    let lines = vec![
+        OrderLine {
+            product_id: ProductId::from_uuid(Uuid::from_u128(1)),
+            name: "first".into(),
+            quantity: 2,
+            unit_price_minor: 150,
+            line_total_minor: 300,
+        },
+        OrderLine {
+            product_id: ProductId::from_uuid(Uuid::from_u128(2)),
+            name: "second".into(),
+            quantity: 1,
+            unit_price_minor: 1_000,
+            line_total_minor: 1_000,
+        },
+    ];
+    Order {
+        id: OrderId::generate(),
+        user_id: user.clone(),
+        status: OrderStatus::Pending,
+        lines,
+        total_minor: 1_300,
+        currency: "EUR".into(),
+        idempotency_key: key.map(|k| IdempotencyKey::parse(k).expect("valid key")),
+        fingerprint: "fp".into(),
+        created_at_ms,
+        updated_at_ms: created_at_ms,
+    }
+}
+
+async fn place(store: &dyn OrderStore, o: &Order) -> SagaState {
+    let saga = SagaState::new(o, o.created_at_ms + 60_000);
+    let placed = store.place(o, &saga).await.expect("place");
+    assert_eq!(placed, Placed::Created);
+    saga
+}
+
+/// Runs every case of the suite against `store`.
+///
+/// # Panics
+/// When the store breaks a rule of the port.
+pub async fn run_all(store: Arc<dyn OrderStore>) {
+    place_and_get(&*store).await;
+    idempotency_keys_are_scoped_per_user(&*store).await;
+    concurrent_repeats_agree_on_one_order(store.clone()).await;
+    lists_newest_first_and_paginates(&*store).await;
+    saga_progress_and_finish(&*store).await;
+    cancel_requests(&*store).await;
+    payments_and_refunds_are_recorded_once(&*store).await;
+    catalog(&*store).await;
+}
+
+/// An order comes back as stored, lines in order, with its saga.
+pub async fn place_and_get(store: &dyn OrderStore) {
+    let u = user();
+    let o = order(&u, None, T0_MS);
+    let saga = place(store, &o).await;
+    let got = store.get(o.id).await.expect("get").expect("stored");
+    assert_eq!(got.order, o);
+    assert_eq!(got.saga, saga);
+    assert!(!got.cancel_requested);
+    assert_eq!(store.get(OrderId::generate()).await.expect("get"), None);
+}
+
+/// The same key is independent per user; a repeat stores nothing and returns
+/// the first order.
+pub async fn idempotency_keys_are_scoped_per_user(store: &dyn OrderStore) {
+    let (a, b) = (user(), user());
+    let first = order(&a, Some("k-1"), T0_MS);
+    place(store, &first).await;
+    let other_user = order(&b, Some("k-1"), T0_MS);
+    place(store, &other_user).await;
+    let repeat = order(&a, Some("k-1"), T0_MS + 1);
+    let saga = SagaState::new(&repeat, T0_MS);
+    match store.place(&repeat, &saga).await.expect("place") {
+        Placed::Existing(r) => assert_eq!(r.order.id, first.id),
+        Placed::Created => panic!("a repeated key must not create an order"),
+    }
+    assert_eq!(store.get(repeat.id).await.expect("get"), None);
+    let key = IdempotencyKey::parse("k-1").expect("key");
+    let found = store
+        .by_key(&a, &key)
+        .await
+        .expect("by_key")
+        .expect("found");
+    assert_eq!(found.order.id, first.id);
+    let found = store
+        .by_key(&b, &key)
+        .await
+        .expect("by_key")
+        .expect("found");
+    assert_eq!(found.order.id, other_user.id);
+    let unknown = IdempotencyKey::parse("k-2").expect("key");
+    assert_eq!(store.by_key(&a, &unknown).await.expect("by_key"), None);
+}
+
+/// Concurrent places with one key: exactly one order is created and every
+/// other call gets that order.
+pub async fn concurrent_repeats_agree_on_one_order(store: Arc<dyn OrderStore>) {
+    let u = user();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, u) = (store.clone(), u.clone());
+        tasks.push(tokio::spawn(async move {
+            let o = order(&u, Some("same"), T0_MS + i);
+            let saga = SagaState::new(&o, T0_MS);
+            match store.place(&o, &saga).await.expect("place") {
+                Placed::Created => o.id,
+                Placed::Existing(r) => r.order.id,
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.expect("task"));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every repeat names the one created order");
+    let page = store.list(&u, 0, 100).await.expect("list");
+    assert_eq!(page.total, 1);
+}
+
+/// A user's orders, newest first, paginated, without other users' orders.
+pub async fn lists_newest_first_and_paginates(store: &dyn OrderStore) {
+    let (u, other) = (user(), user());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let o = order(&u, None, T0_MS + i * 1_000);
+        place(store, &o).await;
+        ids.push(o.id);
+    }
+    place(store, &order(&other, None, T0_MS + 10_000)).await;
+    ids.reverse();
+    let first = store.list(&u, 0, 2).await.expect("list");
+    assert_eq!(first.total, 5);
+    let got: Vec<OrderId> = first.records.iter().map(|r| r.order.id).collect();
+    assert_eq!(got, ids[..2]);
+    assert_eq!(first.records[0].order.lines.len(), 2);
+    let last = store.list(&u, 4, 2).await.expect("list");
+    let got: Vec<OrderId> = last.records.iter().map(|r| r.order.id).collect();
+    assert_eq!(got, ids[4..]);
+    assert!(store
+        .list(&u, 10, 2)
+        .await
+        .expect("list")
+        .records
+        .is_empty());
+    assert_eq!(store.list(&user(), 0, 10).await.expect("list").total, 0);
+}
+
+/// Saga progress is saved while pending; finishing is atomic and happens once;
+/// finished orders leave the pending list.
+pub async fn saga_progress_and_finish(store: &dyn OrderStore) {
+    let o = order(&user(), None, T0_MS);
+    let mut saga = place(store, &o).await;
+    let pending = store.pending(None, 100_000).await.expect("pending");
+    assert!(pending.contains(&o.id));
+    saga.step = SagaStep::Pay;
+    saga.lines[0].reservation_id = Some(Uuid::new_v4());
+    saga.lines[1].reservation_id = Some(Uuid::new_v4());
+    store.save_saga(&saga, T0_MS + 1).await.expect("save");
+    assert_eq!(
+        store.get(o.id).await.expect("get").expect("stored").saga,
+        saga
+    );
+    saga.step = SagaStep::Done;
+    let status = OrderStatus::Cancelled(CancelReason::PaymentDeclined);
+    assert!(store
+        .finish(&saga, status, T0_MS + 2)
+        .await
+        .expect("finish"));
+    assert!(!store
+        .finish(&saga, OrderStatus::Confirmed, T0_MS + 3)
+        .await
+        .expect("finish"));
+    let mut late = saga.clone();
+    late.step = SagaStep::Confirm;
+    store.save_saga(&late, T0_MS + 4).await.expect("save");
+    let got = store.get(o.id).await.expect("get").expect("stored");
+    assert_eq!(got.order.status, status);
+    assert_eq!(got.order.updated_at_ms, T0_MS + 2);
+    assert_eq!(got.saga, saga, "a finished saga does not change");
+    let pending = store.pending(None, 100_000).await.expect("pending");
+    assert!(!pending.contains(&o.id));
+    let after: Vec<OrderId> = store.pending(Some(o.id), 100_000).await.expect("pending");
+    assert!(after.iter().all(|id| *id > o.id), "pending pages by id");
+}
+
+/// Only pending orders take a cancel request.
+pub async fn cancel_requests(store: &dyn OrderStore) {
+    let o = order(&user(), None, T0_MS);
+    let mut saga = place(store, &o).await;
+    assert!(store.request_cancel(o.id, T0_MS + 1).await.expect("cancel"));
+    let got = store.get(o.id).await.expect("get").expect("stored");
+    assert!(got.cancel_requested);
+    saga.step = SagaStep::Done;
+    let status = OrderStatus::Cancelled(CancelReason::CancelledByUser);
+    assert!(store
+        .finish(&saga, status, T0_MS + 2)
+        .await
+        .expect("finish"));
+    assert!(!store.request_cancel(o.id, T0_MS + 3).await.expect("cancel"));
+    assert!(!store
+        .request_cancel(OrderId::generate(), T0_MS)
+        .await
+        .expect("cancel"));
+}
+
+/// A payment and a refund are recorded once per order.
+pub async fn payments_and_refunds_are_recorded_once(store: &dyn OrderStore) {
+    let o = order(&user(), None, T0_MS);
+    place(store, &o).await;
+    assert_eq!(store.money(o.id).await.expect("money"), (None, None));
+    let payment = PaymentRecord {
+        order_id: o.id,
+        payment_id: "pay-1".into(),
+        amount_minor: 1_300,
+        currency: "EUR".into(),
+        at_ms: T0_MS,
+    };
+    store.record_payment(&payment).await.expect("pay");
+    store
+        .record_payment(&PaymentRecord {
+            payment_id: "pay-2".into(),
+            ..payment.clone()
+        })
+        .await
+        .expect("pay again");
+    let refund = RefundRecord {
+        order_id: o.id,
+        refund_id: "ref-1".into(),
+        payment_id: "pay-1".into(),
+        amount_minor: 1_300,
+        at_ms: T0_MS + 5,
+    };
+    store.record_refund(&refund).await.expect("refund");
+    store.record_refund(&refund).await.expect("refund again");
+    assert_eq!(
+        store.money(o.id).await.expect("money"),
+        (Some(payment), Some(refund))
+    );
+}
+
+/// Products: create once, update, look up by id; seeding keeps existing ones.
+pub async fn catalog(store: &dyn OrderStore) {
+    let id = ProductId::from_uuid(Uuid::new_v4());
+    let p = Product {
+        id,
+        name: "Lamp".into(),
+        price_minor: 4_999,
+        currency: "EUR".into(),
+        active: true,
+        updated_at_ms: T0_MS,
+    };
+    store.create_product(&p).await.expect("create");
+    assert!(matches!(
+        store.create_product(&p).await,
+        Err(StoreError::ProductExists(_))
+    ));
+    let changed = Product {
+        price_minor: 3_999,
+        active: false,
+        updated_at_ms: T0_MS + 1,
+        ..p.clone()
+    };
+    assert!(store.update_product(&changed).await.expect("update"));
+    let missing = Product {
+        id: ProductId::from_uuid(Uuid::new_v4()),
+        ..p.clone()
+    };
+    assert!(!store.update_product(&missing).await.expect("update"));
+    store
+        .seed_products(&[p.clone(), missing.clone()])
+        .await
+        .expect("seed");
+    let found = store
+        .products_by_id(&[id, missing.id, ProductId::from_uuid(Uuid::new_v4())])
+        .await
+        .expect("by id");
+    assert_eq!(found.len(), 2);
+    assert!(found.contains(&changed), "seeding does not overwrite");
+    assert!(found.contains(&missing));
+    let all = store.products().await.expect("all");
+    assert!(all.contains(&changed));
+    store.ping().await.expect("ping");
+}
