@@ -1,32 +1,34 @@
 //! The state of one product, kept together behind one lock: its item, its
-//! reservations (by id, by order, and the pending ones by expiry) and its ledger.
+//! reservations (in slots, and the pending ones ordered by expiry) and its
+//! ledger.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use inventory_core::{
-    Adjustment, InventoryItem, OrderId, ProductId, Reservation, ReservationId, ReservationStatus,
-    Timestamp,
+    Adjustment, InventoryItem, ProductId, Reservation, ReservationId, ReservationStatus, Timestamp,
 };
 
-/// Hash maps keyed by ids. Ids are caller-chosen UUIDs, so the hasher is
-/// randomly seeded; foldhash is several times faster than SipHash on them.
-pub(crate) type IdMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+/// Where a reservation lives: the slot of its product's cell.
+pub(crate) type SlotIndex = u32;
 
-/// Everything the store knows about one product.
+/// Everything the store keeps about one product.
 ///
-/// Invariant (checked by [`ItemCell::check`] in tests): `pending` holds exactly
-/// the `(expires_at, id)` of the reservations whose status is pending, and
-/// `by_order` maps each reservation's order to its id.
+/// Reservations sit in a slab (a vector of slots reused after a purge), so
+/// storing one is a push rather than a hash-table insert; the store's id index
+/// maps each reservation id to its product and slot.
+///
+/// Invariant (checked by [`ItemCell::check`]): `pending` holds exactly the
+/// `(expires_at, id)` of the pending reservations, each with its slot.
 #[derive(Debug)]
 pub(crate) struct ItemCell {
     /// The product; set when the cell is made, never changed.
     pub(crate) product_id: ProductId,
     /// `None` until the item is created.
     pub(crate) item: Option<InventoryItem>,
-    pub(crate) reservations: IdMap<ReservationId, Reservation>,
-    pub(crate) by_order: IdMap<OrderId, ReservationId>,
+    slots: Vec<Option<Reservation>>,
+    free: Vec<SlotIndex>,
     /// Pending reservations, earliest expiry first.
-    pub(crate) pending: BTreeSet<(Timestamp, ReservationId)>,
+    pending: BTreeMap<(Timestamp, ReservationId), SlotIndex>,
     /// Every stock adjustment, oldest first.
     pub(crate) ledger: Vec<Adjustment>,
 }
@@ -37,35 +39,55 @@ impl ItemCell {
         Self {
             product_id,
             item: None,
-            reservations: IdMap::default(),
-            by_order: IdMap::default(),
-            pending: BTreeSet::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            pending: BTreeMap::new(),
             ledger: Vec::new(),
         }
     }
 
-    /// Stores a new reservation of this product.
-    pub(crate) fn insert_reservation(&mut self, reservation: Reservation) {
+    /// The reservation in `slot`.
+    pub(crate) fn get(&self, slot: SlotIndex) -> Option<&Reservation> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// The reservation in `slot`, to change in place.
+    pub(crate) fn get_mut(&mut self, slot: SlotIndex) -> Option<&mut Reservation> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Stores a new reservation of this product and returns its slot.
+    pub(crate) fn insert(&mut self, reservation: Reservation) -> SlotIndex {
         debug_assert_eq!(reservation.product_id(), self.product_id);
-        if reservation.status() == ReservationStatus::Pending {
-            self.pending
-                .insert((reservation.expires_at(), reservation.id()));
+        let key = (reservation.expires_at(), reservation.id());
+        let pending = reservation.status() == ReservationStatus::Pending;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                debug_assert!(self.slots[slot as usize].is_none());
+                self.slots[slot as usize] = Some(reservation);
+                slot
+            }
+            None => {
+                let slot = SlotIndex::try_from(self.slots.len())
+                    .expect("fewer than 4 billion reservations per product");
+                self.slots.push(Some(reservation));
+                slot
+            }
+        };
+        if pending {
+            self.pending.insert(key, slot);
         }
-        let previous = self
-            .by_order
-            .insert(reservation.order_id(), reservation.id());
-        debug_assert!(previous.is_none(), "one reservation per (order, product)");
-        let previous = self.reservations.insert(reservation.id(), reservation);
-        debug_assert!(previous.is_none(), "reservation ids are unique");
+        slot
     }
 
     /// Takes a reservation that just left the pending state out of the expiry
     /// index.
-    pub(crate) fn finished(&mut self, id: ReservationId) {
-        let reservation = &self.reservations[&id];
+    pub(crate) fn finished(&mut self, slot: SlotIndex) {
+        let reservation = self.get(slot).expect("a finished reservation is stored");
         debug_assert!(reservation.status().is_terminal());
-        let removed = self.pending.remove(&(reservation.expires_at(), id));
-        debug_assert!(removed, "a finished reservation was pending");
+        let key = (reservation.expires_at(), reservation.id());
+        let removed = self.pending.remove(&key);
+        debug_assert_eq!(removed, Some(slot), "a finished reservation was pending");
     }
 
     /// Up to `limit` pending reservations due at `now`, earliest first.
@@ -75,7 +97,7 @@ impl ItemCell {
         limit: usize,
     ) -> impl Iterator<Item = ReservationId> + '_ {
         self.pending
-            .iter()
+            .keys()
             .take_while(move |(expires_at, _)| *expires_at <= now)
             .take(limit)
             .map(|(_, id)| *id)
@@ -84,59 +106,63 @@ impl ItemCell {
     /// The earliest pending reservation due at `now`.
     pub(crate) fn first_due(&self, now: Timestamp) -> Option<ReservationId> {
         self.pending
-            .first()
-            .filter(|(expires_at, _)| *expires_at <= now)
-            .map(|(_, id)| *id)
+            .first_key_value()
+            .filter(|((expires_at, _), _)| *expires_at <= now)
+            .map(|((_, id), _)| *id)
+    }
+
+    /// Every stored reservation with its slot.
+    pub(crate) fn reservations(&self) -> impl Iterator<Item = (SlotIndex, &Reservation)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, r)| Some((slot as SlotIndex, r.as_ref()?)))
     }
 
     /// Removes up to `limit` reservations that reached a terminal state before
-    /// `before`, returning their ids and orders.
-    pub(crate) fn purge_finished(
-        &mut self,
-        before: Timestamp,
-        limit: usize,
-    ) -> Vec<(ReservationId, OrderId)> {
-        let old: Vec<(ReservationId, OrderId)> = self
-            .reservations
-            .values()
-            .filter(|r| r.status().is_terminal() && r.updated_at() < before)
-            .take(limit)
-            .map(|r| (r.id(), r.order_id()))
-            .collect();
-        for (id, order) in &old {
-            self.reservations.remove(id);
-            self.by_order.remove(order);
+    /// `before`, and returns them.
+    pub(crate) fn purge_finished(&mut self, before: Timestamp, limit: usize) -> Vec<Reservation> {
+        let mut purged = Vec::new();
+        for (slot, entry) in self.slots.iter_mut().enumerate() {
+            if purged.len() == limit {
+                break;
+            }
+            if entry
+                .as_ref()
+                .is_some_and(|r| r.status().is_terminal() && r.updated_at() < before)
+            {
+                purged.extend(entry.take());
+                self.free.push(slot as SlotIndex);
+            }
         }
-        old
+        purged
     }
 
-    /// Checks the cell's own indexes against its reservations.
+    /// Checks the expiry index and the item against the reservations.
     ///
     /// # Panics
-    /// When an index disagrees with the reservations (a bug in this crate).
+    /// When they disagree (a bug in this crate or in `inventory-core`).
     pub(crate) fn check(&self) {
-        let pending: BTreeSet<(Timestamp, ReservationId)> = self
-            .reservations
-            .values()
-            .filter(|r| r.status() == ReservationStatus::Pending)
-            .map(|r| (r.expires_at(), r.id()))
+        let pending: BTreeMap<(Timestamp, ReservationId), SlotIndex> = self
+            .reservations()
+            .filter(|(_, r)| r.status() == ReservationStatus::Pending)
+            .map(|(slot, r)| ((r.expires_at(), r.id()), slot))
             .collect();
         assert_eq!(pending, self.pending, "expiry index of {}", self.product_id);
-        assert_eq!(self.by_order.len(), self.reservations.len());
-        for (order, id) in &self.by_order {
-            assert_eq!(self.reservations[id].order_id(), *order);
-        }
-        if let Some(item) = &self.item {
-            let held: u64 = self
-                .reservations
-                .values()
-                .filter(|r| r.status() == ReservationStatus::Pending)
-                .map(|r| r.quantity().get())
-                .sum();
-            assert_eq!(item.reserved(), held, "reserved of {}", self.product_id);
-            assert!(item.reserved() <= item.quantity());
-        } else {
-            assert!(self.reservations.is_empty());
+        let free = self.slots.iter().filter(|s| s.is_none()).count();
+        assert_eq!(free, self.free.len(), "free slots of {}", self.product_id);
+        match &self.item {
+            Some(item) => {
+                let held: u64 = self
+                    .reservations()
+                    .filter(|(_, r)| r.status() == ReservationStatus::Pending)
+                    .map(|(_, r)| r.quantity().get())
+                    .sum();
+                assert_eq!(item.reserved(), held, "reserved of {}", self.product_id);
+                assert!(item.reserved() <= item.quantity());
+                assert_eq!(item.available(), item.quantity() - item.reserved());
+            }
+            None => assert!(self.slots.is_empty()),
         }
     }
 }

@@ -86,6 +86,7 @@
 //! ```
 
 mod cell;
+mod index;
 mod locked;
 mod outbox;
 mod port;
@@ -93,3 +94,6 @@ mod store;
 
 pub use outbox::OUTBOX_SHARDS;
 pub use store::{MemoryStore, PURGE_BATCH_MAX};
+
+#[cfg(test)]
+mod tests;

@@ -14,10 +14,10 @@ use inventory_core::{
 use parking_lot::Mutex;
 
 use crate::cell::ItemCell;
+use crate::index::{Hasher, Indexes, Place, CLAIMED};
 use crate::locked::{Guard, Locked};
 use crate::outbox::MemoryOutbox;
 
-type Hasher = foldhash::quality::RandomState;
 type Cell = Arc<Mutex<ItemCell>>;
 
 /// Most finished reservations one [`MemoryStore::purge_finished`] call removes,
@@ -26,39 +26,6 @@ pub const PURGE_BATCH_MAX: usize = 10_000;
 
 // A reserve tracks which of its lines claimed their reservation id in a `u128`.
 const _: () = assert!(LINES_MAX <= 128);
-
-/// The products an order holds reservations of. Most orders name one product,
-/// which needs no allocation.
-#[derive(Debug)]
-struct OrderProducts {
-    first: ProductId,
-    rest: Vec<ProductId>,
-}
-
-impl OrderProducts {
-    fn iter(&self) -> impl Iterator<Item = ProductId> + '_ {
-        std::iter::once(self.first).chain(self.rest.iter().copied())
-    }
-
-    fn add(&mut self, product: ProductId) {
-        if self.first != product && !self.rest.contains(&product) {
-            self.rest.push(product);
-        }
-    }
-
-    /// Removes `product`; false when none is left.
-    fn remove(&mut self, product: ProductId) -> bool {
-        if self.first == product {
-            match self.rest.pop() {
-                Some(last) => self.first = last,
-                None => return false,
-            }
-        } else {
-            self.rest.retain(|p| *p != product);
-        }
-        true
-    }
-}
 
 /// The in-memory inventory store.
 ///
@@ -81,10 +48,7 @@ impl OrderProducts {
 ///   events nobody consumes grows by a few hundred bytes per change.
 pub struct MemoryStore {
     items: DashMap<ProductId, Cell, Hasher>,
-    /// The product of every reservation, and of reservation ids claimed by a
-    /// reserve in flight.
-    reservations: DashMap<ReservationId, ProductId, Hasher>,
-    orders: DashMap<OrderId, OrderProducts, Hasher>,
+    index: Indexes,
     outbox: MemoryOutbox,
 }
 
@@ -98,7 +62,7 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("products", &self.items.len())
-            .field("reservations", &self.reservations.len())
+            .field("reservations", &self.index.reservations.len())
             .field("outbox", &self.outbox.len())
             .finish()
     }
@@ -109,8 +73,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             items: DashMap::with_hasher(Hasher::default()),
-            reservations: DashMap::with_hasher(Hasher::default()),
-            orders: DashMap::with_hasher(Hasher::default()),
+            index: Indexes::default(),
             outbox: MemoryOutbox::default(),
         }
     }
@@ -135,17 +98,25 @@ impl MemoryStore {
                         .or_insert_with(|| Arc::new(Mutex::new(ItemCell::new(*product_id)))),
                 );
                 let mut guards = [cell.lock()];
-                self.run(&mut guards, command, meta)
+                self.run(&mut guards, command, meta, None).0
             }
             Command::Reserve(reserve) => self.reserve(reserve, command, meta),
             Command::Confirm { reservation_id }
             | Command::Release { reservation_id }
             | Command::Expire { reservation_id } => {
-                let product = self.reservations.get(reservation_id).map(|p| *p);
-                self.run_on(product, command, meta)
+                let place = self.index.place(*reservation_id);
+                let cell = place.and_then(|place| self.cell(place.product));
+                let known = place.map(|place| (*reservation_id, place));
+                match cell {
+                    Some(cell) => self.run(&mut [cell.lock()], command, meta, known).0,
+                    None => self.run(&mut [], command, meta, None).0,
+                }
             }
             Command::Adjust { product_id, .. } | Command::SetQuantity { product_id, .. } => {
-                self.run_on(Some(*product_id), command, meta)
+                match self.cell(*product_id) {
+                    Some(cell) => self.run(&mut [cell.lock()], command, meta, None).0,
+                    None => self.run(&mut [], command, meta, None).0,
+                }
             }
         }
     }
@@ -154,34 +125,21 @@ impl MemoryStore {
         self.items.get(&product).map(|cell| Arc::clone(&cell))
     }
 
-    /// Runs a command touching at most one product.
-    fn run_on(
-        &self,
-        product: Option<ProductId>,
-        command: &Command,
-        meta: &Meta,
-    ) -> Result<Outcome, Error> {
-        match product.and_then(|p| self.cell(p)) {
-            Some(cell) => self.run(&mut [cell.lock()], command, meta),
-            None => self.run(&mut [], command, meta),
-        }
-    }
-
     /// Decides `command` over locked cells (sorted by product); its events are
-    /// queued before this returns, while the cells are still locked.
+    /// queued before this returns, while the cells are still locked. `known`
+    /// is a reservation whose place the caller already looked up. Also returns
+    /// how many reservations the command stored.
     fn run(
         &self,
         cells: &mut [Guard<'_>],
         command: &Command,
         meta: &Meta,
-    ) -> Result<Outcome, Error> {
-        debug_assert!(cells.windows(2).all(|w| w[0].product_id < w[1].product_id));
+        known: Option<(ReservationId, Place)>,
+    ) -> (Result<Outcome, Error>, usize) {
         let mut events = self.outbox.writer(meta);
-        let mut ws = Locked {
-            cells,
-            events: &mut events,
-        };
-        decide(&mut ws, command, meta.now)
+        let mut ws = Locked::new(cells, &self.index, &mut events, known);
+        let result = decide(&mut ws, command, meta.now);
+        (result, ws.stored())
     }
 
     fn reserve(&self, reserve: &Reserve, command: &Command, meta: &Meta) -> Result<Outcome, Error> {
@@ -190,8 +148,11 @@ impl MemoryStore {
         // then belong to one reservation only, even across products.
         let mut claimed: u128 = 0;
         for (i, line) in lines.iter().enumerate() {
-            if let Entry::Vacant(slot) = self.reservations.entry(line.reservation_id) {
-                slot.insert(line.product_id);
+            if let Entry::Vacant(slot) = self.index.reservations.entry(line.reservation_id) {
+                slot.insert(Place {
+                    product: line.product_id,
+                    slot: CLAIMED,
+                });
                 claimed |= 1 << i;
             }
         }
@@ -223,68 +184,57 @@ impl MemoryStore {
         command: &Command,
         meta: &Meta,
     ) -> Result<Outcome, Error> {
-        let result = self
-            .check_unclaimed_ids(cells, reserve, claimed)
-            .and_then(|()| self.run(cells, command, meta));
-        self.settle_claims(cells, reserve, claimed);
+        if let Err(error) = self.check_unclaimed_ids(cells, reserve, claimed) {
+            self.settle_claims(reserve, claimed);
+            return Err(error);
+        }
+        let (result, stored) = self.run(cells, command, meta, None);
+        // A claim that did not become a reservation goes back; when every
+        // claim was stored (the usual case) there is nothing to look at.
+        if stored != claimed.count_ones() as usize {
+            self.settle_claims(reserve, claimed);
+        }
         result
     }
 
     /// A line whose id was already in the index may only go ahead when the
-    /// order already holds that product (the id is then ignored).
+    /// order already holds that product (the rules then ignore the id).
     fn check_unclaimed_ids(
         &self,
         cells: &[Guard<'_>],
         reserve: &Reserve,
         claimed: u128,
     ) -> Result<(), Error> {
+        let order = reserve.order_id();
         for (i, line) in reserve.lines().iter().enumerate() {
-            if claimed & (1 << i) != 0 {
-                continue;
+            if claimed & (1 << i) != 0 || find(cells, line.product_id).is_none() {
+                continue; // claimed, or an unknown product the rules report
             }
-            let Some(cell) = find(cells, line.product_id) else {
-                continue; // unknown product: the rules report it
-            };
-            if cell.by_order.contains_key(&reserve.order_id()) {
+            if self.index.find(order, line.product_id).is_some() {
                 continue;
             }
             let id = line.reservation_id;
-            let owner = self.reservations.get(&id).map(|p| *p);
-            if !cell.reservations.contains_key(&id) && owner.is_none_or(|p| p == line.product_id) {
+            let owner = self.index.reservations.get(&id).map(|place| *place);
+            return Err(match owner {
                 // Another reserve with this id is in flight on this product.
-                return Err(Error::Contention);
-            }
-            return Err(Error::InvalidInput {
-                field: "reservation_id",
-                reason: format!("{id} already identifies another reservation"),
+                None => Error::Contention,
+                Some(place) if place.product == line.product_id && place.slot == CLAIMED => {
+                    Error::Contention
+                }
+                Some(_) => Error::InvalidInput {
+                    field: "reservation_id",
+                    reason: format!("{id} already identifies another reservation"),
+                },
             });
         }
         Ok(())
     }
 
-    /// Keeps the claims that became reservations (and indexes their orders);
-    /// gives the others back.
-    fn settle_claims(&self, cells: &[Guard<'_>], reserve: &Reserve, claimed: u128) {
-        if claimed == 0 {
-            return;
-        }
-        let order = reserve.order_id();
+    /// Gives back the claims that did not become reservations.
+    fn settle_claims(&self, reserve: &Reserve, claimed: u128) {
         for (i, line) in reserve.lines().iter().enumerate() {
-            if claimed & (1 << i) == 0 {
-                continue;
-            }
-            let created = find(cells, line.product_id)
-                .is_some_and(|cell| cell.reservations.contains_key(&line.reservation_id));
-            if created {
-                self.orders
-                    .entry(order)
-                    .and_modify(|products| products.add(line.product_id))
-                    .or_insert_with(|| OrderProducts {
-                        first: line.product_id,
-                        rest: Vec::new(),
-                    });
-            } else {
-                self.reservations.remove(&line.reservation_id);
+            if claimed & (1 << i) != 0 {
+                self.index.release_claim(line.reservation_id);
             }
         }
     }
@@ -309,25 +259,22 @@ impl MemoryStore {
 
     /// One reservation.
     pub fn reservation_sync(&self, id: ReservationId) -> Option<Reservation> {
-        let product = *self.reservations.get(&id)?;
-        self.cell(product)?.lock().reservations.get(&id).cloned()
+        let place = self.index.place(id)?;
+        let cell = self.cell(place.product)?;
+        let cell = cell.lock();
+        // A purge between the two reads may have given the slot to another.
+        cell.get(place.slot).filter(|r| r.id() == id).cloned()
     }
 
     /// Every reservation of an order, ordered by product id.
     pub fn reservations_of_order_sync(&self, order_id: OrderId) -> Vec<Reservation> {
-        let mut products: Vec<ProductId> = match self.orders.get(&order_id) {
-            Some(products) => products.iter().collect(),
+        let mut ids: Vec<(ProductId, ReservationId)> = match self.index.orders.get(&order_id) {
+            Some(lines) => lines.iter().collect(),
             None => return Vec::new(),
         };
-        products.sort_unstable();
-        products
-            .into_iter()
-            .filter_map(|p| {
-                let cell = self.cell(p)?;
-                let cell = cell.lock();
-                let id = cell.by_order.get(&order_id)?;
-                cell.reservations.get(id).cloned()
-            })
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|(_, id)| self.reservation_sync(id))
             .collect()
     }
 
@@ -336,7 +283,8 @@ impl MemoryStore {
         let Some(cell) = self.cell(product_id) else {
             return Vec::new();
         };
-        let mut all: Vec<Reservation> = cell.lock().reservations.values().cloned().collect();
+        let mut all: Vec<Reservation> =
+            cell.lock().reservations().map(|(_, r)| r.clone()).collect();
         all.sort_unstable_by_key(Reservation::id);
         all
     }
@@ -372,7 +320,7 @@ impl MemoryStore {
                     break;
                 };
                 let command = Command::Expire { reservation_id };
-                let outcome = self.run(std::slice::from_mut(&mut cell), &command, meta);
+                let (outcome, _) = self.run(std::slice::from_mut(&mut cell), &command, meta, None);
                 let changed = matches!(outcome, Ok(Outcome::Reservation { changed: true, .. }));
                 assert!(changed, "a due pending reservation expires: {outcome:?}");
                 expired += 1;
@@ -390,24 +338,21 @@ impl MemoryStore {
     /// repeated for the same order and product makes a new reservation. Purge
     /// only what is older than any retry you expect.
     pub fn purge_finished(&self, before: Timestamp, limit: usize) -> usize {
-        let mut left = limit.min(PURGE_BATCH_MAX);
+        let limit = limit.min(PURGE_BATCH_MAX);
+        let mut purged = 0;
         for entry in self.items.iter() {
-            if left == 0 {
+            if purged == limit {
                 break;
             }
             let mut cell = entry.value().lock();
             let product = cell.product_id;
-            for (id, order) in cell.purge_finished(before, left) {
-                left -= 1;
-                self.reservations.remove(&id);
-                if let Entry::Occupied(mut products) = self.orders.entry(order) {
-                    if !products.get_mut().remove(product) {
-                        products.remove();
-                    }
-                }
+            for reservation in cell.purge_finished(before, limit - purged) {
+                self.index
+                    .forget(reservation.id(), reservation.order_id(), product);
+                purged += 1;
             }
         }
-        limit.min(PURGE_BATCH_MAX) - left
+        purged
     }
 
     /// Up to `limit.min(OUTBOX_BATCH_MAX)` unpublished outbox entries, lowest
@@ -440,27 +385,30 @@ impl MemoryStore {
     /// in this crate or in `inventory-core`). Meant for tests and debugging: it
     /// locks every item in turn.
     pub fn assert_consistent(&self) {
-        let mut reservations = 0;
+        let mut stored = 0;
         for entry in self.items.iter() {
             let cell = entry.value().lock();
             assert_eq!(cell.product_id, *entry.key());
             cell.check();
-            for (id, reservation) in &cell.reservations {
+            for (slot, reservation) in cell.reservations() {
+                let id = reservation.id();
+                let place = Place {
+                    product: cell.product_id,
+                    slot,
+                };
+                assert_eq!(self.index.place(id), Some(place), "id index of {id}");
                 assert_eq!(
-                    self.reservations.get(id).map(|p| *p),
-                    Some(cell.product_id),
-                    "id index of reservation {id}"
+                    self.index.find(reservation.order_id(), cell.product_id),
+                    Some(id),
+                    "order index of {id}"
                 );
-                let order = self.orders.get(&reservation.order_id());
-                assert!(
-                    order.is_some_and(|o| o.iter().any(|p| p == cell.product_id)),
-                    "order index of reservation {id}"
-                );
+                stored += 1;
             }
-            reservations += cell.reservations.len();
         }
-        // With no reserve in flight, every id in the index is a reservation.
-        assert_eq!(self.reservations.len(), reservations, "id index size");
+        // With no reserve in flight, every id in the index is stored.
+        assert_eq!(self.index.reservations.len(), stored, "id index size");
+        let lines: usize = self.index.orders.iter().map(|o| o.iter().count()).sum();
+        assert_eq!(lines, stored, "order index size");
     }
 }
 
