@@ -8,8 +8,8 @@
 //! versioned `UPDATE` of the item fail and the command runs again.
 
 use inventory_core::{
-    decide, Changes, Command, Error, Meta, Outcome, ProductId, Reservation, ReservationId,
-    Snapshot, LAZY_EXPIRY_MAX,
+    decide, Changes, Command, Error, InventoryItem, Meta, Outcome, ProductId, Reservation,
+    ReservationId, Snapshot, LAZY_EXPIRY_MAX,
 };
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::fail::{classify, unique_violation, Fail};
 use crate::options::Concurrency;
 use crate::retry::Retrier;
-use crate::rows::{self, to_i64, ITEM_COLUMNS, RESERVATION_COLUMNS};
+use crate::rows::{self, to_i64, ITEM_COLUMNS, RESERVATION_COLUMNS, RESERVATION_JOINED_COLUMNS};
 use crate::store::PgStore;
 
 /// How a load reads item rows.
@@ -130,12 +130,10 @@ async fn load(
     lock: ItemLock,
 ) -> Result<(), Fail> {
     if let Some(id) = command.reservation_id() {
-        // The reservation names its item; lock or read the item, then read the
-        // reservation again, now that nothing can change it unseen.
-        let Some(first) = fetch_reservation(conn, id).await? else {
-            return Ok(());
-        };
-        for item in fetch_items(conn, &[first.product_id()], lock).await? {
+        // Lock (or read) the item the reservation names, then read the
+        // reservation in a later statement: it then sees every change that
+        // whoever held the lock before committed.
+        for item in fetch_item_of_reservation(conn, id, lock).await? {
             snapshot.load_item(item);
         }
         if let Some(reservation) = fetch_reservation(conn, id).await? {
@@ -144,33 +142,34 @@ async fn load(
         return Ok(());
     }
     let products = command.products();
-    let items = fetch_items(conn, &products, lock).await?;
-    if let Command::Reserve(reserve) = command {
-        // Lazy expiry only runs for a line its item cannot serve as it stands.
-        let short: Vec<ProductId> = reserve
-            .lines()
-            .iter()
-            .filter(|line| {
-                items.iter().any(|item| {
-                    item.product_id() == line.product_id && item.available() < line.quantity.get()
-                })
+    let Command::Reserve(reserve) = command else {
+        for item in fetch_items(conn, &products, lock).await? {
+            snapshot.load_item(item);
+        }
+        return Ok(());
+    };
+    let (items, lines) =
+        fetch_items_with_lines(conn, &products, reserve.order_id().as_uuid(), lock).await?;
+    // Lazy expiry only runs for a line its item cannot serve as it stands.
+    let short: Vec<ProductId> = reserve
+        .lines()
+        .iter()
+        .filter(|line| {
+            items.iter().any(|item| {
+                item.product_id() == line.product_id && item.available() < line.quantity.get()
             })
-            .map(|line| line.product_id)
-            .collect();
-        for item in items {
-            snapshot.load_item(item);
-        }
-        for r in fetch_order_lines(conn, reserve.order_id().as_uuid(), &products).await? {
+        })
+        .map(|line| line.product_id)
+        .collect();
+    for item in items {
+        snapshot.load_item(item);
+    }
+    for r in lines {
+        snapshot.load_reservation(r);
+    }
+    if !short.is_empty() {
+        for r in fetch_overdue(conn, &short, meta).await? {
             snapshot.load_reservation(r);
-        }
-        if !short.is_empty() {
-            for r in fetch_overdue(conn, &short, meta).await? {
-                snapshot.load_reservation(r);
-            }
-        }
-    } else {
-        for item in items {
-            snapshot.load_item(item);
         }
     }
     Ok(())
@@ -185,7 +184,7 @@ pub(crate) async fn fetch_items(
     conn: &mut PgConnection,
     products: &[ProductId],
     lock: ItemLock,
-) -> Result<Vec<inventory_core::InventoryItem>, Fail> {
+) -> Result<Vec<InventoryItem>, Fail> {
     if products.is_empty() {
         return Ok(Vec::new());
     }
@@ -215,25 +214,61 @@ async fn fetch_reservation(
     Ok(row.as_ref().map(rows::reservation).transpose()?)
 }
 
-async fn fetch_order_lines(
+/// The item a reservation names (none when the reservation does not exist).
+async fn fetch_item_of_reservation(
     conn: &mut PgConnection,
-    order_id: Uuid,
-    products: &[ProductId],
-) -> Result<Vec<Reservation>, Fail> {
+    id: ReservationId,
+    lock: ItemLock,
+) -> Result<Vec<InventoryItem>, Fail> {
     let sql = format!(
-        "SELECT {RESERVATION_COLUMNS} FROM reservations \
-         WHERE order_id = $1 AND product_id = ANY($2)"
+        "SELECT {ITEM_COLUMNS} FROM inventory_items \
+         WHERE product_id = (SELECT product_id FROM reservations WHERE id = $1){}",
+        lock.clause()
     );
     let rows = sqlx::query(&sql)
-        .bind(order_id)
-        .bind(uuids(products))
+        .bind(id.as_uuid())
         .fetch_all(conn)
         .await
-        .map_err(|e| classify("load order lines", e))?;
-    Ok(rows
-        .iter()
-        .map(rows::reservation)
-        .collect::<Result<_, _>>()?)
+        .map_err(|e| classify("load item of reservation", e))?;
+    Ok(rows.iter().map(rows::item).collect::<Result<_, _>>()?)
+}
+
+/// The items of `products` in ascending product order (the lock order), and
+/// the order's existing reservation of each, in one round trip.
+///
+/// Under row locks the join reads the statement's snapshot, taken before a
+/// lock wait: a line that the previous lock holder created may be missing.
+/// Core then creates it again and the unique key on `(order_id, product_id)`
+/// refuses the insert, which runs the command again (and the repeat finds the
+/// line). The items themselves are read after the wait, as they are then.
+async fn fetch_items_with_lines(
+    conn: &mut PgConnection,
+    products: &[ProductId],
+    order_id: Uuid,
+    lock: ItemLock,
+) -> Result<(Vec<InventoryItem>, Vec<Reservation>), Fail> {
+    let sql = format!(
+        "WITH items AS MATERIALIZED ( \
+           SELECT {ITEM_COLUMNS} FROM inventory_items WHERE product_id = ANY($1) \
+           ORDER BY product_id{}) \
+         SELECT items.*, {RESERVATION_JOINED_COLUMNS} FROM items \
+         LEFT JOIN reservations AS r ON r.order_id = $2 AND r.product_id = items.product_id \
+         ORDER BY items.product_id",
+        lock.clause()
+    );
+    let found = sqlx::query(&sql)
+        .bind(uuids(products))
+        .bind(order_id)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| classify("load items and order lines", e))?;
+    let mut items = Vec::with_capacity(found.len());
+    let mut lines = Vec::new();
+    for row in &found {
+        items.push(rows::item(row)?);
+        lines.extend(rows::joined_reservation(row)?);
+    }
+    Ok((items, lines))
 }
 
 /// Up to [`LAZY_EXPIRY_MAX`] overdue pending reservations of each product.
@@ -261,7 +296,45 @@ async fn fetch_overdue(
         .collect::<Result<_, _>>()?)
 }
 
-/// Writes what a change did. A failed version check is a conflict (retry).
+/// Every write of a change but new items, in one statement (one round
+/// trip): versioned item updates, new reservations, settled reservations,
+/// ledger entries and outbox entries. Returns how many items and reservations
+/// the guarded updates found.
+const PERSIST_SQL: &str = "WITH \
+  items AS ( \
+    UPDATE inventory_items AS i SET quantity = u.quantity, reserved = u.reserved, \
+      version = u.version, updated_at_ms = u.updated_at_ms \
+    FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                $6::bigint[]) AS u(product_id, loaded, quantity, reserved, version, updated_at_ms) \
+    WHERE i.product_id = u.product_id AND i.version = u.loaded RETURNING 1), \
+  created AS ( \
+    INSERT INTO reservations (id, order_id, product_id, quantity, status, expires_at_ms, \
+      created_at_ms, updated_at_ms) \
+    SELECT * FROM UNNEST($7::uuid[], $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], \
+                         $12::bigint[], $13::bigint[], $14::bigint[]) RETURNING 1), \
+  settled AS ( \
+    UPDATE reservations AS r SET status = u.status, updated_at_ms = u.updated_at_ms \
+    FROM UNNEST($15::uuid[], $16::text[], $17::bigint[]) AS u(id, status, updated_at_ms) \
+    WHERE r.id = u.id AND r.status = 'pending' RETURNING 1), \
+  ledger AS ( \
+    INSERT INTO stock_adjustments \
+      (product_id, delta, quantity_before, quantity_after, reason, actor, at_ms) \
+    SELECT product_id, delta, quantity_before, quantity_after, reason, actor, at_ms \
+    FROM UNNEST($18::uuid[], $19::bigint[], $20::bigint[], $21::bigint[], $22::text[], \
+                $23::text[], $24::bigint[]) WITH ORDINALITY \
+      AS a(product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, n) \
+    ORDER BY n RETURNING 1), \
+  events AS ( \
+    INSERT INTO outbox \
+      (event_id, event_type, product_id, payload, correlation_id, occurred_at_ms) \
+    SELECT event_id, event_type, product_id, payload, $30, occurred_at_ms \
+    FROM UNNEST($25::uuid[], $26::text[], $27::uuid[], $28::jsonb[], $29::bigint[]) \
+      WITH ORDINALITY AS e(event_id, event_type, product_id, payload, occurred_at_ms, n) \
+    ORDER BY n RETURNING 1) \
+SELECT (SELECT COUNT(*) FROM items) AS items, (SELECT COUNT(*) FROM settled) AS settled";
+
+/// Writes what a change did. An item whose version moved, or a reservation
+/// that is no longer pending, is a conflict (run the command again).
 pub(crate) async fn persist(
     conn: &mut PgConnection,
     changes: Changes,
@@ -270,34 +343,178 @@ pub(crate) async fn persist(
     for item in &changes.new_items {
         insert_item(conn, item).await?;
     }
-    for (item, loaded) in &changes.updated_items {
-        let done = sqlx::query(
-            "UPDATE inventory_items SET quantity = $3, reserved = $4, version = $5, \
-             updated_at_ms = $6 WHERE product_id = $1 AND version = $2",
+    let items = &changes.updated_items;
+    let created = &changes.new_reservations;
+    let settled = &changes.updated_reservations;
+    let ledger = &changes.adjustments;
+    let events = &changes.events;
+    let found: (i64, i64) = sqlx::query_as(PERSIST_SQL)
+        .bind(
+            items
+                .iter()
+                .map(|(i, _)| i.product_id().as_uuid())
+                .collect::<Vec<_>>(),
         )
-        .bind(item.product_id().as_uuid())
-        .bind(to_i64(loaded.get()))
-        .bind(to_i64(item.quantity()))
-        .bind(to_i64(item.reserved()))
-        .bind(to_i64(item.version().get()))
-        .bind(item.updated_at().as_millis())
-        .execute(&mut *conn)
+        .bind(
+            items
+                .iter()
+                .map(|(_, v)| to_i64(v.get()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            items
+                .iter()
+                .map(|(i, _)| to_i64(i.quantity()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            items
+                .iter()
+                .map(|(i, _)| to_i64(i.reserved()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            items
+                .iter()
+                .map(|(i, _)| to_i64(i.version().get()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            items
+                .iter()
+                .map(|(i, _)| i.updated_at().as_millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(created.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
+        .bind(
+            created
+                .iter()
+                .map(|r| r.order_id().as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            created
+                .iter()
+                .map(|r| r.product_id().as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            created
+                .iter()
+                .map(|r| to_i64(r.quantity().get()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            created
+                .iter()
+                .map(|r| r.status().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            created
+                .iter()
+                .map(|r| r.expires_at().as_millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            created
+                .iter()
+                .map(|r| r.created_at().as_millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            created
+                .iter()
+                .map(|r| r.updated_at().as_millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(settled.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
+        .bind(
+            settled
+                .iter()
+                .map(|r| r.status().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            settled
+                .iter()
+                .map(|r| r.updated_at().as_millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ledger
+                .iter()
+                .map(|a| a.product_id.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(ledger.iter().map(|a| a.delta).collect::<Vec<_>>())
+        .bind(
+            ledger
+                .iter()
+                .map(|a| to_i64(a.quantity_before))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ledger
+                .iter()
+                .map(|a| to_i64(a.quantity_after))
+                .collect::<Vec<_>>(),
+        )
+        .bind(ledger.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>())
+        .bind(ledger.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
+        .bind(ledger.iter().map(|a| a.at.as_millis()).collect::<Vec<_>>())
+        .bind(events.iter().map(|_| Uuid::new_v4()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.payload.event_type())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.payload.product_id().as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| rows::payload_to_json(&e.payload))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.occurred_at.as_millis())
+                .collect::<Vec<_>>(),
+        )
+        .bind(meta.correlation_id.as_deref())
+        .fetch_one(conn)
         .await
-        .map_err(|e| classify("update item", e))?;
-        if done.rows_affected() != 1 {
-            return Err(Fail::Retry("item version changed"));
-        }
+        .map_err(persist_error)?;
+    if found.0 != items.len() as i64 {
+        return Err(Fail::Retry("item version changed"));
     }
-    insert_reservations(conn, &changes.new_reservations).await?;
-    update_reservations(conn, &changes.updated_reservations).await?;
-    insert_adjustments(conn, &changes).await?;
-    insert_events(conn, &changes, meta).await
+    if found.1 != settled.len() as i64 {
+        return Err(Fail::Retry("reservation settled concurrently"));
+    }
+    Ok(())
 }
 
-async fn insert_item(
-    conn: &mut PgConnection,
-    item: &inventory_core::InventoryItem,
-) -> Result<(), Fail> {
+fn persist_error(e: sqlx::Error) -> Fail {
+    match unique_violation(&e).as_deref() {
+        // A concurrent reserve of the same (order, product) won: run again,
+        // and the repeat finds its reservation (an idempotent answer).
+        Some("reservations_order_product_key") => Fail::Retry("order line reserved concurrently"),
+        Some("reservations_pkey") => Fail::Give(Error::InvalidInput {
+            field: "reservation_id",
+            reason: "already used by another reservation".to_owned(),
+        }),
+        _ => classify("write changes", e),
+    }
+}
+
+async fn insert_item(conn: &mut PgConnection, item: &InventoryItem) -> Result<(), Fail> {
     let sql =
         format!("INSERT INTO inventory_items ({ITEM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
     sqlx::query(&sql)
@@ -315,189 +532,5 @@ async fn insert_item(
             }),
             None => classify("insert item", e),
         })?;
-    Ok(())
-}
-
-async fn insert_reservations(conn: &mut PgConnection, new: &[Reservation]) -> Result<(), Fail> {
-    if new.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO reservations ({RESERVATION_COLUMNS}) SELECT * FROM UNNEST( \
-         $1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[], \
-         $7::bigint[], $8::bigint[])"
-    );
-    sqlx::query(&sql)
-        .bind(new.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
-        .bind(
-            new.iter()
-                .map(|r| r.order_id().as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new.iter()
-                .map(|r| r.product_id().as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new.iter()
-                .map(|r| to_i64(r.quantity().get()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(new.iter().map(|r| r.status().as_str()).collect::<Vec<_>>())
-        .bind(
-            new.iter()
-                .map(|r| r.expires_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new.iter()
-                .map(|r| r.created_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new.iter()
-                .map(|r| r.updated_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .execute(conn)
-        .await
-        .map_err(|e| match unique_violation(&e).as_deref() {
-            // A concurrent reserve of the same (order, product) won: run again,
-            // and the repeat finds its reservation (an idempotent answer).
-            Some("reservations_order_product_key") => {
-                Fail::Retry("order line reserved concurrently")
-            }
-            Some(_) => Fail::Give(Error::InvalidInput {
-                field: "reservation_id",
-                reason: "already used by another reservation".to_owned(),
-            }),
-            None => classify("insert reservations", e),
-        })?;
-    Ok(())
-}
-
-async fn update_reservations(conn: &mut PgConnection, changed: &[Reservation]) -> Result<(), Fail> {
-    if changed.is_empty() {
-        return Ok(());
-    }
-    let done = sqlx::query(
-        "UPDATE reservations AS r SET status = u.status, updated_at_ms = u.updated_at_ms \
-         FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) AS u(id, status, updated_at_ms) \
-         WHERE r.id = u.id",
-    )
-    .bind(changed.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
-    .bind(
-        changed
-            .iter()
-            .map(|r| r.status().as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        changed
-            .iter()
-            .map(|r| r.updated_at().as_millis())
-            .collect::<Vec<_>>(),
-    )
-    .execute(conn)
-    .await
-    .map_err(|e| classify("update reservations", e))?;
-    if done.rows_affected() != changed.len() as u64 {
-        return Err(Fail::Give(Error::Storage {
-            reason: format!(
-                "update reservations: {} of {} rows found",
-                done.rows_affected(),
-                changed.len()
-            ),
-        }));
-    }
-    Ok(())
-}
-
-async fn insert_adjustments(conn: &mut PgConnection, changes: &Changes) -> Result<(), Fail> {
-    let new = &changes.adjustments;
-    if new.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO stock_adjustments \
-         (product_id, delta, quantity_before, quantity_after, reason, actor, at_ms) \
-         SELECT product_id, delta, quantity_before, quantity_after, reason, actor, at_ms \
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
-                     $6::text[], $7::bigint[]) WITH ORDINALITY \
-           AS a(product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, n) \
-         ORDER BY n",
-    )
-    .bind(
-        new.iter()
-            .map(|a| a.product_id.as_uuid())
-            .collect::<Vec<_>>(),
-    )
-    .bind(new.iter().map(|a| a.delta).collect::<Vec<_>>())
-    .bind(
-        new.iter()
-            .map(|a| to_i64(a.quantity_before))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        new.iter()
-            .map(|a| to_i64(a.quantity_after))
-            .collect::<Vec<_>>(),
-    )
-    .bind(new.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|a| a.at.as_millis()).collect::<Vec<_>>())
-    .execute(conn)
-    .await
-    .map_err(|e| classify("insert ledger entries", e))?;
-    Ok(())
-}
-
-async fn insert_events(
-    conn: &mut PgConnection,
-    changes: &Changes,
-    meta: &Meta,
-) -> Result<(), Fail> {
-    let events = &changes.events;
-    if events.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO outbox \
-         (event_id, event_type, product_id, payload, correlation_id, occurred_at_ms) \
-         SELECT event_id, event_type, product_id, payload, $5, occurred_at_ms \
-         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $6::bigint[]) \
-           WITH ORDINALITY AS e(event_id, event_type, product_id, payload, occurred_at_ms, n) \
-         ORDER BY n",
-    )
-    .bind(events.iter().map(|_| Uuid::new_v4()).collect::<Vec<_>>())
-    .bind(
-        events
-            .iter()
-            .map(|e| e.payload.event_type())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| e.payload.product_id().as_uuid())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| rows::payload_to_json(&e.payload))
-            .collect::<Vec<_>>(),
-    )
-    .bind(meta.correlation_id.as_deref())
-    .bind(
-        events
-            .iter()
-            .map(|e| e.occurred_at.as_millis())
-            .collect::<Vec<_>>(),
-    )
-    .execute(conn)
-    .await
-    .map_err(|e| classify("insert outbox entries", e))?;
     Ok(())
 }
