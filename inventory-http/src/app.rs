@@ -14,6 +14,8 @@ use prometheus_client::registry::Registry;
 use service_kit::server::{Handler, RequestContext};
 use service_kit::{Body, Problem};
 
+use service_guard::{Authenticator, Limiter, RateDecision, RateLimitConfig};
+
 use crate::auth::Guard;
 use crate::cache::{AvailabilityCache, Redis};
 use crate::clock::Clock;
@@ -21,6 +23,9 @@ use crate::config::Config;
 use crate::metrics::InventoryMetrics;
 use crate::routes::{match_route, Matched, RouteId};
 use crate::sweep::SweepSettings;
+
+/// The rate limit window: `rate_limit_per_minute` requests per this many seconds.
+pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
 
 /// Why the server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,12 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("configuration: {0}")]
     Config(String),
+    /// The token verification settings are unusable.
+    #[error("auth configuration: {0}")]
+    Auth(#[from] service_guard::ConfigError),
+    /// The listener could not be inspected.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
 }
 
 /// Everything a request handler needs. Generic over the store so the library
@@ -49,6 +60,7 @@ pub struct App<S> {
     pub(crate) metrics: InventoryMetrics,
     pub(crate) registry: Registry,
     pub(crate) guard: Guard,
+    pub(crate) limiter: Option<Limiter>,
     pub(crate) body_bytes_max: usize,
     pub(crate) sweep: SweepSettings,
     pub(crate) openapi: Bytes,
@@ -68,7 +80,11 @@ impl<S: InventoryStore> App<S> {
     ///
     /// # Errors
     /// [`StartError`] when the configuration is unusable.
-    pub fn new(store: Arc<S>, clock: Arc<dyn Clock>, config: &Config) -> Result<Self, StartError> {
+    pub async fn new(
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+        config: &Config,
+    ) -> Result<Self, StartError> {
         let mut registry = Registry::default();
         let metrics = InventoryMetrics::register(&mut registry, config.stock_gauge_products_max);
         let redis = match &config.redis_url {
@@ -81,6 +97,23 @@ impl<S: InventoryStore> App<S> {
         let cache = redis
             .as_ref()
             .map(|r| AvailabilityCache::new(r.clone(), config.cache_ttl_secs));
+        let authenticator = match config.auth()? {
+            Some(auth) => Authenticator::new(&auth)?,
+            None => Authenticator::disabled(),
+        };
+        let limiter = if config.rate_limit_per_minute == 0 {
+            None
+        } else {
+            Some(
+                Limiter::new(RateLimitConfig {
+                    requests_per_window: config.rate_limit_per_minute,
+                    window: Duration::from_secs(RATE_LIMIT_WINDOW_SECS),
+                    redis_url: config.redis_url.clone(),
+                    key_prefix: config.rate_limit_key_prefix.clone(),
+                })
+                .await,
+            )
+        };
         Ok(Self {
             store,
             clock,
@@ -88,7 +121,8 @@ impl<S: InventoryStore> App<S> {
             cache,
             metrics,
             registry,
-            guard: Guard::open(),
+            guard: Guard::new(authenticator),
+            limiter,
             body_bytes_max: config.body_bytes_max,
             sweep: SweepSettings {
                 interval_ms: config.sweep_interval_ms,
@@ -119,10 +153,25 @@ impl<S: InventoryStore> App<S> {
             Err(problem) => ("unmatched", problem.into_response(&ctx.request_id)),
             Ok(matched) => {
                 let template = matched.route.template;
-                let response = match self.authorized(matched, request, &ctx).await {
+                let decision = match (&self.limiter, matched.route.rate_limited) {
+                    (Some(limiter), true) => {
+                        Some(limiter.check(&format!("ip:{}", ctx.peer.ip())).await)
+                    }
+                    _ => None,
+                };
+                let result = match &decision {
+                    Some(d) if !d.allowed => Err(rate_limited(d)),
+                    _ => self.authorized(matched, request, &ctx).await,
+                };
+                let mut response = match result {
                     Ok(r) => r,
                     Err(problem) => problem.into_response(&ctx.request_id),
                 };
+                if let Some(d) = &decision {
+                    for (name, value) in d.headers() {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
                 (template, response)
             }
         };
@@ -164,6 +213,20 @@ impl<S: InventoryStore> App<S> {
             RouteId::Adjust => self.adjust(param, request, &caller, ctx).await,
         }
     }
+}
+
+fn rate_limited(decision: &RateDecision) -> Problem {
+    let after = decision.retry_after.unwrap_or(decision.reset_after);
+    Problem::new(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        format!(
+            "more than {} requests per minute from this client",
+            decision.limit
+        ),
+    )
+    .with_retry_after(after)
 }
 
 impl<S: InventoryStore> Handler for App<S> {

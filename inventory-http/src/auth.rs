@@ -1,9 +1,10 @@
-//! Who is calling: the seam between routes and the authentication scheme.
-//! Routes declare an [`Access`] level; the guard turns request headers into a
-//! [`Caller`] or a 401/403 problem.
+//! Who is calling: routes declare an [`Access`] level; the [`Guard`] turns the
+//! request's bearer token into a [`Caller`] or a 401/403 problem, through
+//! service-guard. Public routes are not authenticated at all.
 
-use http::HeaderMap;
+use http::{header, HeaderMap, HeaderValue};
 use inventory_core::Actor;
+use service_guard::{authorize, AuthError, Authenticator, Role};
 use service_kit::Problem;
 
 use crate::routes::Access;
@@ -16,24 +17,63 @@ pub struct Caller {
 }
 
 /// Checks callers against route access levels.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Guard {
-    _open: (),
+    authenticator: Authenticator,
 }
 
+const SERVICE_ROLES: &[Role] = &[Role::Service, Role::Admin];
+const ADMIN_ROLES: &[Role] = &[Role::Admin];
+
 impl Guard {
-    /// A guard that lets every caller in (loopback-only servers without a key).
-    pub fn open() -> Self {
-        Self::default()
+    /// A guard over `authenticator` (possibly [`Authenticator::disabled`]).
+    pub fn new(authenticator: Authenticator) -> Self {
+        Self { authenticator }
+    }
+
+    /// True when no key is configured and every caller is let in.
+    pub fn is_open(&self) -> bool {
+        self.authenticator.is_disabled()
     }
 
     /// The caller of a request, if it may use a route of level `access`.
     ///
     /// # Errors
-    /// 401 or 403 problems.
-    pub fn check(&self, _headers: &HeaderMap, _access: Access) -> Result<Caller, Problem> {
-        Ok(Caller {
-            actor: Actor::new("anonymous").unwrap_or_else(|_| Actor::system()),
-        })
+    /// 401 (with `WWW-Authenticate`) without a valid token, 403 without the role.
+    pub fn check(&self, headers: &HeaderMap, access: Access) -> Result<Caller, Problem> {
+        let roles = match access {
+            Access::Public => return Ok(anonymous()),
+            Access::Service => SERVICE_ROLES,
+            Access::Admin => ADMIN_ROLES,
+        };
+        let principal = self
+            .authenticator
+            .authenticate(headers)
+            .map_err(|e| problem(&e))?;
+        authorize(&principal, roles).map_err(|e| problem(&e))?;
+        let actor = Actor::new(&principal.subject).unwrap_or_else(|_| Actor::system());
+        Ok(Caller { actor })
     }
+}
+
+fn anonymous() -> Caller {
+    Caller {
+        actor: Actor::new(service_guard::auth::OPEN_SUBJECT).unwrap_or_else(|_| Actor::system()),
+    }
+}
+
+fn problem(e: &AuthError) -> Problem {
+    let title = if e.status().as_u16() == 403 {
+        "Forbidden"
+    } else {
+        "Unauthorized"
+    };
+    let mut p = Problem::new(e.status(), e.code(), title, e.to_string());
+    if let Some(v) = e
+        .www_authenticate()
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        p = p.with_header(header::WWW_AUTHENTICATE, v);
+    }
+    p
 }

@@ -2,8 +2,10 @@
 //! variable (see `.env.example`). Every limit is named with its unit last.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Parser;
+use service_guard::{Algorithm, AuthConfig, ConfigError, KeySource};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -41,6 +43,9 @@ pub const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 100;
 /// first); the rest are counted only in the aggregate gauges.
 pub const STOCK_GAUGE_PRODUCTS_MAX_DEFAULT: usize = 100;
 
+/// Default prefix of the rate limiter's Redis keys.
+pub const RATE_LIMIT_KEY_PREFIX_DEFAULT: &str = "inventory-http:ratelimit";
+
 /// Default PostgreSQL pool size.
 pub const DB_POOL_SIZE_DEFAULT: u32 = 16;
 
@@ -76,6 +81,38 @@ pub struct Config {
     /// Requests per client IP per minute on the API routes (0 disables).
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = RATE_LIMIT_PER_MINUTE_DEFAULT)]
     pub rate_limit_per_minute: u32,
+
+    /// Prefix of the rate limiter's Redis keys (instances sharing a prefix
+    /// share each client's budget).
+    #[arg(long, env = "RATE_LIMIT_KEY_PREFIX", default_value = RATE_LIMIT_KEY_PREFIX_DEFAULT)]
+    pub rate_limit_key_prefix: String,
+
+    /// HS256 secret (at least 32 bytes) that signs access tokens. Set exactly
+    /// one of this, `--jwt-public-key-pem` and `--jwt-jwks-file`; with none the
+    /// server runs without auth, and only on a loopback address.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the public key that verifies access tokens.
+    #[arg(long, env = "JWT_PUBLIC_KEY_PEM")]
+    pub jwt_public_key_pem: Option<PathBuf>,
+
+    /// JWKS file with the keys that verify access tokens (chosen by `kid`).
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+
+    /// The pinned token algorithm: HS256, RS256 or ES256 (HS256 for a secret,
+    /// RS256 for a key file, when absent).
+    #[arg(long, env = "JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<String>,
+
+    /// Required `iss` of tokens.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of tokens.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 
     /// Largest request body, in bytes.
     #[arg(long, env = "BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
@@ -126,6 +163,13 @@ impl Config {
             cache_ttl_secs: CACHE_TTL_SECS_DEFAULT,
             redis_timeout_ms: REDIS_TIMEOUT_MS_DEFAULT,
             rate_limit_per_minute: RATE_LIMIT_PER_MINUTE_DEFAULT,
+            rate_limit_key_prefix: RATE_LIMIT_KEY_PREFIX_DEFAULT.to_owned(),
+            jwt_secret: None,
+            jwt_public_key_pem: None,
+            jwt_jwks_file: None,
+            jwt_algorithm: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
@@ -146,6 +190,30 @@ impl Config {
             request_timeout_ms: self.request_timeout_ms,
             shutdown_drain_timeout_ms: self.shutdown_drain_timeout_ms,
         }
+    }
+}
+
+impl Config {
+    /// The token verification settings, or `None` when no key is configured.
+    ///
+    /// # Errors
+    /// When several keys are set, or the algorithm is unknown.
+    pub fn auth(&self) -> Result<Option<AuthConfig>, ConfigError> {
+        let key = KeySource::from_options(
+            self.jwt_secret.clone(),
+            self.jwt_public_key_pem.clone(),
+            self.jwt_jwks_file.clone(),
+        )?;
+        let Some(key) = key else { return Ok(None) };
+        let algorithm = match (&self.jwt_algorithm, &key) {
+            (Some(name), _) => name.parse::<Algorithm>()?,
+            (None, KeySource::Secret(_)) => Algorithm::HS256,
+            (None, _) => Algorithm::RS256,
+        };
+        let mut config = AuthConfig::new(algorithm, key);
+        config.issuer = self.jwt_issuer.clone();
+        config.audience = self.jwt_audience.clone();
+        Ok(Some(config))
     }
 }
 

@@ -83,8 +83,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let addr = listener.local_addr()?;
     let store = AnyStore::open(&config).await?;
-    let app = App::new(Arc::new(store), Arc::new(SystemClock), &config)?;
+    let app = App::new(Arc::new(store), Arc::new(SystemClock), &config).await?;
+    if app.guard.is_open() {
+        if !service_guard::open_allowed(&addr) {
+            return Err(StartError::Config(format!(
+                "no token key is configured, so the server only runs on a loopback address, not {addr}"
+            )));
+        }
+        tracing::warn!(%addr, "no token key configured: every caller may write (loopback only)");
+    }
     serve_app(listener, Arc::new(app), config.server_limits(), shutdown).await;
     Ok(())
 }

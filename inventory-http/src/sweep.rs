@@ -70,3 +70,58 @@ pub async fn run_sweep<S: InventoryStore>(app: Arc<App<S>>, mut stop: watch::Rec
     }
     tracing::info!("expiry sweep stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::Config;
+    use inventory_core::{
+        Actor, Command, OrderId, ProductId, Quantity, ReservationId, Reserve, ReserveLine,
+        StockLevel, Timestamp, Ttl,
+    };
+    use inventory_memory::MemoryStore;
+    use uuid::Uuid;
+
+    /// The background loop expires due reservations on its interval and stops
+    /// when told to; time is paused and moved by hand, nothing sleeps.
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_expires_on_its_interval_and_stops() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let store = Arc::new(MemoryStore::new());
+        let app = Arc::new(
+            App::new(store.clone(), clock.clone(), &Config::embedded())
+                .await
+                .unwrap(),
+        );
+        let product = ProductId::from_uuid(Uuid::new_v4());
+        let meta = Meta::at(clock.now());
+        let create = Command::CreateItem {
+            product_id: product,
+            quantity: StockLevel::new(5).unwrap(),
+            actor: Actor::system(),
+        };
+        store.execute(create, &meta).await.unwrap();
+        let line = ReserveLine {
+            product_id: product,
+            quantity: Quantity::new(2).unwrap(),
+            reservation_id: ReservationId::from_uuid(Uuid::new_v4()),
+        };
+        let order = OrderId::from_uuid(Uuid::new_v4());
+        let reserve = Reserve::single(order, line, Ttl::from_secs(30).unwrap());
+        store
+            .execute(Command::Reserve(reserve), &meta)
+            .await
+            .unwrap();
+
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run_sweep(app.clone(), stopped));
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(store.item(product).await.unwrap().unwrap().reserved(), 2);
+        tokio::time::sleep(Duration::from_millis(app.sweep.interval_ms + 1)).await;
+        assert_eq!(store.item(product).await.unwrap().unwrap().reserved(), 0);
+
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

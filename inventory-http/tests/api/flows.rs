@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use http::Method;
 use inventory_core::InventoryStore;
-use inventory_http::Config;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -306,7 +305,7 @@ macro_rules! on_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some((store, _schema)) = crate::stores::$store().await else { return };
-                    let t = crate::helpers::spawn_app(store, inventory_http::Config::embedded()).await;
+                    let t = crate::helpers::spawn_app(store, crate::helpers::test_config()).await;
                     super::$name(&t).await;
                     t.shutdown().await;
                 }
@@ -341,7 +340,7 @@ on_store!(
 #[tokio::test]
 async fn shutdown_stops_the_server() {
     let (store, _) = crate::stores::memory().await.expect("memory store");
-    let t = spawn_app(store, Config::embedded()).await;
+    let t = spawn_app(store, crate::helpers::test_config()).await;
     let addr = t.addr;
     t.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());

@@ -66,10 +66,23 @@ impl Reply {
     }
 }
 
+/// The embedded configuration without rate limiting: every test client
+/// shares 127.0.0.1, and only the rate-limit tests count requests.
+pub fn test_config() -> Config {
+    Config {
+        rate_limit_per_minute: 0,
+        ..Config::embedded()
+    }
+}
+
 /// Starts the server on an ephemeral port over `store` with `config`.
 pub async fn spawn_app<S: InventoryStore>(store: S, config: Config) -> TestApp<S> {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(CLOCK_START_MS)));
-    let app = Arc::new(App::new(Arc::new(store), clock.clone(), &config).expect("app builds"));
+    let app = Arc::new(
+        App::new(Arc::new(store), clock.clone(), &config)
+            .await
+            .expect("app builds"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -4,6 +4,8 @@
 #![allow(unreachable_pub)]
 
 mod bad_input;
+mod cache;
 mod flows;
+mod guard;
 mod helpers;
 mod stores;

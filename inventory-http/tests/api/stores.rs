@@ -107,3 +107,29 @@ pub async fn postgres() -> Option<(AnyStore, Option<Schema>)> {
     store.migrate().await.expect("migrate the test schema");
     Some((AnyStore::Postgres(store), Some(schema)))
 }
+
+/// The Redis server used when neither `TEST_REDIS_URL` nor `REDIS_URL` is set.
+const REDIS_URL_DEFAULT: &str = "redis://127.0.0.1:6379";
+
+/// The test Redis URL if it answers `PING`, else `None` (after `skip`).
+pub async fn redis_url() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL")
+        .or_else(|_| std::env::var("REDIS_URL"))
+        .unwrap_or_else(|_| REDIS_URL_DEFAULT.to_owned());
+    let ping = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), ping).await {
+        Ok(Ok(_)) => Some(url),
+        Ok(Err(e)) => {
+            skip(&format!("Redis at {url} is unreachable: {e}"));
+            None
+        }
+        Err(_) => {
+            skip(&format!("Redis at {url} did not answer in time"));
+            None
+        }
+    }
+}
