@@ -1,0 +1,159 @@
+//! RabbitMQ through lapin: connecting on the tokio runtime, the topology both
+//! sides declare (idempotently), the publisher and the consumer.
+
+mod consumer;
+mod publisher;
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+pub use consumer::{
+    spawn_consumer, ConsumerConfig, ConsumerError, ConsumerHealth, RabbitConsumer,
+    ATTEMPTS_DEFAULT_MAX, HEADER_DEAD_LETTER_REASON, HEADER_ORIGINAL_ROUTING_KEY, PREFETCH_DEFAULT,
+};
+pub use publisher::{RabbitConfig, RabbitPublisher, HEADER_CORRELATION_ID};
+
+/// The exchange inventory publishes on.
+pub const INVENTORY_EXCHANGE: &str = "inventory.events";
+
+/// The exchange orders publishes on.
+pub const ORDERS_EXCHANGE: &str = "orders.events";
+
+/// The queue orders consumes inventory events from.
+pub const ORDERS_INVENTORY_QUEUE: &str = "orders.inventory_events";
+
+/// How long opening a connection (TCP, AMQP handshake) may take before the
+/// attempt counts as failed: a broker that does not answer within this is as
+/// good as down, and the caller backs off.
+pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// The AMQP URL used by tests and benches when `AMQP_URL` is not set.
+pub const LOCAL_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Opens a connection with tokio as executor and reactor, named `name` in the
+/// broker's management tools.
+///
+/// # Errors
+/// The lapin error, or a timeout after [`CONNECT_TIMEOUT_MS`].
+pub async fn connect(url: &str, name: &str) -> Result<Connection, String> {
+    let properties = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current())
+        .with_connection_name(LongString::from(name));
+    match tokio::time::timeout(
+        Duration::from_millis(CONNECT_TIMEOUT_MS),
+        Connection::connect(url, properties),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(format!("connect: {e}")),
+        Err(_) => Err(format!("connect: no answer within {CONNECT_TIMEOUT_MS} ms")),
+    }
+}
+
+/// Declares a durable topic exchange (a no-op when it exists alike).
+///
+/// # Errors
+/// The lapin error (for example an exchange of that name with another type).
+pub async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            name,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// A durable queue bound to a topic exchange, with its dead-letter exchange
+/// and dead-letter queue. Publisher and consumer declare the same spec, so
+/// events published before the consumer first starts are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue.
+    pub queue: String,
+    /// The topic exchange it is bound to.
+    pub exchange: String,
+    /// Binding keys (topic patterns such as `inventory.stock.#`).
+    pub binding_keys: Vec<String>,
+    /// Where rejected messages go (a topic exchange).
+    pub dead_letter_exchange: String,
+    /// The queue that keeps them, bound to the dead-letter exchange with `#`.
+    pub dead_letter_queue: String,
+}
+
+impl QueueSpec {
+    /// A queue named `queue` on `exchange` for `binding_key`, with a
+    /// dead-letter exchange `<queue>.dlx` and queue `<queue>.dlq`.
+    pub fn new(queue: &str, exchange: &str, binding_key: &str) -> Self {
+        Self {
+            queue: queue.to_owned(),
+            exchange: exchange.to_owned(),
+            binding_keys: vec![binding_key.to_owned()],
+            dead_letter_exchange: format!("{queue}.dlx"),
+            dead_letter_queue: format!("{queue}.dlq"),
+        }
+    }
+
+    /// `orders.inventory_events` on `inventory.events`, every stock event.
+    pub fn orders_inventory_events() -> Self {
+        Self::new(
+            ORDERS_INVENTORY_QUEUE,
+            INVENTORY_EXCHANGE,
+            "inventory.stock.#",
+        )
+    }
+
+    /// Declares exchanges, queues and bindings; safe to repeat.
+    ///
+    /// # Errors
+    /// The lapin error (for example a queue of that name with other arguments).
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        declare_exchange(channel, &self.exchange).await?;
+        declare_exchange(channel, &self.dead_letter_exchange).await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(&self.dead_letter_queue, durable, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(
+                &self.dead_letter_queue,
+                &self.dead_letter_exchange,
+                "#",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from(self.dead_letter_exchange.as_str())),
+        );
+        channel
+            .queue_declare(&self.queue, durable, arguments)
+            .await?;
+        for key in &self.binding_keys {
+            channel
+                .queue_bind(
+                    &self.queue,
+                    &self.exchange,
+                    key,
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

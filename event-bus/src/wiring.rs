@@ -1,0 +1,202 @@
+//! Ready-to-call start-up for the servers: read the configuration from the
+//! environment, pick RabbitMQ or the in-process bus, and spawn a relay or a
+//! consumer with a shutdown signal.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `AMQP_URL` | RabbitMQ URL; unset means the in-process bus | unset |
+//! | `INVENTORY_EVENTS_EXCHANGE` | inventory's topic exchange | `inventory.events` |
+//! | `ORDERS_EVENTS_EXCHANGE` | orders' topic exchange | `orders.events` |
+//! | `ORDERS_INVENTORY_QUEUE` | orders' queue of inventory events | `orders.inventory_events` |
+//! | `OUTBOX_RETENTION_SECS` | how long sent outbox rows are kept | 7 days |
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::handler::{run_subscription, Handler};
+use crate::in_process::{InProcessBus, TooManySubscribers};
+use crate::publisher::AnyPublisher;
+use crate::rabbit::{
+    ConsumerConfig, ConsumerHealth, QueueSpec, RabbitConfig, RabbitConsumer, RabbitPublisher,
+    INVENTORY_EXCHANGE, ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
+};
+use crate::relay::{self, Relay, RelayConfig, RelayHealth};
+use crate::source::OutboxSource;
+
+/// A configuration value that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// How one service publishes and consumes events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// RabbitMQ URL; `None` for the in-process bus.
+    pub amqp_url: Option<String>,
+    /// The exchange this service publishes on.
+    pub exchange: String,
+    /// Queues declared when the publisher connects (so early events wait
+    /// for their consumer).
+    pub queues: Vec<QueueSpec>,
+    /// Broker connection name (shown by management tools).
+    pub connection_name: String,
+    /// The relay's batches, back-off and retention.
+    pub relay: RelayConfig,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn relay_from_env() -> Result<RelayConfig, ConfigError> {
+    let mut relay = RelayConfig::default();
+    if let Some(secs) = var("OUTBOX_RETENTION_SECS") {
+        let secs: u64 = secs.parse().map_err(|e| ConfigError {
+            variable: "OUTBOX_RETENTION_SECS",
+            reason: format!("{e}"),
+        })?;
+        relay.retention_ms = secs.saturating_mul(1_000);
+    }
+    Ok(relay)
+}
+
+impl EventsConfig {
+    /// Inventory's configuration from the environment (see the module doc):
+    /// publishes on `inventory.events` and declares orders' queue.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a value that does not parse.
+    pub fn inventory_from_env() -> Result<Self, ConfigError> {
+        let exchange =
+            var("INVENTORY_EVENTS_EXCHANGE").unwrap_or_else(|| INVENTORY_EXCHANGE.to_owned());
+        let queue =
+            var("ORDERS_INVENTORY_QUEUE").unwrap_or_else(|| ORDERS_INVENTORY_QUEUE.to_owned());
+        Ok(Self {
+            amqp_url: var("AMQP_URL"),
+            queues: vec![QueueSpec::new(&queue, &exchange, "inventory.stock.#")],
+            exchange,
+            connection_name: "inventory-relay".to_owned(),
+            relay: relay_from_env()?,
+        })
+    }
+
+    /// Orders' configuration from the environment: publishes on
+    /// `orders.events`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a value that does not parse.
+    pub fn orders_from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            amqp_url: var("AMQP_URL"),
+            exchange: var("ORDERS_EVENTS_EXCHANGE").unwrap_or_else(|| ORDERS_EXCHANGE.to_owned()),
+            queues: Vec::new(),
+            connection_name: "orders-relay".to_owned(),
+            relay: relay_from_env()?,
+        })
+    }
+
+    /// Orders' queue of inventory events, as configured in the environment.
+    pub fn orders_inventory_queue() -> QueueSpec {
+        let exchange =
+            var("INVENTORY_EVENTS_EXCHANGE").unwrap_or_else(|| INVENTORY_EXCHANGE.to_owned());
+        let queue =
+            var("ORDERS_INVENTORY_QUEUE").unwrap_or_else(|| ORDERS_INVENTORY_QUEUE.to_owned());
+        QueueSpec::new(&queue, &exchange, "inventory.stock.#")
+    }
+
+    /// The publisher this configuration asks for: RabbitMQ (connecting
+    /// lazily, so a broker that is down does not stop the server starting)
+    /// or `bus`.
+    pub fn publisher(&self, bus: &InProcessBus) -> AnyPublisher {
+        match &self.amqp_url {
+            Some(url) => AnyPublisher::Rabbit(RabbitPublisher::new(RabbitConfig {
+                url: url.clone(),
+                exchange: self.exchange.clone(),
+                queues: self.queues.clone(),
+                connection_name: self.connection_name.clone(),
+            })),
+            None => AnyPublisher::InProcess(bus.clone()),
+        }
+    }
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct RelayHandle {
+    /// Broker reachability and outbox depth, for readiness and metrics.
+    pub health: Arc<RelayHealth>,
+    /// The task; it ends after the shutdown signal.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Spawns a relay from `source` to the publisher `config` asks for (or
+/// `bus`), until `shutdown` resolves.
+///
+/// For inventory on the memory store, `source` is
+/// `InventoryOutbox::new(store).with_depth(|s| s.outbox_len() as u64)`; on
+/// PostgreSQL it is `PgOutbox::new(pool)` (several instances may relay).
+pub fn spawn_relay<S: OutboxSource>(
+    source: S,
+    config: &EventsConfig,
+    bus: &InProcessBus,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> RelayHandle {
+    let relay = Relay::new(source, config.publisher(bus), config.relay.clone());
+    let health = relay.health();
+    tracing::info!(
+        transport = if config.amqp_url.is_some() { "rabbitmq" } else { "in-process" },
+        exchange = %config.exchange,
+        "event relay started"
+    );
+    RelayHandle {
+        health,
+        task: relay::spawn(relay, shutdown),
+    }
+}
+
+/// A running consumer.
+#[derive(Debug)]
+pub struct ConsumerHandle {
+    /// Connection state and counts (`None` on the in-process bus).
+    pub health: Option<Arc<ConsumerHealth>>,
+    /// The task; it ends after the shutdown signal.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Spawns orders' consumer of inventory events: from `queue` on RabbitMQ
+/// when `amqp_url` is set, else from `bus` (events whose type starts with
+/// `inventory.stock.`), until `shutdown` resolves.
+///
+/// # Errors
+/// [`TooManySubscribers`] when the in-process bus is full.
+pub fn spawn_consumer<H: Handler>(
+    amqp_url: Option<&str>,
+    queue: QueueSpec,
+    name: &str,
+    handler: H,
+    bus: &InProcessBus,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ConsumerHandle, TooManySubscribers> {
+    match amqp_url {
+        Some(url) => {
+            let consumer = RabbitConsumer::new(ConsumerConfig::new(url, queue, name), handler);
+            let health = consumer.health();
+            Ok(ConsumerHandle {
+                health: Some(health),
+                task: tokio::spawn(consumer.run(shutdown)),
+            })
+        }
+        None => {
+            let subscription = bus.subscribe("inventory.stock.")?;
+            Ok(ConsumerHandle {
+                health: None,
+                task: tokio::spawn(run_subscription(subscription, handler, shutdown)),
+            })
+        }
+    }
+}
