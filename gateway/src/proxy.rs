@@ -1,0 +1,549 @@
+//! The gateway itself: route, limit, authenticate, rewrite headers, forward
+//! over pooled keep-alive connections with streamed bodies, and turn every
+//! upstream failure into a prompt problem+json answer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::registry::Registry;
+use service_guard::{
+    authorize, AuthError, Authenticator, Limiter, Principal, RateDecision, RateLimitConfig,
+};
+use service_kit::metrics::HttpMetrics;
+use service_kit::request_id::REQUEST_ID_HEADER;
+use service_kit::{Problem, RequestId};
+
+use crate::config::Config;
+use crate::headers;
+use crate::health;
+use crate::rules::{self, AccessRule, Target, Upstream};
+
+/// Error type of streamed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every request forwarded and every response returned: streamed.
+pub type GatewayBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Window of both rate limits, in seconds.
+pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
+
+/// `Retry-After` sent with a 503 for an unreachable upstream, in milliseconds.
+pub const UPSTREAM_RETRY_AFTER_MS: u64 = 1_000;
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The JWT settings are unusable.
+    #[error("jwt configuration: {0}")]
+    Auth(#[from] service_guard::ConfigError),
+    /// An upstream URL is not `http://host:port` (with an optional trailing `/`).
+    #[error("invalid {name} url {url:?}: {reason}")]
+    UpstreamUrl {
+        /// Which upstream.
+        name: &'static str,
+        /// The value given.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A header name given to strip is not a header name.
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
+    /// No key is configured and the listen address is not loopback.
+    #[error("no jwt key configured: refusing to run open on {0} (configure a key or listen on loopback)")]
+    OpenOffLoopback(SocketAddr),
+}
+
+/// One upstream: where it is and how long it may take.
+#[derive(Clone, Debug)]
+struct UpstreamConfig {
+    scheme: Scheme,
+    authority: Authority,
+    timeout: Duration,
+}
+
+impl UpstreamConfig {
+    fn parse(name: &'static str, url: &str, timeout_ms: u64) -> Result<Self, StartError> {
+        let err = |reason| StartError::UpstreamUrl {
+            name,
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: Uri = url.parse().map_err(|_| err("not a url"))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(err("only http:// upstreams are supported"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(err("a base url has no path or query"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| err("no host"))?;
+        Ok(Self {
+            scheme: Scheme::HTTP,
+            authority,
+            timeout: Duration::from_millis(timeout_ms.max(1)),
+        })
+    }
+
+    fn uri(&self, path_and_query: PathAndQuery) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+/// The gateway's state, shared by every request.
+pub struct Gateway {
+    client: Client<HttpConnector, GatewayBody>,
+    orders: UpstreamConfig,
+    inventory: UpstreamConfig,
+    auth: Authenticator,
+    public: Vec<AccessRule>,
+    strip: Vec<HeaderName>,
+    identity_headers: bool,
+    trust_forwarded: bool,
+    ip_limiter: Option<Limiter>,
+    user_limiter: Option<Limiter>,
+    body_bytes_max: u64,
+    health_timeout: Duration,
+    metrics: HttpMetrics,
+    registry: Registry,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("orders", &self.orders)
+            .field("inventory", &self.inventory)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn limiter(per_minute: u32, redis_url: Option<&String>, prefix: &str) -> Option<Limiter> {
+    (per_minute > 0).then_some(())?;
+    Some(
+        Limiter::new(RateLimitConfig {
+            requests_per_window: per_minute,
+            window: Duration::from_secs(RATE_LIMIT_WINDOW_SECS),
+            redis_url: redis_url.cloned(),
+            key_prefix: format!("gateway:{prefix}"),
+        })
+        .await,
+    )
+}
+
+impl Gateway {
+    /// Builds the gateway from its configuration.
+    ///
+    /// # Errors
+    /// [`StartError`] for unusable keys, URLs or header names, or a keyless
+    /// gateway on a non-loopback address.
+    pub async fn new(config: &Config) -> Result<Self, StartError> {
+        let auth = match config.auth_config()? {
+            Some(cfg) => Authenticator::new(&cfg)?,
+            None if service_guard::open_allowed(&config.listen) => {
+                tracing::warn!(addr = %config.listen, "no jwt key configured: the gateway runs open (loopback only)");
+                Authenticator::disabled()
+            }
+            None => return Err(StartError::OpenOffLoopback(config.listen)),
+        };
+        let strip = config
+            .strip_headers
+            .iter()
+            .map(|h| {
+                HeaderName::from_bytes(h.trim().as_bytes())
+                    .map_err(|_| StartError::HeaderName(h.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(config.pool_idle_timeout_secs))
+            .pool_max_idle_per_host(config.pool_idle_per_upstream_max)
+            .build(connector);
+        let mut registry = Registry::default();
+        let metrics = HttpMetrics::register(&mut registry);
+        Ok(Self {
+            client,
+            orders: UpstreamConfig::parse("orders", &config.orders_url, config.orders_timeout_ms)?,
+            inventory: UpstreamConfig::parse(
+                "inventory",
+                &config.inventory_url,
+                config.inventory_timeout_ms,
+            )?,
+            auth,
+            public: config.public_rules(),
+            strip,
+            identity_headers: !config.no_identity_headers,
+            trust_forwarded: config.trust_forwarded_headers,
+            ip_limiter: limiter(
+                config.rate_limit_ip_per_minute,
+                config.redis_url.as_ref(),
+                "ip",
+            )
+            .await,
+            user_limiter: limiter(
+                config.rate_limit_user_per_minute,
+                config.redis_url.as_ref(),
+                "user",
+            )
+            .await,
+            body_bytes_max: config.body_bytes_max,
+            health_timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
+            metrics,
+            registry,
+        })
+    }
+
+    fn upstream(&self, upstream: Upstream) -> &UpstreamConfig {
+        match upstream {
+            Upstream::Orders => &self.orders,
+            Upstream::Inventory => &self.inventory,
+        }
+    }
+
+    /// Handles one request from `peer` with id `request_id`. Never fails:
+    /// every error is a problem+json response.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        request_id: &RequestId,
+        peer: SocketAddr,
+    ) -> Response<GatewayBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path();
+        let matched = if rules::path_is_clean(path) {
+            rules::target(path).ok_or_else(|| Problem::route_not_found(path))
+        } else {
+            Err(Problem::bad_request(
+                "invalid_path",
+                "the path has dot segments or is too long",
+            ))
+        };
+        let (label, result) = match matched {
+            Err(problem) => ("unmatched", Err(problem)),
+            Ok(target) => (
+                label(target),
+                self.route(target, request, request_id, peer).await,
+            ),
+        };
+        let mut response = result.unwrap_or_else(|p| problem_response(p, request_id));
+        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        self.metrics
+            .observe(label, &method, response.status(), started.elapsed());
+        response
+    }
+
+    async fn route<B>(
+        &self,
+        target: Target,
+        request: Request<B>,
+        request_id: &RequestId,
+        peer: SocketAddr,
+    ) -> Result<Response<GatewayBody>, Problem>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let local = matches!(target, Target::Health | Target::Ready | Target::Metrics);
+        if local && request.method() != Method::GET {
+            return Err(Problem::method_not_allowed(&["GET"]));
+        }
+        match target {
+            Target::Health => Ok(boxed(health::report(self).await)),
+            Target::Ready => Ok(boxed(service_kit::response::json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ready"}),
+            ))),
+            Target::Metrics => Ok(boxed(service_kit::metrics::render(&self.registry))),
+            Target::Proxy { upstream, .. } => {
+                let ip = headers::client_ip(request.headers(), peer.ip(), self.trust_forwarded);
+                let ip_decision = check(self.ip_limiter.as_ref(), &format!("ip:{ip}")).await?;
+                let principal =
+                    self.admit(request.method(), request.uri().path(), request.headers())?;
+                let user_decision = match &principal {
+                    Some(p) => {
+                        check(self.user_limiter.as_ref(), &format!("user:{}", p.subject)).await?
+                    }
+                    None => None,
+                };
+                let mut response = self
+                    .forward(upstream, request, principal.as_ref(), request_id, peer)
+                    .await?;
+                if let Some(decision) = user_decision.or(ip_decision) {
+                    response.headers_mut().extend(decision.headers());
+                }
+                Ok(response)
+            }
+        }
+    }
+
+    /// Authenticates and authorizes a request for a proxied route. Returns
+    /// the principal to propagate (`None` for an anonymous call of a public
+    /// route, or when the gateway runs open).
+    fn admit(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Principal>, Problem> {
+        if self.auth.is_disabled() {
+            return Ok(None);
+        }
+        let public = self.public.iter().any(|r| r.matches(method, path));
+        if public && !headers.contains_key(header::AUTHORIZATION) {
+            return Ok(None);
+        }
+        let principal = self.auth.authenticate(headers).map_err(auth_problem)?;
+        if !public {
+            authorize(&principal, rules::required_roles(method, path)).map_err(auth_problem)?;
+        }
+        Ok(Some(principal))
+    }
+
+    async fn forward<B>(
+        &self,
+        upstream: Upstream,
+        request: Request<B>,
+        principal: Option<&Principal>,
+        request_id: &RequestId,
+        peer: SocketAddr,
+    ) -> Result<Response<GatewayBody>, Problem>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let settings = self.upstream(upstream);
+        let (mut parts, body) = request.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.body_bytes_max) {
+            return Err(too_large(self.body_bytes_max));
+        }
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = settings
+            .uri(path_and_query)
+            .map_err(|_| Problem::bad_request("invalid_path", "the request target is invalid"))?;
+        parts.version = Version::HTTP_11;
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h);
+        headers::strip_identity(h, &self.strip);
+        headers::set_forwarded(h, peer.ip(), self.trust_forwarded);
+        h.remove(header::HOST);
+        if let (Some(p), true) = (principal, self.identity_headers) {
+            headers::set_identity(h, p);
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
+            h.insert(REQUEST_ID_HEADER, v);
+        }
+        let body = Limited::new(
+            body,
+            usize::try_from(self.body_bytes_max).unwrap_or(usize::MAX),
+        );
+        let outgoing = Request::from_parts(parts, body.boxed());
+        let sent = tokio::time::timeout(settings.timeout, self.client.request(outgoing)).await;
+        let response = match sent {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(upstream_error(upstream, &e, self.body_bytes_max)),
+            Err(_) => {
+                tracing::warn!(
+                    upstream = upstream.name(),
+                    timeout_ms = settings.timeout.as_millis() as u64,
+                    "upstream timed out"
+                );
+                return Err(Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "Gateway timeout",
+                    format!("the {} service did not answer in time", upstream.name()),
+                ));
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(BoxError::from).boxed(),
+        ))
+    }
+
+    /// Probes `upstream`'s `/health/ready` within the health timeout.
+    pub(crate) async fn probe(&self, upstream: Upstream) -> Result<StatusCode, &'static str> {
+        let settings = self.upstream(upstream);
+        let uri = settings
+            .uri(PathAndQuery::from_static("/health/ready"))
+            .map_err(|_| "invalid url")?;
+        let mut request = Request::new(Empty::<Bytes>::new().map_err(BoxError::from).boxed());
+        *request.uri_mut() = uri;
+        match tokio::time::timeout(self.health_timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let status = response.status();
+                // Drain the small body so the connection goes back to the pool.
+                let _ =
+                    tokio::time::timeout(self.health_timeout, response.into_body().collect()).await;
+                Ok(status)
+            }
+            Ok(Err(e)) if e.is_connect() => Err("unreachable"),
+            Ok(Err(_)) => Err("bad response"),
+            Err(_) => Err("timed out"),
+        }
+    }
+}
+
+fn label(target: Target) -> &'static str {
+    match target {
+        Target::Health => "/health",
+        Target::Ready => "/health/ready",
+        Target::Metrics => "/metrics",
+        Target::Proxy { route, .. } => route,
+    }
+}
+
+/// A full response as a gateway response.
+pub(crate) fn boxed(response: Response<service_kit::Body>) -> Response<GatewayBody> {
+    response.map(|b| b.map_err(|never| match never {}).boxed())
+}
+
+fn problem_response(problem: Problem, request_id: &RequestId) -> Response<GatewayBody> {
+    boxed(problem.into_response(request_id))
+}
+
+async fn check(limiter: Option<&Limiter>, key: &str) -> Result<Option<RateDecision>, Problem> {
+    let Some(limiter) = limiter else {
+        return Ok(None);
+    };
+    let decision = limiter.check(key).await;
+    if decision.allowed {
+        return Ok(Some(decision));
+    }
+    let mut problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        "the request rate limit is exceeded; retry after the time in Retry-After",
+    );
+    for (name, value) in decision.headers() {
+        problem = problem.with_header(name, value);
+    }
+    Err(problem)
+}
+
+fn auth_problem(error: AuthError) -> Problem {
+    let title = if error.status() == StatusCode::FORBIDDEN {
+        "Forbidden"
+    } else {
+        "Unauthorized"
+    };
+    let mut problem = Problem::new(error.status(), error.code(), title, error.to_string());
+    if let Some(challenge) = error
+        .www_authenticate()
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        problem = problem.with_header(header::WWW_AUTHENTICATE, challenge);
+    }
+    problem
+}
+
+fn too_large(limit: u64) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+fn upstream_error(
+    upstream: Upstream,
+    error: &hyper_util::client::legacy::Error,
+    body_limit: u64,
+) -> Problem {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return too_large(body_limit);
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        tracing::warn!(upstream = upstream.name(), error = %error, "upstream unreachable");
+        return Problem::unavailable(
+            "upstream_unavailable",
+            format!("the {} service is unavailable", upstream.name()),
+            Duration::from_millis(UPSTREAM_RETRY_AFTER_MS),
+        );
+    }
+    tracing::warn!(upstream = upstream.name(), error = %error, "upstream request failed");
+    Problem::new(
+        StatusCode::BAD_GATEWAY,
+        "bad_gateway",
+        "Bad gateway",
+        format!(
+            "the {} service did not return a valid response",
+            upstream.name()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Upstream URLs must be plain http base URLs.
+    #[test]
+    fn upstream_urls() {
+        assert!(UpstreamConfig::parse("orders", "http://127.0.0.1:3001", 1).is_ok());
+        assert!(UpstreamConfig::parse("orders", "http://orders:3001/", 1).is_ok());
+        for bad in ["https://x", "http://x/api", "x", "http://x/?a=1"] {
+            assert!(UpstreamConfig::parse("orders", bad, 1).is_err(), "{bad}");
+        }
+    }
+
+    /// A rejected token maps to a 401 problem with its challenge; a role
+    /// failure to a 403 without one.
+    #[test]
+    fn auth_problems() {
+        let p = auth_problem(AuthError::Expired);
+        assert_eq!(
+            (p.status(), p.code()),
+            (StatusCode::UNAUTHORIZED, "token_expired")
+        );
+        let r = p.into_response(&RequestId::generate());
+        assert!(r.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"));
+        let p = auth_problem(AuthError::Forbidden);
+        assert_eq!(p.status(), StatusCode::FORBIDDEN);
+        assert!(!p
+            .into_response(&RequestId::generate())
+            .headers()
+            .contains_key(header::WWW_AUTHENTICATE));
+    }
+}

@@ -1,0 +1,343 @@
+//! Servers on 127.0.0.1:0 for the gateway tests: the real inventory server, a
+//! recording upstream (for header assertions only), the gateway itself, an
+//! in-process log capture, and a small client.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use service_guard::{Role, TokenSigner};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The HS256 secret of the test gateways.
+pub const SECRET: &str = "gateway-test-secret-of-at-least-32-bytes";
+
+/// Stops a server when dropped.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn bind() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (listener, addr)
+}
+
+/// The real inventory server (memory store, no rate limit).
+pub async fn spawn_inventory() -> Running {
+    let (listener, addr) = bind().await;
+    let mut config = inventory_http::Config::embedded();
+    config.listen = addr;
+    config.rate_limit_per_minute = 0;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        inventory_http::run(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("inventory starts");
+    });
+    Running { addr, _stop: stop }
+}
+
+/// The gateway with `config`, on an ephemeral port.
+pub async fn spawn_gateway(mut config: gateway::Config) -> Running {
+    let (listener, addr) = bind().await;
+    config.listen = addr;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let gw = Arc::new(
+        gateway::Gateway::new(&config)
+            .await
+            .expect("gateway builds"),
+    );
+    let limits = config.server_limits();
+    tokio::spawn(gateway::server::serve(listener, gw, limits, async {
+        let _ = stopped.await;
+    }));
+    Running { addr, _stop: stop }
+}
+
+/// A gateway configuration with the HS256 test key, no rate limits, and
+/// the given upstreams.
+pub fn config(orders: SocketAddr, inventory: SocketAddr) -> gateway::Config {
+    let mut c = gateway::Config::embedded();
+    c.jwt_secret = Some(SECRET.to_owned());
+    c.orders_url = format!("http://{orders}");
+    c.inventory_url = format!("http://{inventory}");
+    c.rate_limit_ip_per_minute = 0;
+    c.rate_limit_user_per_minute = 0;
+    c
+}
+
+/// A token signed with [`SECRET`].
+pub fn token(sub: &str, roles: &[Role]) -> String {
+    TokenSigner::hs256(SECRET)
+        .expect("signer")
+        .mint(sub, roles, Duration::from_secs(600), unix_now())
+        .expect("token")
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// One request as the recording upstream saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// Method.
+    pub method: Method,
+    /// Path and query.
+    pub target: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body length in bytes.
+    pub body_len: usize,
+}
+
+/// An upstream that records what reaches it and answers 200 `{"upstream":"recorder"}`
+/// with a hop-by-hop header the gateway must drop.
+pub struct Recorder {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it received.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Recorder {
+    /// Requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+/// Starts a [`Recorder`].
+pub async fn spawn_recorder() -> Recorder {
+    let (listener, addr) = bind().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = &mut stopped => break,
+                a = listener.accept() => a.expect("accept"),
+            };
+            let log = log.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let log = log.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    log.lock().expect("lock").push(Seen {
+                        method: parts.method,
+                        target: parts.uri.to_string(),
+                        headers: parts.headers,
+                        body_len: body.len(),
+                    });
+                    let response = Response::builder()
+                        .header("content-type", "application/json")
+                        .header("keep-alive", "timeout=5")
+                        .header("connection", "x-upstream-hop")
+                        .header("x-upstream-hop", "1")
+                        .body(Full::new(Bytes::from_static(
+                            b"{\"upstream\":\"recorder\"}",
+                        )))
+                        .expect("response");
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    Recorder {
+        addr,
+        seen,
+        _stop: stop,
+    }
+}
+
+/// An address where nothing listens (bound, then released).
+pub async fn dead_addr() -> SocketAddr {
+    let (listener, addr) = bind().await;
+    drop(listener);
+    addr
+}
+
+/// A server that accepts connections and never answers.
+pub async fn spawn_silent() -> Running {
+    let (listener, addr) = bind().await;
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                a = listener.accept() => held.push(a.expect("accept")),
+            }
+        }
+    });
+    Running { addr, _stop: stop }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The problem `code`, if any.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+/// Sends `method path` to `addr` with `headers` and `body`.
+pub async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
+    let client = CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http());
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
+    let response = client.request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `GET path` with an optional bearer token.
+pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    send(addr, Method::GET, path, &headers, b"").await
+}
+
+/// `method path` with a JSON body and a bearer token.
+pub async fn json(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    send(
+        addr,
+        method,
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+/// Everything logged in this test process so far (JSON lines).
+pub fn logs() -> String {
+    String::from_utf8_lossy(&capture().lock().expect("lock")).into_owned()
+}
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buffer.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_target(true)
+            .with_env_filter("info")
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        buffer
+    })
+}
+
+/// Installs the log capture (call before starting servers whose logs a test reads).
+pub fn capture_logs() {
+    let _ = capture();
+}
