@@ -53,8 +53,9 @@ pub const RESUME_INTERVAL_MS_DEFAULT: u64 = 30_000;
 /// Pending orders read per page by the resumer.
 pub const RESUME_PAGE_MAX: u32 = 500;
 
-/// Longest a cancel request waits for the saga to finish, in milliseconds.
-pub const CANCEL_WAIT_MS: u64 = 5_000;
+/// Default longest a cancel request waits for the saga to finish, in
+/// milliseconds (then it answers 202 and the saga finishes later).
+pub const CANCEL_WAIT_MS_DEFAULT: u64 = 5_000;
 
 /// Capacity of the channel announcing finished orders.
 const FINISHED_CHANNEL_CAPACITY: usize = 1_024;
@@ -80,6 +81,8 @@ pub struct SagaConfig {
     pub reserve_attempts_max: u32,
     /// Interval of the resumer's sweep, in milliseconds.
     pub resume_interval_ms: u64,
+    /// Longest a cancel request waits for the saga to finish, in milliseconds.
+    pub cancel_wait_ms: u64,
 }
 
 impl Default for SagaConfig {
@@ -94,6 +97,7 @@ impl Default for SagaConfig {
             park_interval_ms: PARK_INTERVAL_MS_DEFAULT,
             reserve_attempts_max: RESERVE_ATTEMPTS_MAX_DEFAULT,
             resume_interval_ms: RESUME_INTERVAL_MS_DEFAULT,
+            cancel_wait_ms: CANCEL_WAIT_MS_DEFAULT,
         }
     }
 }
@@ -255,7 +259,7 @@ impl SagaEngine {
         }
     }
 
-    /// Asks to cancel a pending order and waits (at most [`CANCEL_WAIT_MS`])
+    /// Asks to cancel a pending order and waits (at most `cancel_wait_ms`)
     /// for its saga to undo what it did.
     ///
     /// # Errors
@@ -289,7 +293,8 @@ impl SagaEngine {
                 }
             }
         };
-        let done = tokio::time::timeout(Duration::from_millis(CANCEL_WAIT_MS), wait).await;
+        let done =
+            tokio::time::timeout(Duration::from_millis(self.config.cancel_wait_ms), wait).await;
         let record = self.store.get(order_id).await?;
         Ok(match (record, done) {
             (None, _) => CancelOutcome::NotFound,

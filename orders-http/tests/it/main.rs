@@ -1,0 +1,134 @@
+//! Integration tests of orders-http: the shared store suite on memory and
+//! PostgreSQL, and the order flows against a real inventory-http on a socket
+//! (memory stores, and PostgreSQL-backed inventory and orders).
+//!
+//! PostgreSQL tests work in schemas of their own; without a reachable server
+//! they print why they were skipped, unless `REQUIRE_SERVICES=1`.
+
+mod flows;
+mod saga;
+mod support;
+
+use std::sync::Arc;
+
+use flows::Stack;
+use support::{memory, TestSchema};
+
+fn mem_inventory() -> inventory_memory::MemoryStore {
+    inventory_memory::MemoryStore::new()
+}
+
+/// The memory store passes the shared store suite.
+#[tokio::test]
+async fn memory_store_suite() {
+    orders_http::store::suite::run_all(memory()).await;
+}
+
+/// The PostgreSQL store passes the shared store suite.
+#[tokio::test]
+async fn postgres_store_suite() {
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    orders_http::store::suite::run_all(db.orders_store().await).await;
+}
+
+/// The API's acceptance cases, on memory stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_memory() {
+    let t = Stack::start(mem_inventory(), memory(), |_| {}).await;
+    flows::acceptance(&t).await;
+    flows::catalog_admin(&t).await;
+}
+
+/// Happy path, out of stock and the last-unit race, on memory stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_outcomes_memory() {
+    let t = Stack::start(mem_inventory(), memory(), |_| {}).await;
+    flows::happy_path(&t).await;
+    flows::out_of_stock(&t).await;
+    flows::last_unit_race(&t).await;
+}
+
+/// Declined payments are undone, on memory stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_declined_memory() {
+    let t = Stack::start(mem_inventory(), memory(), |c| c.payment_decline_rate = 1.0).await;
+    flows::payment_declined(&t).await;
+}
+
+/// An interrupted saga resumes after a restart, on memory stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_saga_resumes_memory() {
+    saga::interrupted_saga_resumes(mem_inventory(), memory()).await;
+}
+
+/// An expired hold is reserved again and confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_hold_is_reserved_again() {
+    saga::expired_hold_is_reserved_again().await;
+}
+
+/// An expired hold whose stock is gone is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_hold_without_stock_is_refunded() {
+    saga::expired_hold_without_stock_is_refunded().await;
+}
+
+/// The breaker opens while inventory is down; orders resume when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_and_orders_resume() {
+    saga::breaker_opens_and_orders_resume().await;
+}
+
+/// The pending deadline cancels `inventory_unavailable`; customer cancels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_cancels_and_customers_can_cancel() {
+    saga::deadline_cancels_and_customers_can_cancel().await;
+}
+
+/// A cancel during the payment ends in a refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_payment_refunds() {
+    saga::cancel_during_payment_refunds().await;
+}
+
+/// Acceptance, happy path, out of stock, decline and the last-unit race with
+/// PostgreSQL behind both inventory and orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_postgres() {
+    let (Some(inv), Some(ord)) = (TestSchema::create().await, TestSchema::create().await) else {
+        return;
+    };
+    let t = Stack::start(
+        inv.inventory_store().await,
+        ord.orders_store().await,
+        |_| {},
+    )
+    .await;
+    flows::acceptance(&t).await;
+    flows::happy_path(&t).await;
+    flows::out_of_stock(&t).await;
+    flows::last_unit_race(&t).await;
+    drop(t);
+    let (Some(inv2), Some(ord2)) = (TestSchema::create().await, TestSchema::create().await) else {
+        return;
+    };
+    let declined = Stack::start(
+        inv2.inventory_store().await,
+        ord2.orders_store().await,
+        |c| c.payment_decline_rate = 1.0,
+    )
+    .await;
+    flows::payment_declined(&declined).await;
+}
+
+/// An interrupted saga resumes after a restart, with PostgreSQL behind both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_saga_resumes_postgres() {
+    let (Some(inv), Some(ord)) = (TestSchema::create().await, TestSchema::create().await) else {
+        return;
+    };
+    let orders_store = ord.orders_store().await;
+    saga::interrupted_saga_resumes(inv.inventory_store().await, Arc::clone(&orders_store)).await;
+}
