@@ -50,3 +50,35 @@ pub fn operations() -> Result<Vec<(String, String)>, String> {
     ops.sort();
     Ok(ops)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::ROUTES;
+
+    /// Every route of the router has an entry in the document, and every
+    /// entry of the document is a route of the router.
+    #[test]
+    fn document_and_route_table_agree() {
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.template.to_owned()))
+            .collect();
+        routes.sort();
+        let documented = operations().unwrap();
+        let missing: Vec<_> = routes.iter().filter(|r| !documented.contains(r)).collect();
+        let extra: Vec<_> = documented.iter().filter(|d| !routes.contains(d)).collect();
+        assert!(
+            missing.is_empty(),
+            "routes without a spec entry: {missing:?}"
+        );
+        assert!(extra.is_empty(), "spec entries without a route: {extra:?}");
+    }
+
+    /// The document is OpenAPI 3.1 and serializes to JSON.
+    #[test]
+    fn document_is_openapi_3_1() {
+        assert_eq!(document().unwrap()["openapi"], "3.1.0");
+        assert!(!document_json().unwrap().is_empty());
+    }
+}
