@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Load run: GET availability on inventory-http (memory store) next to a bare
+# hyper server returning a fixed JSON body, same machine, same run, with wrk.
+# Prints a markdown table (req/s, p50, p99) for docs/benchmarks.md.
+#
+# Usage: scripts/load-run.sh [connections=64] [duration_secs=15] [threads=2]
+# Env:   INVENTORY_LOG (RUST_LOG of the server during the run, default "warn")
+set -euo pipefail
+
+CONNECTIONS="${1:-64}"
+DURATION_SECS="${2:-15}"
+THREADS="${3:-2}"
+WARMUP_SECS=3
+INVENTORY_ADDR=127.0.0.1:18090
+BARE_ADDR=127.0.0.1:18091
+INVENTORY_LOG="${INVENTORY_LOG:-warn}"
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)" >&2
+  apt-get install -y wrk >/dev/null
+fi
+
+cargo build --release -q -p inventory-http -p benches --example bare_server
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+RUST_LOG="$INVENTORY_LOG" RATE_LIMIT_PER_MINUTE=0 LISTEN_ADDR="$INVENTORY_ADDR" \
+  "$TARGET_DIR/release/inventory-http" >/dev/null 2>&1 &
+pids+=($!)
+"$TARGET_DIR/release/examples/bare_server" "$BARE_ADDR" >/dev/null 2>&1 &
+pids+=($!)
+
+wait_up() { for _ in $(seq 1 100); do curl -fs "http://$1$2" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server $1 did not start" >&2; exit 1; }
+wait_up "$INVENTORY_ADDR" /health
+wait_up "$BARE_ADDR" /
+
+PRODUCT=6f1c2a8e-2b7d-4a1e-9c3f-0d5e8b7a6c41
+curl -fs -X POST "http://$INVENTORY_ADDR/api/inventory/items" -H 'content-type: application/json' \
+  -d "{\"product_id\":\"$PRODUCT\",\"quantity\":1000}" >/dev/null
+
+# Prints "req/s p50 p99" for one URL.
+measure() {
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP_SECS}s" "$1" >/dev/null
+  local out
+  out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION_SECS}s" --latency "$1")"
+  if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx answers from $1" >&2; echo "$out" >&2; exit 1; fi
+  local rps p50 p99
+  rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
+  p50="$(echo "$out" | awk '$1=="50%" {print $2}')"
+  p99="$(echo "$out" | awk '$1=="99%" {print $2}')"
+  echo "$rps $p50 $p99"
+}
+
+read -r bare_rps bare_p50 bare_p99 < <(measure "http://$BARE_ADDR/")
+read -r inv_rps inv_p50 inv_p99 < <(measure "http://$INVENTORY_ADDR/api/inventory/$PRODUCT")
+ratio="$(awk -v a="$inv_rps" -v b="$bare_rps" 'BEGIN {printf "%.2f", a / b}')"
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION_SECS}s --latency (after ${WARMUP_SECS}s warm-up), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), server RUST_LOG=$INVENTORY_LOG"
+echo
+echo "| server | req/s | p50 | p99 | vs bare |"
+echo "|---|---:|---:|---:|---:|"
+echo "| bare hyper, fixed JSON | $bare_rps | $bare_p50 | $bare_p99 | 1.00 |"
+echo "| inventory-http GET /api/inventory/{id}, memory store | $inv_rps | $inv_p50 | $inv_p99 | $ratio |"
