@@ -287,6 +287,15 @@ pub async fn operations<S: InventoryStore>(t: &TestApp<S>) {
     let generated = t.get("/nope").await;
     let rid = generated.header("x-request-id").unwrap();
     assert_eq!(generated.json()["request_id"], rid);
+    let product = t.create_item(2).await;
+    let order = Uuid::new_v4();
+    let body = json!({"product_id": product, "quantity": 1, "order_id": order, "ttl_seconds": 10});
+    assert_eq!(t.post("/api/inventory/reserve", &body).await.status, 201);
+    assert_eq!(t.post("/api/inventory/reserve", &body).await.status, 200);
+    assert_eq!(t.reserve(product, 5).await.status, 409);
+    t.clock.advance(Duration::from_secs(11));
+    assert_eq!(t.app.sweep_once().await.unwrap(), 1);
+    assert_eq!(t.availability(product).await["available"], 2);
     let metrics = t.get("/metrics").await;
     let text = String::from_utf8_lossy(&metrics.body).to_string();
     assert!(
@@ -294,6 +303,20 @@ pub async fn operations<S: InventoryStore>(t: &TestApp<S>) {
         "{text}"
     );
     assert!(text.contains("route=\"unmatched\""), "{text}");
+    for line in [
+        "inventory_reservations_total{outcome=\"created\"} 1".to_owned(),
+        "inventory_reservations_total{outcome=\"repeated\"} 1".to_owned(),
+        "inventory_reservations_total{outcome=\"insufficient_stock\"} 1".to_owned(),
+        "inventory_expired_by_sweep_total 1".to_owned(),
+        format!("inventory_stock_available{{product_id=\"{product}\"}} 2"),
+        "route=\"/api/inventory/{product_id}\",method=\"GET\",status=\"200\"".to_owned(),
+    ] {
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    assert!(
+        !text.contains(&format!("route=\"/api/inventory/{product}")),
+        "raw paths never become labels"
+    );
     let spec = t.get("/openapi.json").await;
     assert_eq!(spec.json()["openapi"], "3.1.0");
 }
@@ -344,4 +367,46 @@ async fn shutdown_stops_the_server() {
     let addr = t.addr;
     t.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// `run` serves the configured store and stops on its shutdown future.
+#[tokio::test]
+async fn run_serves_until_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(inventory_http::run(
+        listener,
+        crate::helpers::test_config(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// Without a token key the server refuses to listen beyond loopback.
+#[tokio::test]
+async fn open_server_refuses_a_public_address() {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let result = inventory_http::run(
+        listener,
+        crate::helpers::test_config(),
+        std::future::ready(()),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(inventory_http::StartError::Config(_))),
+        "{result:?}"
+    );
 }
