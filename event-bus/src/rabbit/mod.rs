@@ -14,7 +14,7 @@ pub use consumer::{
     spawn_consumer, ConsumerConfig, ConsumerError, ConsumerHealth, RabbitConsumer,
     ATTEMPTS_DEFAULT_MAX, HEADER_DEAD_LETTER_REASON, HEADER_ORIGINAL_ROUTING_KEY, PREFETCH_DEFAULT,
 };
-pub use publisher::{RabbitConfig, RabbitPublisher, HEADER_CORRELATION_ID};
+pub use publisher::{RabbitConfig, RabbitPublisher, CONFIRM_TIMEOUT_MS, HEADER_CORRELATION_ID};
 
 /// The exchange inventory publishes on.
 pub const INVENTORY_EXCHANGE: &str = "inventory.events";

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
@@ -18,6 +19,10 @@ use crate::publisher::{PublishError, Publisher};
 /// Header carrying the correlation id (also set as the AMQP `correlation_id`
 /// property).
 pub const HEADER_CORRELATION_ID: &str = "x-correlation-id";
+
+/// Longest wait for the broker to confirm one batch. A connection that died
+/// without the client noticing must not hold the relay forever.
+pub const CONFIRM_TIMEOUT_MS: u64 = 30_000;
 
 /// AMQP delivery mode of a message the broker writes to disk.
 const DELIVERY_MODE_PERSISTENT: u8 = 2;
@@ -216,8 +221,19 @@ impl Publisher for RabbitPublisher {
                 Err(e) => return Err(self.broken(&mut guard, format!("publish: {e}"))),
             }
         }
-        for confirm in confirms {
-            match confirm.await {
+        let confirmed = tokio::time::timeout(
+            Duration::from_millis(CONFIRM_TIMEOUT_MS),
+            futures_util::future::join_all(confirms),
+        )
+        .await;
+        let Ok(confirmed) = confirmed else {
+            return Err(self.broken(
+                &mut guard,
+                format!("no confirm within {CONFIRM_TIMEOUT_MS} ms"),
+            ));
+        };
+        for confirm in confirmed {
+            match confirm {
                 Ok(Confirmation::Ack(_)) => {}
                 Ok(Confirmation::Nack(_)) => {
                     return Err(PublishError::Refused("negative confirm".to_owned()))

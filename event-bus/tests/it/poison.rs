@@ -1,0 +1,133 @@
+//! Messages a consumer cannot apply go to the dead-letter queue with the
+//! reason, and never block the messages behind them.
+
+use std::time::Duration;
+
+use event_bus::rabbit::{self, ConsumerConfig, RabbitConsumer, HEADER_DEAD_LETTER_REASON};
+use event_bus::Envelope;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::AMQPValue;
+use lapin::BasicProperties;
+use serde_json::json;
+
+use crate::common::{eventually, id, shutdown};
+use crate::support::{broker, unique_spec, Recorder, Topology};
+
+/// How long messages may take to arrive.
+const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn envelope(event_type: &str, correlation_id: &str, n: u64) -> Envelope {
+    Envelope::new(
+        "inventory",
+        event_type,
+        1,
+        id(),
+        0,
+        Some(correlation_id),
+        json!({"product_id": "p", "quantity_after": n}),
+    )
+}
+
+/// Garbage, an unknown event type and an event that keeps failing
+/// transiently each land in the dead-letter queue with their reason; the
+/// good events around them are applied, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_later_ones_flow() {
+    let Some(url) = broker().await else { return };
+    let spec = unique_spec("poison");
+    let _topology = Topology::new(&url, &spec);
+    let connection = rabbit::connect(&url, "poison-publisher")
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    spec.declare(&channel).await.expect("declare");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let good: Vec<Envelope> = (1..=5)
+        .map(|n| envelope("inventory.stock.adjusted", "ok", n))
+        .collect();
+    let messages: Vec<(&str, Vec<u8>)> = vec![
+        ("inventory.stock.adjusted", good[0].to_bytes()),
+        ("inventory.stock.reserved", b"{not an envelope".to_vec()),
+        ("inventory.stock.adjusted", good[1].to_bytes()),
+        (
+            "inventory.stock.exploded",
+            envelope("inventory.stock.exploded", "x", 0).to_bytes(),
+        ),
+        ("inventory.stock.adjusted", good[2].to_bytes()),
+        (
+            "inventory.stock.adjusted",
+            envelope("inventory.stock.adjusted", "fail-transiently", 0).to_bytes(),
+        ),
+        ("inventory.stock.adjusted", good[3].to_bytes()),
+        ("inventory.stock.adjusted", good[4].to_bytes()),
+    ];
+    for (routing_key, body) in &messages {
+        channel
+            .basic_publish(
+                &spec.exchange,
+                routing_key,
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
+    }
+
+    let recorder = Recorder::new("poison");
+    let mut config = ConsumerConfig::new(&url, spec.clone(), "poison-consumer");
+    config.attempts_max = 3;
+    config.retry_delay_min_ms = 5;
+    config.retry_delay_max_ms = 20;
+    let consumer = RabbitConsumer::new(config, recorder.clone());
+    let health = consumer.health();
+    let (stop, signal) = shutdown();
+    let task = tokio::spawn(consumer.run(signal));
+
+    assert!(recorder.wait_applied(good.len(), ARRIVAL_TIMEOUT).await);
+    assert_eq!(recorder.applied(), good);
+    assert!(eventually(ARRIVAL_TIMEOUT, || health.dead_lettered() == 3).await);
+    assert_eq!(health.retried(), 2, "two retries before giving up");
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
+        let message = channel
+            .basic_get(&spec.dead_letter_queue, BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .expect("a dead letter");
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .expect("headers");
+        let reason = match headers.inner().get(HEADER_DEAD_LETTER_REASON) {
+            Some(AMQPValue::LongString(reason)) => reason.to_string(),
+            other => panic!("no reason header: {other:?}"),
+        };
+        reasons.push(reason);
+    }
+    assert!(
+        reasons[0].starts_with("malformed envelope"),
+        "{}",
+        reasons[0]
+    );
+    assert!(
+        reasons[1].contains("unknown event type inventory.stock.exploded"),
+        "{}",
+        reasons[1]
+    );
+    assert!(
+        reasons[2].contains("transient failure after 3 attempts"),
+        "{}",
+        reasons[2]
+    );
+    let _ = stop.send(());
+    task.await.expect("consumer stops");
+    let _ = connection.close(200, "done").await;
+}
