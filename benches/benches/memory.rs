@@ -3,10 +3,17 @@
 //! and on distinct products; and 100 threads on one product.
 //!
 //! Run with `cargo bench -p benches --bench memory`. Every sample starts from
-//! a fresh store (made and dropped outside the timed part) and the outbox is
-//! drained after each sample, so memory stays flat. Criterion reports each
-//! figure as elements per second: one element is one reserve, one reserve +
-//! confirm pair, or one 5-line reserve.
+//! a fresh store (made and dropped outside the timed part). Two regimes:
+//!
+//! - *growing*: nothing is dropped while the sample runs, so the store's
+//!   indexes, slabs and outbox grow with every operation (resizes and fresh
+//!   pages included in the time); the outbox is drained after the sample.
+//! - *steady* (names ending in `_steady`): every [`MAINTENANCE_EVERY`] pairs the
+//!   thread drains the outbox and purges finished reservations, as a
+//!   long-running embedding does; that work is part of the time.
+//!
+//! Criterion reports each figure as elements per second: one element is one
+//! reserve, one reserve + confirm pair, or one 5-line reserve.
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -24,6 +31,9 @@ use uuid::Uuid;
 
 /// Lines of the multi-line reserve.
 const LINES_PER_ORDER: usize = 5;
+
+/// Pairs between two maintenance passes in the steady regime.
+const MAINTENANCE_EVERY: u64 = 1_024;
 
 /// Threads of the crowd case.
 const CROWD_THREADS: usize = 100;
@@ -84,6 +94,27 @@ fn drain_all(store: &MemoryStore) {
     while !store.drain(usize::MAX).is_empty() {}
 }
 
+/// Whether a worker drains and purges as it goes.
+#[derive(Clone, Copy)]
+enum Regime {
+    Growing,
+    Steady,
+}
+
+/// `count` reserve + confirm pairs on one product, ids tagged with `thread`.
+fn pairs(store: &MemoryStore, product_id: ProductId, thread: u64, count: u64, regime: Regime) {
+    for n in 0..count {
+        reserve_and_confirm(store, product_id, thread, n);
+        if matches!(regime, Regime::Steady) && n % MAINTENANCE_EVERY == MAINTENANCE_EVERY - 1 {
+            drain_all(store);
+            store.purge_finished(
+                Timestamp::from_millis(meta().now.as_millis() + 1),
+                usize::MAX,
+            );
+        }
+    }
+}
+
 fn single_thread(group: &mut BenchmarkGroup<'_, WallTime>) {
     group.bench_function("reserve", |b| {
         b.iter_custom(|iters| {
@@ -97,18 +128,21 @@ fn single_thread(group: &mut BenchmarkGroup<'_, WallTime>) {
             elapsed
         });
     });
-    group.bench_function("reserve_confirm", |b| {
-        b.iter_custom(|iters| {
-            let store = store_with(1);
-            let start = Instant::now();
-            for n in 0..iters {
-                reserve_and_confirm(&store, product(0), 0, n);
-            }
-            let elapsed = start.elapsed();
-            drain_all(&store);
-            elapsed
+    for (name, regime) in [
+        ("reserve_confirm", Regime::Growing),
+        ("reserve_confirm_steady", Regime::Steady),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let store = store_with(1);
+                let start = Instant::now();
+                pairs(&store, product(0), 0, iters, regime);
+                let elapsed = start.elapsed();
+                drain_all(&store);
+                elapsed
+            });
         });
-    });
+    }
     group.bench_function("reserve_5_lines", |b| {
         b.iter_custom(|iters| {
             let store = store_with(LINES_PER_ORDER as u64);
@@ -138,7 +172,12 @@ fn single_thread(group: &mut BenchmarkGroup<'_, WallTime>) {
 
 /// Runs `iters` reserve + confirm pairs split over `threads` threads, each on
 /// the product `product_of(thread)`; returns the wall time from a common start.
-fn pairs_on_threads(iters: u64, threads: u64, product_of: fn(u64) -> ProductId) -> Duration {
+fn pairs_on_threads(
+    iters: u64,
+    threads: u64,
+    product_of: fn(u64) -> ProductId,
+    regime: Regime,
+) -> Duration {
     let store = Arc::new(store_with(threads));
     let barrier = Arc::new(Barrier::new(threads as usize + 1));
     let per_thread = iters.div_ceil(threads);
@@ -147,9 +186,7 @@ fn pairs_on_threads(iters: u64, threads: u64, product_of: fn(u64) -> ProductId) 
             let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
             thread::spawn(move || {
                 barrier.wait();
-                for n in 0..per_thread {
-                    reserve_and_confirm(&store, product_of(t), t, n);
-                }
+                pairs(&store, product_of(t), t, per_thread, regime);
             })
         })
         .collect();
@@ -164,17 +201,33 @@ fn pairs_on_threads(iters: u64, threads: u64, product_of: fn(u64) -> ProductId) 
 }
 
 fn two_threads(group: &mut BenchmarkGroup<'_, WallTime>) {
-    group.bench_function("reserve_confirm_hot_product", |b| {
-        b.iter_custom(|iters| pairs_on_threads(iters, 2, |_| product(0)));
-    });
-    group.bench_function("reserve_confirm_distinct_products", |b| {
-        b.iter_custom(|iters| pairs_on_threads(iters, 2, product));
-    });
+    let hot: fn(u64) -> ProductId = |_| product(0);
+    let distinct: fn(u64) -> ProductId = product;
+    for (name, product_of, regime) in [
+        ("reserve_confirm_hot_product", hot, Regime::Growing),
+        ("reserve_confirm_hot_product_steady", hot, Regime::Steady),
+        (
+            "reserve_confirm_distinct_products",
+            distinct,
+            Regime::Growing,
+        ),
+        (
+            "reserve_confirm_distinct_products_steady",
+            distinct,
+            Regime::Steady,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| pairs_on_threads(iters, 2, product_of, regime));
+        });
+    }
 }
 
 fn crowd(group: &mut BenchmarkGroup<'_, WallTime>) {
     group.bench_function("reserve_confirm_one_product", |b| {
-        b.iter_custom(|iters| pairs_on_threads(iters, CROWD_THREADS as u64, |_| product(0)));
+        b.iter_custom(|iters| {
+            pairs_on_threads(iters, CROWD_THREADS as u64, |_| product(0), Regime::Growing)
+        });
     });
 }
 

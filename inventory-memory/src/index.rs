@@ -81,16 +81,16 @@ pub(crate) struct Indexes {
     pub(crate) orders: DashMap<OrderId, OrderLines, Hasher>,
 }
 
-impl Default for Indexes {
-    fn default() -> Self {
+impl Indexes {
+    /// Empty indexes with room for `reservations` reservations (and as many
+    /// orders) before they grow.
+    pub(crate) fn with_capacity(reservations: usize) -> Self {
         Self {
-            reservations: DashMap::with_hasher(Hasher::default()),
-            orders: DashMap::with_hasher(Hasher::default()),
+            reservations: DashMap::with_capacity_and_hasher(reservations, Hasher::default()),
+            orders: DashMap::with_capacity_and_hasher(reservations, Hasher::default()),
         }
     }
-}
 
-impl Indexes {
     /// The place of a stored reservation (not of a mere claim).
     pub(crate) fn place(&self, id: ReservationId) -> Option<Place> {
         let place = *self.reservations.get(&id)?;

@@ -96,12 +96,11 @@ impl MemoryOutbox {
                 .filter_map(|(i, q)| q.get(positions[i]).map(|e| (e.sequence, i)))
                 .min();
             let Some((_, i)) = lowest else { break };
-            out.push(queues[i][positions[i]].clone());
-            positions[i] += 1;
-        }
-        if remove {
-            for (queue, taken) in queues.iter_mut().zip(positions) {
-                queue.drain(..taken);
+            if remove {
+                out.extend(queues[i].pop_front());
+            } else {
+                out.push(queues[i][positions[i]].clone());
+                positions[i] += 1;
             }
         }
         out

@@ -71,9 +71,17 @@ impl fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
+        Self::with_capacity(0, 0)
+    }
+
+    /// An empty store with room for `products` items and `reservations`
+    /// reservations before its indexes grow. Growing a large index copies it
+    /// (a pause proportional to its size), so an embedder that knows its scale
+    /// avoids those pauses by saying so here.
+    pub fn with_capacity(products: usize, reservations: usize) -> Self {
         Self {
-            items: DashMap::with_hasher(Hasher::default()),
-            index: Indexes::default(),
+            items: DashMap::with_capacity_and_hasher(products, Hasher::default()),
+            index: Indexes::with_capacity(reservations),
             outbox: MemoryOutbox::default(),
         }
     }
