@@ -1,4 +1,4 @@
-//! The [`Workspace`] the store hands to [`inventory_core::decide`]: the cells a
+//! The [`Workspace`] the store hands to [`inventory_core::decide()`]: the cells a
 //! command has locked, changed in place, the store-wide indexes, and the
 //! outbox writer its events go to.
 

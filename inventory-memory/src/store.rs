@@ -1,5 +1,16 @@
 //! [`MemoryStore`]: locks the cells a command touches in product order, lets
-//! [`inventory_core::decide`] change them in place, and queues the events.
+//! [`inventory_core::decide()`] change them in place, and queues the events.
+//!
+//! Lock order, which is what makes the store deadlock-free:
+//!
+//! 1. item cells, in ascending product id (a command takes all of its cells
+//!    before it runs);
+//! 2. then, briefly, shards of the id and order indexes, and one outbox queue.
+//!
+//! Nothing takes a shard of the items map while it holds a cell (cells are
+//! looked up and their `Arc` cloned first, then locked), and nothing takes a
+//! cell while it holds an index shard or an outbox queue. Reads copy what they
+//! need out of an index before locking a cell.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,7 +42,7 @@ const _: () = assert!(LINES_MAX <= 128);
 ///
 /// Each product's item, reservations and ledger live in one cell behind one
 /// mutex. A command locks the cells it touches in ascending product order,
-/// runs [`inventory_core::decide`] over them, and queues its events before it
+/// runs [`inventory_core::decide()`] over them, and queues its events before it
 /// unlocks, so every change is atomic per item, multi-line reservations are all
 /// or nothing without deadlock, and the events of a product are numbered in
 /// commit order. Reads lock one cell at a time.
@@ -46,6 +57,11 @@ const _: () = assert!(LINES_MAX <= 128);
 /// - every ledger entry (the audit trail is never dropped);
 /// - outbox entries until they are drained or marked published: a store whose
 ///   events nobody consumes grows by a few hundred bytes per change.
+///
+/// A long-running embedding therefore drains (or publishes) the outbox and
+/// calls [`MemoryStore::purge_finished`] periodically; then memory stays
+/// proportional to the pending reservations plus the retention window. A
+/// purge scans each item's reservations while holding that item's lock.
 pub struct MemoryStore {
     items: DashMap<ProductId, Cell, Hasher>,
     index: Indexes,
