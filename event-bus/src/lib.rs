@@ -38,6 +38,7 @@
 pub mod envelope;
 pub mod handler;
 pub mod in_process;
+pub mod orders;
 pub mod pg;
 pub mod publisher;
 pub mod rabbit;

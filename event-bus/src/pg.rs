@@ -1,6 +1,7 @@
-//! PostgreSQL: inventory's `outbox` table drained by any number of relays at
-//! once ([`PgOutbox`]), and the consumer side's `processed_events` table
-//! ([`record_processed`]).
+//! PostgreSQL: an outbox table drained by any number of relays at once
+//! ([`PgOutbox`]: inventory's `outbox`, or the generic `event_outbox` of
+//! [`ENVELOPE_OUTBOX_DDL`] that another service fills with [`enqueue`]), and
+//! the consumer side's `processed_events` table ([`record_processed`]).
 //!
 //! A relay claims a batch with `SELECT ... FOR UPDATE SKIP LOCKED` in a
 //! transaction it holds while publishing, then stamps `published_at` and
@@ -31,24 +32,109 @@ pub const PROCESSED_EVENTS_DDL: &str = "CREATE TABLE IF NOT EXISTS processed_eve
     processed_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
     PRIMARY KEY (consumer, event_id))";
 
-/// Inventory's outbox table, drained by one or many relays.
+/// A generic outbox of whole envelopes, for a service whose events are not
+/// inventory-core's (orders). Run it in the service's migrations; rows are
+/// written with [`enqueue`] in the transaction of the change.
+pub const ENVELOPE_OUTBOX_DDL: &str = "CREATE TABLE IF NOT EXISTS event_outbox (\
+    sequence     BIGSERIAL   PRIMARY KEY, \
+    event_id     UUID        NOT NULL UNIQUE, \
+    event_type   TEXT        NOT NULL, \
+    ordering_key TEXT        NOT NULL, \
+    envelope     JSONB       NOT NULL, \
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(), \
+    published_at TIMESTAMPTZ); \
+    CREATE INDEX IF NOT EXISTS event_outbox_unpublished_idx \
+    ON event_outbox (sequence) WHERE published_at IS NULL";
+
+/// Which outbox table a [`PgOutbox`] drains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// inventory-sqlx's `outbox`: payload columns, ordered per `product_id`.
+    Inventory,
+    /// [`ENVELOPE_OUTBOX_DDL`]'s `event_outbox`: whole envelopes, ordered per
+    /// `ordering_key`.
+    Envelopes,
+}
+
+impl Layout {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Inventory => "outbox",
+            Self::Envelopes => "event_outbox",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::Inventory => "product_id::text",
+            Self::Envelopes => "ordering_key",
+        }
+    }
+
+    fn columns(self) -> &'static str {
+        match self {
+            Self::Inventory => {
+                "sequence, product_id::text AS ordering_key, event_id, event_type, payload, \
+                 correlation_id, occurred_at_ms"
+            }
+            Self::Envelopes => "sequence, ordering_key, envelope",
+        }
+    }
+}
+
+/// An outbox table, drained by one or many relays.
 #[derive(Clone, Debug)]
 pub struct PgOutbox {
     pool: PgPool,
+    layout: Layout,
 }
 
 impl PgOutbox {
-    /// A source over the `outbox` table reachable through `pool` (its
-    /// `search_path` decides the schema).
+    /// A source over inventory-sqlx's `outbox` table reachable through
+    /// `pool` (its `search_path` decides the schema).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            layout: Layout::Inventory,
+        }
     }
+
+    /// A source over the `event_outbox` table of [`ENVELOPE_OUTBOX_DDL`].
+    pub fn envelopes(pool: PgPool) -> Self {
+        Self {
+            pool,
+            layout: Layout::Envelopes,
+        }
+    }
+}
+
+/// Writes `envelope` to `event_outbox` in the caller's transaction (the one
+/// that makes the change the event describes).
+///
+/// # Errors
+/// The database error (a repeated `event_id` is a unique violation).
+pub async fn enqueue(
+    transaction: &mut Transaction<'_, Postgres>,
+    envelope: &Envelope,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO event_outbox (event_id, event_type, ordering_key, envelope) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(envelope.event_id)
+    .bind(&envelope.event_type)
+    .bind(envelope.ordering_key())
+    .bind(sqlx::types::Json(envelope))
+    .execute(&mut **transaction)
+    .await
+    .map(drop)
 }
 
 /// A claimed batch: the transaction holding the rows' locks.
 #[derive(Debug)]
 pub struct PgClaim {
     transaction: Transaction<'static, Postgres>,
+    table: &'static str,
     envelopes: Vec<Envelope>,
     sequences: Vec<i64>,
 }
@@ -57,10 +143,15 @@ fn failed(what: &str) -> impl Fn(sqlx::Error) -> SourceError + '_ {
     move |e| SourceError(format!("{what}: {e}"))
 }
 
-fn envelope(row: &PgRow) -> Result<(i64, Uuid, Envelope), SourceError> {
+fn envelope(layout: Layout, row: &PgRow) -> Result<(i64, String, Envelope), SourceError> {
     let read = failed("read outbox row");
     let sequence: i64 = row.try_get("sequence").map_err(&read)?;
-    let product_id: Uuid = row.try_get("product_id").map_err(&read)?;
+    let key: String = row.try_get("ordering_key").map_err(&read)?;
+    if layout == Layout::Envelopes {
+        let sqlx::types::Json(envelope): sqlx::types::Json<Envelope> =
+            row.try_get("envelope").map_err(&read)?;
+        return Ok((sequence, key, envelope));
+    }
     let event_type: String = row.try_get("event_type").map_err(&read)?;
     let correlation_id: Option<String> = row.try_get("correlation_id").map_err(&read)?;
     // The stored payload is inventory-core's serde form of the payload (a
@@ -76,7 +167,7 @@ fn envelope(row: &PgRow) -> Result<(i64, Uuid, Envelope), SourceError> {
         correlation_id.as_deref(),
         payload,
     );
-    Ok((sequence, product_id, envelope))
+    Ok((sequence, key, envelope))
 }
 
 impl Claim for PgClaim {
@@ -86,7 +177,11 @@ impl Claim for PgClaim {
 
     async fn commit(mut self) -> Result<(), SourceError> {
         if !self.sequences.is_empty() {
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE sequence = ANY($1)")
+            let mark = format!(
+                "UPDATE {} SET published_at = now() WHERE sequence = ANY($1)",
+                self.table
+            );
+            sqlx::query(&mark)
                 .bind(&self.sequences)
                 .execute(&mut *self.transaction)
                 .await
@@ -103,75 +198,101 @@ impl OutboxSource for PgOutbox {
     type Claim = PgClaim;
 
     async fn claim(&self, limit: usize) -> Result<PgClaim, SourceError> {
+        let (table, key) = (self.layout.table(), self.layout.key());
         let mut transaction = self.pool.begin().await.map_err(failed("begin"))?;
-        let rows = sqlx::query(
-            "SELECT sequence, event_id, event_type, product_id, payload, correlation_id, \
-                    occurred_at_ms \
-             FROM outbox WHERE published_at IS NULL \
+        let select = format!(
+            "SELECT {} FROM {table} WHERE published_at IS NULL \
              ORDER BY sequence LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(failed("claim outbox rows"))?;
-        let claimed = rows.iter().map(envelope).collect::<Result<Vec<_>, _>>()?;
-        let blocked: Vec<Uuid> = if claimed.is_empty() {
+            self.layout.columns()
+        );
+        let rows = sqlx::query(&select)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(failed("claim outbox rows"))?;
+        let claimed = rows
+            .iter()
+            .map(|row| envelope(self.layout, row))
+            .collect::<Result<Vec<_>, _>>()?;
+        let blocked: Vec<String> = if claimed.is_empty() {
             Vec::new()
         } else {
             let sequences: Vec<i64> = claimed.iter().map(|c| c.0).collect();
-            let products: Vec<Uuid> = claimed.iter().map(|c| c.1).collect();
-            sqlx::query_scalar(
-                "SELECT c.product_id \
-                 FROM (SELECT product_id, min(sequence) AS first \
-                       FROM unnest($1::bigint[], $2::uuid[]) AS t(sequence, product_id) \
-                       GROUP BY product_id) c \
-                 WHERE EXISTS (SELECT 1 FROM outbox o \
+            let keys: Vec<&str> = claimed.iter().map(|c| c.1.as_str()).collect();
+            // Keys with an earlier unsent row outside this claim: another
+            // relay holds it and has not committed; publishing ours first
+            // would reorder that key's events.
+            let check = format!(
+                "SELECT c.key \
+                 FROM (SELECT key, min(sequence) AS first \
+                       FROM unnest($1::bigint[], $2::text[]) AS t(sequence, key) \
+                       GROUP BY key) c \
+                 WHERE EXISTS (SELECT 1 FROM {table} o \
                                WHERE o.published_at IS NULL AND o.sequence < c.first \
-                                 AND o.product_id = c.product_id)",
-            )
-            .bind(&sequences)
-            .bind(&products)
-            .fetch_all(&mut *transaction)
-            .await
-            .map_err(failed("check order of claimed rows"))?
+                                 AND o.{key} = c.key)"
+            );
+            sqlx::query_scalar(&check)
+                .bind(&sequences)
+                .bind(&keys)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(failed("check order of claimed rows"))?
         };
         let (mut sequences, mut envelopes) = (Vec::new(), Vec::new());
-        for (sequence, product_id, envelope) in claimed {
-            if !blocked.contains(&product_id) {
+        for (sequence, key, envelope) in claimed {
+            if !blocked.contains(&key) {
                 sequences.push(sequence);
                 envelopes.push(envelope);
             }
         }
         Ok(PgClaim {
             transaction,
+            table,
             envelopes,
             sequences,
         })
     }
 
     async fn depth(&self) -> Result<Option<u64>, SourceError> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(failed("count outbox rows"))?;
+        let count = format!(
+            "SELECT count(*) FROM {} WHERE published_at IS NULL",
+            self.layout.table()
+        );
+        let count: i64 = sqlx::query_scalar(&count)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("count outbox rows"))?;
         Ok(Some(count.unsigned_abs()))
     }
 
     async fn prune(&self, retention: Duration, limit: usize) -> Result<u64, SourceError> {
-        let done = sqlx::query(
-            "DELETE FROM outbox WHERE sequence IN (\
-                 SELECT sequence FROM outbox \
+        let prune = format!(
+            "DELETE FROM {table} WHERE sequence IN (\
+                 SELECT sequence FROM {table} \
                  WHERE published_at < now() - make_interval(secs => $1) \
                  ORDER BY sequence LIMIT $2)",
-        )
-        .bind(retention.as_secs_f64())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await
-        .map_err(failed("prune outbox"))?;
+            table = self.layout.table()
+        );
+        let done = sqlx::query(&prune)
+            .bind(retention.as_secs_f64())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("prune outbox"))?;
         Ok(done.rows_affected())
     }
+}
+
+/// Creates `event_outbox` if it does not exist (for tests and for services
+/// without migrations of their own; see [`ENVELOPE_OUTBOX_DDL`]).
+///
+/// # Errors
+/// The database error.
+pub async fn ensure_envelope_outbox(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(ENVELOPE_OUTBOX_DDL)
+        .execute(pool)
+        .await
+        .map(drop)
 }
 
 /// Creates `processed_events` if it does not exist (for tests and for

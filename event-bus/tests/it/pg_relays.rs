@@ -4,12 +4,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_bus::pg::{ensure_processed_events, record_processed, PgOutbox};
+use event_bus::orders::{self, ORDER_CONFIRMED, ORDER_CREATED};
+use event_bus::pg::{
+    enqueue, ensure_envelope_outbox, ensure_processed_events, record_processed, PgOutbox,
+};
 use event_bus::rabbit::{ConsumerConfig, RabbitConfig, RabbitConsumer, RabbitPublisher};
 use event_bus::{relay, Claim, Envelope, Handler, HandlerError, OutboxSource, Relay, RelayConfig};
 use inventory_core::{InventoryStore, Outbox, ProductId};
 use inventory_sqlx::PgStore;
 use parking_lot::Mutex;
+use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -116,6 +120,53 @@ async fn pg_source_reads_what_the_store_wrote() {
         0
     );
     assert_eq!(source.prune(Duration::ZERO, 100).await.expect("prune"), 1);
+}
+
+/// The generic envelope outbox (what orders uses): an envelope written in a
+/// transaction is claimed as written, and a dropped claim gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_outbox_round_trips_in_order() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let pool = db.pool(2).await;
+    ensure_envelope_outbox(&pool).await.expect("event_outbox");
+    let order = id().to_string();
+    let written: Vec<Envelope> = [ORDER_CREATED, ORDER_CONFIRMED]
+        .iter()
+        .enumerate()
+        .map(|(n, event_type)| {
+            orders::envelope(
+                event_type,
+                id(),
+                n as i64,
+                Some("req-o"),
+                json!({"order_id": order}),
+            )
+        })
+        .collect();
+    let mut tx = pool.begin().await.expect("begin");
+    for envelope in &written {
+        enqueue(&mut tx, envelope).await.expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+    let source = PgOutbox::envelopes(pool.clone());
+
+    let claim = source.claim(10).await.expect("claim");
+    assert_eq!(claim.envelopes(), written.as_slice());
+    drop(claim);
+    assert_eq!(source.depth().await.expect("depth"), Some(2));
+    source
+        .claim(1)
+        .await
+        .expect("claim")
+        .commit()
+        .await
+        .expect("commit");
+    let rest = source.claim(10).await.expect("claim");
+    assert_eq!(rest.envelopes(), &written[1..]);
+    rest.commit().await.expect("commit");
+    assert_eq!(source.depth().await.expect("depth"), Some(0));
 }
 
 /// Two relays on one PostgreSQL outbox, while events are being written: no
