@@ -2,7 +2,7 @@
 //! reservations (in slots, and the pending ones ordered by expiry) and its
 //! ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use inventory_core::{
     Adjustment, InventoryItem, ProductId, Reservation, ReservationId, ReservationStatus, Timestamp,
@@ -29,6 +29,9 @@ pub(crate) struct ItemCell {
     free: Vec<SlotIndex>,
     /// Pending reservations, earliest expiry first.
     pending: BTreeMap<(Timestamp, ReservationId), SlotIndex>,
+    /// Finished reservations in the order they finished, with when: what a
+    /// purge takes from, oldest first, without scanning the slab.
+    finished: VecDeque<(Timestamp, SlotIndex)>,
     /// Every stock adjustment, oldest first.
     pub(crate) ledger: Vec<Adjustment>,
 }
@@ -42,6 +45,7 @@ impl ItemCell {
             slots: Vec::new(),
             free: Vec::new(),
             pending: BTreeMap::new(),
+            finished: VecDeque::new(),
             ledger: Vec::new(),
         }
     }
@@ -86,8 +90,10 @@ impl ItemCell {
         let reservation = self.get(slot).expect("a finished reservation is stored");
         debug_assert!(reservation.status().is_terminal());
         let key = (reservation.expires_at(), reservation.id());
+        let at = reservation.updated_at();
         let removed = self.pending.remove(&key);
         debug_assert_eq!(removed, Some(slot), "a finished reservation was pending");
+        self.finished.push_back((at, slot));
     }
 
     /// Up to `limit` pending reservations due at `now`, earliest first.
@@ -120,20 +126,23 @@ impl ItemCell {
     }
 
     /// Removes up to `limit` reservations that reached a terminal state before
-    /// `before`, and returns them.
+    /// `before`, oldest first, and returns them. Stops at the first one that
+    /// finished at or after `before` (with a clock that never goes back, that
+    /// is all of them).
     pub(crate) fn purge_finished(&mut self, before: Timestamp, limit: usize) -> Vec<Reservation> {
         let mut purged = Vec::new();
-        for (slot, entry) in self.slots.iter_mut().enumerate() {
-            if purged.len() == limit {
-                break;
+        while purged.len() < limit {
+            match self.finished.front() {
+                Some((at, _)) if *at < before => {}
+                _ => break,
             }
-            if entry
-                .as_ref()
-                .is_some_and(|r| r.status().is_terminal() && r.updated_at() < before)
-            {
-                purged.extend(entry.take());
-                self.free.push(slot as SlotIndex);
-            }
+            let (_, slot) = self.finished.pop_front().expect("front exists");
+            let reservation = self.slots[slot as usize]
+                .take()
+                .expect("a finished slot holds its reservation until purged");
+            debug_assert!(reservation.status().is_terminal());
+            self.free.push(slot);
+            purged.push(reservation);
         }
         purged
     }
@@ -151,6 +160,15 @@ impl ItemCell {
         assert_eq!(pending, self.pending, "expiry index of {}", self.product_id);
         let free = self.slots.iter().filter(|s| s.is_none()).count();
         assert_eq!(free, self.free.len(), "free slots of {}", self.product_id);
+        let mut finished: Vec<SlotIndex> = self
+            .reservations()
+            .filter(|(_, r)| r.status().is_terminal())
+            .map(|(slot, _)| slot)
+            .collect();
+        let mut queued: Vec<SlotIndex> = self.finished.iter().map(|(_, slot)| *slot).collect();
+        finished.sort_unstable();
+        queued.sort_unstable();
+        assert_eq!(finished, queued, "finished queue of {}", self.product_id);
         match &self.item {
             Some(item) => {
                 let held: u64 = self

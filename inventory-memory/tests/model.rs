@@ -50,6 +50,9 @@ enum Op {
     ExpireDue {
         limit: usize,
     },
+    Purge {
+        age_ms: i64,
+    },
     Advance {
         ms: i64,
     },
@@ -83,6 +86,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (product, 0..15_i64, any::<bool>())
             .prop_map(|(product, quantity, stale)| Op::SetQuantity { product, quantity, stale }),
         1 => (1..4_usize).prop_map(|limit| Op::ExpireDue { limit }),
+        1 => (0..30_000_i64).prop_map(|age_ms| Op::Purge { age_ms }),
         3 => (0..20_000_i64).prop_map(|ms| Op::Advance { ms }),
     ]
 }
@@ -119,6 +123,7 @@ enum Step {
     Reservation(ReservationId, ReservationStatus, bool),
     Item(u64, bool),
     Expired(usize),
+    Purged(usize),
     Err(Error),
     Nothing,
 }
@@ -130,6 +135,12 @@ struct Model {
     reservations: BTreeMap<ReservationId, MRes>,
     /// Event kinds and products the last step produced.
     events: Vec<(&'static str, ProductId)>,
+    /// The instant of the current step.
+    now: Timestamp,
+    /// When each finished reservation finished.
+    finished_at: BTreeMap<ReservationId, Timestamp>,
+    /// Units of confirmed reservations that were purged, per product.
+    sold_purged: BTreeMap<ProductId, u64>,
 }
 
 impl Model {
@@ -145,6 +156,7 @@ impl Model {
         assert_eq!(r.status, ReservationStatus::Pending);
         r.status = to;
         let (product, quantity) = (r.product, r.quantity);
+        self.finished_at.insert(id, self.now);
         let item = self.items.get_mut(&product).unwrap();
         item.reserved -= quantity;
         let kind = match to {
@@ -413,6 +425,7 @@ impl Run {
 
     fn step(&mut self, op: &Op) {
         self.model.events.clear();
+        self.model.now = self.now;
         let now = self.now;
         let (got, want) = match op {
             Op::Create { product, quantity } => {
@@ -510,6 +523,29 @@ impl Run {
                 (self.exec(&command), want)
             }
             Op::ExpireDue { limit } => self.sweep(*limit),
+            Op::Purge { age_ms } => {
+                let before = Timestamp::from_millis(self.now.as_millis() - age_ms);
+                let got = self.store.purge_finished(before, usize::MAX);
+                let old: Vec<ReservationId> = self
+                    .model
+                    .finished_at
+                    .iter()
+                    .filter(|(_, at)| **at < before)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in &old {
+                    self.model.finished_at.remove(id);
+                    let r = self
+                        .model
+                        .reservations
+                        .remove(id)
+                        .expect("finished ones exist");
+                    if r.status == ReservationStatus::Confirmed {
+                        *self.model.sold_purged.entry(r.product).or_default() += r.quantity;
+                    }
+                }
+                (Step::Purged(got), Step::Purged(old.len()))
+            }
             Op::Advance { ms } => {
                 self.now = self.now.plus_ms(*ms as u64);
                 (Step::Nothing, Step::Nothing)
@@ -625,11 +661,13 @@ impl Run {
             let ledger = self.store.adjustments_sync(p, usize::MAX);
             assert!(ledger.len() < inventory_core::ADJUSTMENTS_PAGE_MAX);
             let changes: i64 = ledger.iter().map(|a| a.delta).sum();
+            // Sold = confirmed reservations still stored + those purged since.
             let sold: u64 = reservations
                 .iter()
                 .filter(|r| r.status() == ReservationStatus::Confirmed)
                 .map(|r| r.quantity().get())
-                .sum();
+                .sum::<u64>()
+                + self.model.sold_purged.get(&p).copied().unwrap_or(0);
             assert_eq!(
                 changes - sold as i64,
                 item.quantity() as i64,
