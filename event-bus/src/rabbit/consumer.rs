@@ -103,6 +103,7 @@ pub enum ConsumerError {
 #[derive(Debug, Default)]
 pub struct ConsumerHealth {
     connected: AtomicBool,
+    sessions: AtomicU64,
     applied: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
@@ -112,6 +113,11 @@ impl ConsumerHealth {
     /// Whether the consumer is connected and consuming.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Times the consumer started consuming (1 + reconnections).
+    pub fn sessions(&self) -> u64 {
+        self.sessions.load(Ordering::Relaxed)
     }
 
     /// Messages the handler accepted (acknowledged).
@@ -219,6 +225,7 @@ impl<H: Handler> RabbitConsumer<H> {
                 .await
                 .map_err(|e| unavailable("consume", e))?;
             self.health.connected.store(true, Ordering::Relaxed);
+            self.health.sessions.fetch_add(1, Ordering::Relaxed);
             tracing::info!(queue = %self.config.queue.queue, "consuming");
             loop {
                 let delivery = tokio::select! {

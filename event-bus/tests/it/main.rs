@@ -7,6 +7,7 @@
 //! when it ends. Without a reachable server a test prints why it was
 //! skipped, unless `REQUIRE_SERVICES=1`, which makes it fail.
 
+mod broker_close;
 mod broker_down;
 mod common;
 mod in_process;

@@ -353,3 +353,83 @@ impl Drop for TestDb {
         let _ = cleanup.join();
     }
 }
+
+/// A RabbitMQ virtual host of its own, made and deleted (with everything in
+/// it) through `rabbitmqctl`, so the broker can be told to close every
+/// connection of this test and no other.
+pub(crate) struct Vhost {
+    name: String,
+}
+
+fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("rabbitmqctl cannot run: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "rabbitmqctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+impl Vhost {
+    /// A fresh vhost the URL's user may use, and the URL to reach it; `None`
+    /// (after printing why) when `rabbitmqctl` is missing or refuses.
+    pub(crate) async fn create(url: &str) -> Option<(Vhost, String)> {
+        let name = format!("test_{:012x}", rand::rng().random::<u64>() >> 16);
+        let uri = lapin::uri::AMQPUri::from_str(url).expect("valid AMQP URL");
+        let user = uri.authority.userinfo.username.clone();
+        let made = {
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || {
+                rabbitmqctl(&["add_vhost", &name])?;
+                rabbitmqctl(&["set_permissions", "-p", &name, &user, ".*", ".*", ".*"])
+            })
+            .await
+            .expect("rabbitmqctl task")
+        };
+        let vhost = Vhost { name };
+        if let Err(reason) = made {
+            skip(&reason);
+            return None;
+        }
+        let url = format!(
+            "amqp://{}:{}@{}:{}/{}",
+            uri.authority.userinfo.username,
+            uri.authority.userinfo.password,
+            uri.authority.host,
+            uri.authority.port,
+            vhost.name
+        );
+        Some((vhost, url))
+    }
+
+    /// Has the broker close every connection to this vhost.
+    pub(crate) async fn close_all_connections(&self) {
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            rabbitmqctl(&[
+                "close_all_connections",
+                "--vhost",
+                &name,
+                "forced by a test",
+            ])
+        })
+        .await
+        .expect("rabbitmqctl task")
+        .expect("close connections");
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.name]) {
+            eprintln!("could not delete vhost {}: {e}", self.name);
+        }
+    }
+}
