@@ -26,6 +26,38 @@
 //! - [`wiring`]: configuration from the environment and `spawn_*` helpers
 //!   for the servers.
 //!
+//! ## Example
+//!
+//! The embedded default: a relay from the memory store's outbox to a
+//! subscriber in the same process.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use event_bus::{relay, InProcessBus, InventoryOutbox, Relay, RelayConfig};
+//! use inventory_core::{Actor, Command, Meta, ProductId, StockLevel, Timestamp};
+//! use inventory_memory::MemoryStore;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = Arc::new(MemoryStore::new());
+//! let bus = InProcessBus::new();
+//! let mut events = bus.subscribe("inventory.stock.").unwrap();
+//! let relay = Relay::new(InventoryOutbox::new(store.clone()), bus.clone(), RelayConfig::default());
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let task = relay::spawn(relay, async move { let _ = stopped.await; });
+//!
+//! let meta = Meta { now: Timestamp::from_millis(0), correlation_id: Some("req-1".into()) };
+//! let product_id = ProductId::from_uuid(uuid::Uuid::new_v4());
+//! let create = Command::CreateItem { product_id, quantity: StockLevel::new(5).unwrap(), actor: Actor::system() };
+//! store.execute_sync(&create, &meta).unwrap();
+//!
+//! let envelope = events.recv().await.unwrap();
+//! assert_eq!(envelope.event_type, "inventory.stock.adjusted");
+//! assert_eq!(envelope.correlation_id.as_deref(), Some("req-1"));
+//! stop.send(()).unwrap();
+//! task.await.unwrap();
+//! # });
+//! ```
+//!
 //! ## Invariants
 //!
 //! - **An event is marked sent only after the broker confirmed it**; a crash

@@ -334,14 +334,6 @@ impl<H: Handler> RabbitConsumer<H> {
     }
 }
 
-/// Runs `consumer` on the current runtime until `shutdown` resolves.
-pub fn spawn_consumer<H: Handler>(
-    consumer: RabbitConsumer<H>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(consumer.run(shutdown))
-}
-
 async fn close(connection: &Connection) {
     if connection.status().connected() {
         let _ = connection.close(200, "closing").await;
