@@ -52,6 +52,12 @@ pub const CALL_TIMEOUT_MS: u64 = 2_000;
 /// Lifetime of the tokens the stack prints, in seconds (a working day).
 pub const DEMO_TOKEN_TTL_SECS: u64 = 12 * 3600;
 
+/// `iss` of the stack's tokens; every service requires it.
+pub const STACK_ISSUER: &str = "shop-stack";
+
+/// `aud` of the stack's tokens; every service requires it.
+pub const STACK_AUDIENCE: &str = "shop-api";
+
 /// Units stocked for each demo product, by its number in the demo catalog
 /// ([`orders_http::catalog::demo_product_id`]).
 pub const DEMO_STOCK: [(u128, u64); 5] = [(1, 25), (2, 100), (3, 10), (4, 40), (5, 15)];
@@ -185,6 +191,8 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     let mut inventory_config = inventory_http::Config::embedded();
     inventory_config.listen = inventory;
     inventory_config.jwt_secret = Some(config.secret.clone());
+    inventory_config.jwt_issuer = Some(STACK_ISSUER.to_owned());
+    inventory_config.jwt_audience = Some(STACK_AUDIENCE.to_owned());
     // Every call reaches inventory from the gateway or orders on loopback:
     // clients are rate limited at the gateway, per user and per IP.
     inventory_config.rate_limit_per_minute = 0;
@@ -193,13 +201,19 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     orders_config.listen = orders;
     orders_config.inventory_url = format!("http://{inventory}");
     orders_config.jwt_secret = Some(config.secret.clone());
+    orders_config.jwt_issuer = Some(STACK_ISSUER.to_owned());
+    orders_config.jwt_audience = Some(STACK_AUDIENCE.to_owned());
     orders_config.inventory_jwt_secret = Some(config.secret.clone());
+    orders_config.inventory_jwt_issuer = Some(STACK_ISSUER.to_owned());
+    orders_config.inventory_jwt_audience = Some(STACK_AUDIENCE.to_owned());
 
     let mut gateway_config = gateway::Config::embedded();
     gateway_config.listen = gateway;
     gateway_config.orders_url = format!("http://{orders}");
     gateway_config.inventory_url = format!("http://{inventory}");
     gateway_config.jwt_secret = Some(config.secret.clone());
+    gateway_config.jwt_issuer = Some(STACK_ISSUER.to_owned());
+    gateway_config.jwt_audience = Some(STACK_AUDIENCE.to_owned());
 
     let (stop, stopped) = watch::channel(false);
     let (ended_tx, ended) = mpsc::channel(3);
@@ -252,8 +266,10 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
             }),
         ),
     ];
-    let signer =
-        TokenSigner::hs256(&config.secret).map_err(|e| StackError::Token(e.to_string()))?;
+    let signer = TokenSigner::hs256(&config.secret)
+        .map_err(|e| StackError::Token(e.to_string()))?
+        .with_issuer(STACK_ISSUER)
+        .with_audience(STACK_AUDIENCE);
     let mut stack = Stack {
         inventory,
         orders,

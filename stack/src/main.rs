@@ -132,10 +132,10 @@ export ADMIN='{admin}'
 Try it, through the gateway:
 
 # 1. list products
-curl -s http://{gw}/api/products
+curl -s -w '\n' http://{gw}/api/products
 
 # 2. check stock of the keyboard
-curl -s http://{gw}/api/inventory/{keyboard}
+curl -s -w '\n' http://{gw}/api/inventory/{keyboard}
 
 # 3. place an order as the customer (prints the order, status "pending")
 ORDER_ID=$(curl -s -X POST http://{gw}/api/orders \
@@ -145,14 +145,14 @@ ORDER_ID=$(curl -s -X POST http://{gw}/api/orders \
   | tee /dev/stderr | sed -n 's/.*"id":"\([^"]*\)".*/\1/p'); echo; echo "order $ORDER_ID"
 
 # 4. watch it become "confirmed"
-curl -s http://{gw}/api/orders/$ORDER_ID/status -H "Authorization: Bearer $CUSTOMER"
+curl -s -w '\n' http://{gw}/api/orders/$ORDER_ID/status -H "Authorization: Bearer $CUSTOMER"
 
 # 5. see the stock drop (quantity 25 -> 23)
-curl -s http://{gw}/api/inventory/{keyboard}
+curl -s -w '\n' http://{gw}/api/inventory/{keyboard}
 
 # your orders, and the gateway's view of the services
-curl -s http://{gw}/api/orders -H "Authorization: Bearer $CUSTOMER"
-curl -s http://{gw}/health
+curl -s -w '\n' http://{gw}/api/orders -H "Authorization: Bearer $CUSTOMER"
+curl -s -w '\n' http://{gw}/health
 "#,
         orders = stack.orders,
         inventory = stack.inventory,
