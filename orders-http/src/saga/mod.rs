@@ -13,3 +13,6 @@ pub use engine::{
     RETRY_TOTAL_MS_DEFAULT,
 };
 pub use state::{HeldLine, SagaState, SagaStep};
+
+#[cfg(test)]
+mod tests;
