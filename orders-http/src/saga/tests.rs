@@ -20,11 +20,14 @@ use crate::store::{BoxFuture, MemoryStore, OrderStore};
 
 const T0_MS: i64 = 1_700_000_000_000;
 
+/// One reserve call: the inventory order id and the lines.
+type ReserveCall = (Uuid, Vec<(Uuid, u32)>);
+
 /// Fails the first `failures` calls of every kind as unavailable, then works.
 #[derive(Default)]
 struct FlakyInventory {
     failures: AtomicU32,
-    reserves: Mutex<Vec<(Uuid, Vec<(Uuid, u32)>)>>,
+    reserves: Mutex<Vec<ReserveCall>>,
     confirms: AtomicU32,
 }
 
