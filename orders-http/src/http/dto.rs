@@ -2,7 +2,6 @@
 //! units, timestamps in RFC 3339 UTC).
 
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -10,12 +9,22 @@ use crate::catalog::Product;
 use crate::domain::{OrderLine, RequestedItem};
 use crate::store::OrderRecord;
 
-/// Unix milliseconds as RFC 3339 text in UTC.
+/// Unix milliseconds as RFC 3339 text in UTC, always with three fraction
+/// digits (so the texts also sort by time).
 pub fn rfc3339(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+    match OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
+    }
 }
 
 /// `POST /api/orders`.
@@ -164,4 +173,19 @@ impl From<&Product> for ProductView {
 pub struct ProductList {
     /// Every product, by id.
     pub items: Vec<ProductView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::format_description::well_known::Rfc3339;
+
+    /// Timestamps have a fixed width and parse back as RFC 3339.
+    #[test]
+    fn timestamps_are_fixed_width_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_120), "2023-11-14T22:13:20.120Z");
+        let parsed = OffsetDateTime::parse(&rfc3339(1_700_000_000_007), &Rfc3339).unwrap();
+        assert_eq!(parsed.unix_timestamp_nanos(), 1_700_000_000_007_000_000);
+    }
 }

@@ -599,10 +599,15 @@ impl SagaEngine {
         reason: CancelReason,
         amount_minor: i64,
     ) -> Result<Next, StoreError> {
+        // Money first: a refund needs only the payment provider, so an
+        // inventory outage never delays it.
+        if let Some(next) = self.refund(saga, amount_minor).await? {
+            return Ok(next);
+        }
         let correlation = Self::correlation(saga);
         let give_up_ms = saga
             .deadline_ms
-            .saturating_add(self.config.pending_deadline_ms as i64);
+            .saturating_add(i64::try_from(self.config.pending_deadline_ms).unwrap_or(i64::MAX));
         for rid in saga.held_unconfirmed() {
             let result = self
                 .burst(
@@ -618,38 +623,50 @@ impl SagaEngine {
                 tracing::warn!(order_id = %saga.order_id, reservation_id = %rid, error = %e, "release failed; the hold ends at its ttl");
             }
         }
-        if let (Some(payment_id), None) = (saga.payment_id.clone(), saga.refund_id.as_ref()) {
-            let result = self
-                .burst(
-                    "refund",
-                    || {
-                        self.payments
-                            .refund(saga.order_id, payment_id.clone(), amount_minor)
-                    },
-                    |e| matches!(e, PaymentError::Transient(_)),
-                )
-                .await;
-            match result {
-                Ok(refund_id) => {
-                    self.store
-                        .record_refund(&RefundRecord {
-                            order_id: saga.order_id,
-                            refund_id: refund_id.clone(),
-                            payment_id,
-                            amount_minor,
-                            at_ms: self.clock.now_ms(),
-                        })
-                        .await?;
-                    saga.refund_id = Some(refund_id);
-                    self.store.save_saga(saga, self.clock.now_ms()).await?;
-                }
-                Err(e) => {
-                    tracing::warn!(order_id = %saga.order_id, error = %e, "refund failed, will retry");
-                    return Ok(Next::Park);
-                }
+        self.finish(saga, OrderStatus::Cancelled(reason)).await
+    }
+
+    /// Refunds the payment of a saga being undone, if one was taken and not
+    /// refunded yet, and records the refund. `Some(Park)` when the provider
+    /// failed and the refund must be tried again later.
+    async fn refund(
+        &self,
+        saga: &mut SagaState,
+        amount_minor: i64,
+    ) -> Result<Option<Next>, StoreError> {
+        let (Some(payment_id), None) = (saga.payment_id.clone(), saga.refund_id.as_ref()) else {
+            return Ok(None);
+        };
+        let result = self
+            .burst(
+                "refund",
+                || {
+                    self.payments
+                        .refund(saga.order_id, payment_id.clone(), amount_minor)
+                },
+                |e| matches!(e, PaymentError::Transient(_)),
+            )
+            .await;
+        match result {
+            Ok(refund_id) => {
+                self.store
+                    .record_refund(&RefundRecord {
+                        order_id: saga.order_id,
+                        refund_id: refund_id.clone(),
+                        payment_id,
+                        amount_minor,
+                        at_ms: self.clock.now_ms(),
+                    })
+                    .await?;
+                saga.refund_id = Some(refund_id);
+                self.store.save_saga(saga, self.clock.now_ms()).await?;
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(order_id = %saga.order_id, error = %e, "refund failed, will retry");
+                Ok(Some(Next::Park))
             }
         }
-        self.finish(saga, OrderStatus::Cancelled(reason)).await
     }
 
     async fn finish(&self, saga: &mut SagaState, status: OrderStatus) -> Result<Next, StoreError> {
