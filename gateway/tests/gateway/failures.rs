@@ -54,8 +54,8 @@ async fn silent_upstream_times_out() {
 #[tokio::test]
 async fn health_reports_each_upstream() {
     let inventory = spawn_inventory().await;
-    let second = spawn_inventory().await;
-    let gw = spawn_gateway(config(second.addr, inventory.addr)).await;
+    let orders = spawn_orders(inventory.addr).await;
+    let gw = spawn_gateway(config(orders.addr, inventory.addr)).await;
     let r = get(gw.addr, "/health", None).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.json()["status"], "ok");

@@ -37,12 +37,14 @@ async fn bind() -> (TcpListener, SocketAddr) {
     (listener, addr)
 }
 
-/// The real inventory server (memory store, no rate limit).
+/// The real inventory server (memory store, no rate limit), verifying tokens
+/// signed with [`SECRET`].
 pub async fn spawn_inventory() -> Running {
     let (listener, addr) = bind().await;
     let mut config = inventory_http::Config::embedded();
     config.listen = addr;
     config.rate_limit_per_minute = 0;
+    config.jwt_secret = Some(SECRET.to_owned());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         inventory_http::run(listener, config, async {
@@ -50,6 +52,27 @@ pub async fn spawn_inventory() -> Running {
         })
         .await
         .expect("inventory starts");
+    });
+    Running { addr, _stop: stop }
+}
+
+/// The real orders server (memory store, demo catalog) verifying tokens
+/// signed with [`SECRET`] and calling inventory at `inventory` with
+/// `service` tokens minted from it.
+pub async fn spawn_orders(inventory: SocketAddr) -> Running {
+    let (listener, addr) = bind().await;
+    let mut config = orders_http::config::Config::embedded();
+    config.listen = addr;
+    config.inventory_url = format!("http://{inventory}");
+    config.jwt_secret = Some(SECRET.to_owned());
+    config.inventory_jwt_secret = Some(SECRET.to_owned());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        orders_http::run(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("orders starts");
     });
     Running { addr, _stop: stop }
 }
