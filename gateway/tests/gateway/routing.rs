@@ -144,7 +144,10 @@ async fn forged_identity_and_hop_by_hop_headers_are_stripped() {
     assert!(r.header("keep-alive").is_none());
 
     let seen = orders.seen();
-    assert_eq!(seen[0].method, Method::POST);
+    assert_eq!(
+        (&seen[0].method, seen[0].target.as_str()),
+        (&Method::POST, "/api/orders")
+    );
     let h = &seen[0].headers;
     assert_eq!(h["x-user-id"], "alice");
     assert_eq!(h["x-user-roles"], "customer");
