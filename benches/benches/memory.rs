@@ -16,7 +16,9 @@
 //!   indexes stay small.
 //!
 //! Criterion reports each figure as elements per second: one element is one
-//! reserve, one reserve + confirm pair, or one 5-line reserve.
+//! reserve, one reserve + confirm pair, or one 5-line reserve. Every group is
+//! timed by the wall clock except `memory_1_thread_cpu_time`, timed by the CPU
+//! time of its one thread (the throughput of one core even on a busy machine).
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -246,7 +248,51 @@ fn crowd(group: &mut BenchmarkGroup<'_, WallTime>) {
     }
 }
 
+/// Time this thread has spent on a CPU, from `/proc/thread-self/schedstat`
+/// (Linux only).
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .map(Duration::from_nanos)
+}
+
+/// Reserve + confirm on one thread, timed by the CPU time of the thread rather
+/// than the wall clock: the throughput of one core, whatever else the machine
+/// runs. Skipped where the OS does not report thread CPU time.
+fn single_thread_cpu_time(group: &mut BenchmarkGroup<'_, WallTime>) {
+    if thread_cpu_time().is_none() {
+        return;
+    }
+    for (name, regime) in [
+        ("reserve_confirm", Regime::Retaining),
+        ("reserve_confirm_steady", Regime::Steady),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let store = store_with(1);
+                let start = thread_cpu_time().expect("checked above");
+                pairs(&store, product(0), 0, iters, regime);
+                let spent = thread_cpu_time().expect("checked above") - start;
+                drain_all(&store);
+                spent
+            });
+        });
+    }
+}
+
 fn benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_1_thread_cpu_time");
+    group
+        .throughput(Throughput::Elements(1))
+        .measurement_time(MEASUREMENT_TIME)
+        .warm_up_time(WARM_UP_TIME)
+        .sample_size(20);
+    single_thread_cpu_time(&mut group);
+    group.finish();
+
     let mut group = c.benchmark_group("memory_1_thread");
     group
         .throughput(Throughput::Elements(1))
