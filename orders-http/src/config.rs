@@ -54,6 +54,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// PostgreSQL schema for the orders tables (created if missing), so that
+    /// orders can share a database with inventory.
+    #[arg(long, env = "DB_SCHEMA")]
+    pub db_schema: Option<String>,
+
     /// Most PostgreSQL connections.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = DB_POOL_SIZE_DEFAULT)]
     pub db_pool_size: u32,

@@ -54,6 +54,7 @@ pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderSto
         Some(url) => {
             let options = PgOrderOptions {
                 pool_size_max: config.db_pool_size,
+                schema: config.db_schema.clone(),
                 ..PgOrderOptions::default()
             };
             let pg = PgOrderStore::connect(url, options).await?;

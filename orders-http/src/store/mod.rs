@@ -18,6 +18,7 @@ pub mod suite;
 pub use memory::MemoryStore;
 pub use pg::{
     PgOrderOptions, PgOrderStore, ACQUIRE_TIMEOUT_DEFAULT_MS, MIGRATOR, POOL_SIZE_DEFAULT,
+    SCHEMA_NAME_LEN_MAX,
 };
 
 /// A boxed, sendable future: the return type of every port method, so the

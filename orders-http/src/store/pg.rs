@@ -28,6 +28,17 @@ pub const POOL_SIZE_DEFAULT: u32 = 16;
 /// itself unavailable, by default.
 pub const ACQUIRE_TIMEOUT_DEFAULT_MS: u64 = 5_000;
 
+/// Longest schema name PostgreSQL keeps, in bytes.
+pub const SCHEMA_NAME_LEN_MAX: usize = 63;
+
+fn valid_schema(name: &str) -> bool {
+    name.len() <= SCHEMA_NAME_LEN_MAX
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// How a [`PgOrderStore`] connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PgOrderOptions {
@@ -35,7 +46,9 @@ pub struct PgOrderOptions {
     pub pool_size_max: u32,
     /// Wait for a connection, in milliseconds.
     pub acquire_timeout_ms: u64,
-    /// Schema to work in (`search_path`); the server's default when `None`.
+    /// Schema to work in (`search_path`, created if missing): lower-case
+    /// letters, digits and `_`, at most [`SCHEMA_NAME_LEN_MAX`] bytes. The
+    /// server's default when `None`.
     pub schema: Option<String>,
 }
 
@@ -69,15 +82,20 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 impl PgOrderStore {
-    /// Connects a pool to `url`.
+    /// Connects a pool to `url` (creating `options.schema` if it is missing).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached or the
-    /// url is invalid.
+    /// url is invalid; [`StoreError::Internal`] for an invalid schema name.
     pub async fn connect(url: &str, options: PgOrderOptions) -> Result<Self, StoreError> {
         let mut connect =
             PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         if let Some(schema) = &options.schema {
+            if !valid_schema(schema) {
+                return Err(StoreError::Internal(format!(
+                    "invalid schema name {schema:?}"
+                )));
+            }
             connect = connect.options([("search_path", schema.as_str())]);
         }
         let pool = PgPoolOptions::new()
@@ -86,6 +104,12 @@ impl PgOrderStore {
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if let Some(schema) = &options.schema {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&pool)
+                .await
+                .map_err(fail)?;
+        }
         Ok(Self { pool })
     }
 
@@ -633,5 +657,19 @@ impl OrderStore for PgOrderStore {
                 .map_err(fail)?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_schema;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema("orders"));
+        assert!(valid_schema("_t_01"));
+        for bad in ["", "Orders", "1abc", "a-b", "a;drop", &"a".repeat(64)] {
+            assert!(!valid_schema(bad), "{bad}");
+        }
     }
 }
