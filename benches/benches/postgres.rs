@@ -15,12 +15,14 @@
 //! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); without a reachable server the
 //! bench prints why and does nothing. It works in a schema of its own and
-//! drops it at the end. The store / baseline ratios and the retry rates are
-//! printed to stderr after criterion's own report.
+//! drops it at the end. After criterion's own report it prints, to stderr, a
+//! table of store / baseline ratios measured in paired rounds (baseline and
+//! both modes back to back, median of the rounds, so load from outside the
+//! bench skews all three alike), the optimistic conflict rates, and a probe
+//! with 64 clients on one hot product.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -28,7 +30,7 @@ use inventory_core::{
     Actor, Command, InventoryStore, Meta, OrderId, Outcome, ProductId, Quantity, ReservationId,
     Reserve, ReserveLine, StockLevel, Timestamp, Ttl, STOCK_MAX,
 };
-use inventory_sqlx::{Concurrency, PgOptions, PgStore, RetryStats};
+use inventory_sqlx::{Concurrency, PgOptions, PgStore};
 use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -51,11 +53,17 @@ const RANDOM_PRODUCTS: usize = 1_000;
 const PROBE_TASKS: usize = 64;
 
 /// Operations each task of the contention probe runs.
-const PROBE_OPS_PER_TASK: usize = 40;
+const PROBE_OPS_PER_TASK: usize = 20;
+
+/// Rounds of the paired comparison.
+const PAIRED_ROUNDS: usize = 5;
+
+/// Operations per task in one paired round.
+const PAIRED_OPS_PER_TASK: usize = 15;
 
 /// Each benchmark warms up and measures for this long.
-const WARM_UP_TIME: Duration = Duration::from_millis(700);
-const MEASUREMENT_TIME: Duration = Duration::from_millis(1_800);
+const WARM_UP_TIME: Duration = Duration::from_millis(500);
+const MEASUREMENT_TIME: Duration = Duration::from_millis(1_500);
 
 /// Units per reserve.
 const UNITS: i64 = 1;
@@ -119,14 +127,6 @@ impl Products {
             }
         }
     }
-}
-
-/// Outcome counts of the measured operations.
-#[derive(Clone, Copy, Debug, Default)]
-struct Tally {
-    ops: u64,
-    elapsed: Duration,
-    failed: u64,
 }
 
 fn reserve_command(product_id: ProductId) -> (Command, ReservationId) {
@@ -330,8 +330,6 @@ async fn create_products(store: &PgStore) -> Products {
     }
 }
 
-type Key = (Work, Spread, usize, &'static str);
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -364,8 +362,6 @@ fn main() {
         ("optimistic", Runner::Store(optimistic.clone())),
     ];
 
-    let tallies: Arc<Mutex<BTreeMap<Key, Tally>>> = Arc::default();
-    let mut retries: BTreeMap<Key, RetryStats> = BTreeMap::new();
     let mut criterion = Criterion::default()
         .configure_from_args()
         .sample_size(10)
@@ -377,84 +373,93 @@ fn main() {
         for spread in [Spread::Random, Spread::Hot] {
             for tasks in TASK_COUNTS {
                 for (name, runner) in &runners {
-                    let key = (work, spread, tasks, *name);
-                    let before = optimistic.retry_stats();
                     let id = BenchmarkId::new(*name, format!("{}/{tasks}", spread.name()));
                     group.bench_function(id, |b| {
                         b.iter_custom(|iters| {
-                            let (elapsed, failed) = runtime
-                                .block_on(run_batch(runner, &products, work, spread, tasks, iters));
-                            let mut tallies = tallies.lock().expect("tallies");
-                            let tally = tallies.entry(key).or_default();
-                            tally.ops += iters;
-                            tally.elapsed += elapsed;
-                            tally.failed += failed;
-                            elapsed
+                            runtime
+                                .block_on(run_batch(runner, &products, work, spread, tasks, iters))
+                                .0
                         });
                     });
-                    if *name == "optimistic" {
-                        retries.insert(key, optimistic.retry_stats().since(&before));
-                    }
                 }
             }
         }
         group.finish();
     }
     criterion.final_summary();
-    let tallies = tallies.lock().expect("tallies").clone();
-    report(&tallies, &retries);
-
+    runtime.block_on(paired_ratios(&runners, &optimistic, &products));
     runtime.block_on(pool.close());
     runtime.block_on(contention_probe(&db, &products));
     runtime.block_on(db.drop_schema());
 }
 
-fn ops_per_sec(t: &Tally) -> f64 {
-    t.ops as f64 / t.elapsed.as_secs_f64().max(f64::EPSILON)
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
-fn report(tallies: &BTreeMap<Key, Tally>, retries: &BTreeMap<Key, RetryStats>) {
+/// Ratios measured in rounds that run the baseline and both store modes back
+/// to back on the same work (in a rotating order), so that load from outside
+/// the bench hits all three alike; the table shows the median of the rounds.
+async fn paired_ratios(
+    runners: &[(&'static str, Runner); 3],
+    optimistic: &PgStore,
+    products: &Products,
+) {
     eprintln!();
-    eprintln!("ops/s (one op = one reserve, or one reserve + confirm); ratio = store time / baseline time");
     eprintln!(
-        "{:<16} {:<7} {:>5} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>8}",
+        "paired rounds: median of {PAIRED_ROUNDS} rounds; ops/s (one op = one reserve, or one \
+         reserve + confirm); ratio = store time / baseline time; optimistic conflicts = share of \
+         attempts that conflicted, gave up = share of ops that ended in a contention error"
+    );
+    eprintln!(
+        "{:<16} {:<7} {:>5} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>8}",
         "work",
         "spread",
         "tasks",
         "baseline",
         "locking",
-        "optimist.",
+        "optimist",
         "lock/b",
         "opt/b",
-        "opt.confl",
-        "opt.fail"
+        "conflicts",
+        "gave up"
     );
     for work in [Work::Reserve, Work::ReserveConfirm] {
         for spread in [Spread::Random, Spread::Hot] {
             for tasks in TASK_COUNTS {
-                let get = |name| {
-                    tallies
-                        .get(&(work, spread, tasks, name))
-                        .copied()
-                        .unwrap_or_default()
-                };
-                let (base, lock, opt) = (get("baseline"), get("locking"), get("optimistic"));
-                let stats = retries
-                    .get(&(work, spread, tasks, "optimistic"))
-                    .copied()
-                    .unwrap_or_default();
+                let ops = (PAIRED_OPS_PER_TASK * tasks) as u64;
+                let mut rates: [Vec<f64>; 3] = Default::default();
+                let mut ratios: [Vec<f64>; 2] = Default::default();
+                let before = optimistic.retry_stats();
+                for round in 0..PAIRED_ROUNDS {
+                    let mut secs = [0.0; 3];
+                    for k in 0..3 {
+                        let i = (round + k) % 3;
+                        let (elapsed, _) =
+                            run_batch(&runners[i].1, products, work, spread, tasks, ops).await;
+                        secs[i] = elapsed.as_secs_f64();
+                        rates[i].push(ops as f64 / secs[i]);
+                    }
+                    ratios[0].push(secs[1] / secs[0]);
+                    ratios[1].push(secs[2] / secs[0]);
+                }
+                let stats = optimistic.retry_stats().since(&before);
+                let total_ops = ops * PAIRED_ROUNDS as u64;
+                let [base, lock, opt] = rates.map(median);
+                let [lock_ratio, opt_ratio] = ratios.map(median);
                 eprintln!(
-                    "{:<16} {:<7} {:>5} {:>10.0} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.1}% {:>7.1}%",
+                    "{:<16} {:<7} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>7.2} {:>7.2} {:>8.1}% {:>7.1}%",
                     work.name(),
                     spread.name(),
                     tasks,
-                    ops_per_sec(&base),
-                    ops_per_sec(&lock),
-                    ops_per_sec(&opt),
-                    ops_per_sec(&base) / ops_per_sec(&lock),
-                    ops_per_sec(&base) / ops_per_sec(&opt),
+                    base,
+                    lock,
+                    opt,
+                    lock_ratio,
+                    opt_ratio,
                     stats.conflict_rate() * 100.0,
-                    opt.failed as f64 * 100.0 / opt.ops.max(1) as f64,
+                    stats.gave_up as f64 * 100.0 / total_ops as f64,
                 );
             }
         }

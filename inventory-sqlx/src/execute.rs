@@ -306,7 +306,8 @@ const PERSIST_SQL: &str = "WITH \
       version = u.version, updated_at_ms = u.updated_at_ms \
     FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
                 $6::bigint[]) AS u(product_id, loaded, quantity, reserved, version, updated_at_ms) \
-    WHERE i.product_id = u.product_id AND i.version = u.loaded RETURNING 1), \
+    WHERE i.product_id = ANY($1) AND i.product_id = u.product_id AND i.version = u.loaded \
+    RETURNING 1), \
   created AS ( \
     INSERT INTO reservations (id, order_id, product_id, quantity, status, expires_at_ms, \
       created_at_ms, updated_at_ms) \
