@@ -148,8 +148,8 @@ impl<S: InventoryStore> App<S> {
     {
         let started = Instant::now();
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let (route, response) = match match_route(method.as_str(), &path) {
+        let uri = request.uri().clone();
+        let (route, response) = match match_route(method.as_str(), uri.path()) {
             Err(problem) => ("unmatched", problem.into_response(&ctx.request_id)),
             Ok(matched) => {
                 let template = matched.route.template;
@@ -236,5 +236,57 @@ impl<S: InventoryStore> Handler for App<S> {
         ctx: RequestContext,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
         App::handle(self, request, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use http_body_util::{BodyExt, Full};
+    use inventory_memory::MemoryStore;
+    use service_kit::RequestId;
+
+    fn ctx() -> RequestContext {
+        RequestContext {
+            request_id: RequestId::parse("unit-1").unwrap(),
+            peer: "127.0.0.1:9".parse().unwrap(),
+        }
+    }
+
+    /// The router is a plain async function: request in, response out, no socket.
+    #[tokio::test]
+    async fn router_runs_without_a_socket() {
+        let app = App::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+            &Config::embedded(),
+        )
+        .await
+        .unwrap();
+        let product = uuid::Uuid::new_v4();
+        let create = Request::post("/api/inventory/items")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(
+                "{{\"product_id\":\"{product}\",\"quantity\":4}}"
+            ))))
+            .unwrap();
+        assert_eq!(app.handle(create, ctx()).await.status(), 201);
+        let read = Request::get(format!("/api/inventory/{product}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = app.handle(read, ctx()).await;
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["available"], 4);
+        let missing = Request::get("/nowhere")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = app.handle(missing, ctx()).await;
+        assert_eq!(resp.status(), 404);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["request_id"], "unit-1");
     }
 }

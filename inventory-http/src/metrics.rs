@@ -3,7 +3,7 @@
 //! has a bounded set of values: route templates, stable error codes, and at
 //! most a configured number of product ids.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use inventory_core::{InventoryItem, ProductId};
 use parking_lot::Mutex;
@@ -37,7 +37,7 @@ pub struct InventoryMetrics {
     expired_by_sweep: Counter,
     available: Family<ProductLabel, Gauge>,
     reserved: Family<ProductLabel, Gauge>,
-    tracked: Mutex<HashSet<ProductId>>,
+    tracked: Mutex<HashMap<ProductId, (Gauge, Gauge)>>,
     tracked_max: usize,
 }
 
@@ -76,7 +76,7 @@ impl InventoryMetrics {
             expired_by_sweep,
             available,
             reserved,
-            tracked: Mutex::new(HashSet::new()),
+            tracked: Mutex::new(HashMap::new()),
             tracked_max,
         }
     }
@@ -96,24 +96,23 @@ impl InventoryMetrics {
     /// Updates the stock gauges of `item`'s product, if it is tracked (or
     /// there is room to track it).
     pub fn stock(&self, item: &InventoryItem) {
-        {
-            let mut tracked = self.tracked.lock();
-            if !tracked.contains(&item.product_id()) {
-                if tracked.len() >= self.tracked_max {
-                    return;
-                }
-                tracked.insert(item.product_id());
+        let mut tracked = self.tracked.lock();
+        let gauges = match tracked.get(&item.product_id()) {
+            Some(g) => g,
+            None if tracked.len() >= self.tracked_max => return,
+            None => {
+                let label = ProductLabel {
+                    product_id: item.product_id().to_string(),
+                };
+                let pair = (
+                    self.available.get_or_create(&label).clone(),
+                    self.reserved.get_or_create(&label).clone(),
+                );
+                tracked.entry(item.product_id()).or_insert(pair)
             }
-        }
-        let label = ProductLabel {
-            product_id: item.product_id().to_string(),
         };
-        self.available
-            .get_or_create(&label)
-            .set(gauge_value(item.available()));
-        self.reserved
-            .get_or_create(&label)
-            .set(gauge_value(item.reserved()));
+        gauges.0.set(gauge_value(item.available()));
+        gauges.1.set(gauge_value(item.reserved()));
     }
 }
 

@@ -185,44 +185,49 @@ pub struct Matched<'p> {
 /// How well a template fits a path: `None` when it does not; otherwise the
 /// number of literal segments (more literal wins) and the parameter.
 fn fit<'p>(template: &str, segments: &[&'p str]) -> Option<(usize, Option<&'p str>)> {
-    let parts: Vec<&str> = template.split('/').skip(1).collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
     let mut literal = 0;
     let mut param = None;
-    for (part, seg) in parts.iter().zip(segments) {
+    let mut count = 0;
+    for part in template.split('/').skip(1) {
+        let seg = *segments.get(count)?;
+        count += 1;
         if part.starts_with('{') {
             if seg.is_empty() {
                 return None;
             }
-            param = Some(*seg);
+            param = Some(seg);
         } else if part == seg {
             literal += 1;
         } else {
             return None;
         }
     }
-    Some((literal, param))
+    (count == segments.len()).then_some((literal, param))
 }
 
-/// Finds the route for `method` and `path`.
+/// Finds the route for `method` and `path`. Allocates nothing: it runs on
+/// every request.
 ///
 /// # Errors
 /// 404 `route_not_found` when no template fits the path; 405
 /// `method_not_allowed` (with `Allow`) when templates fit but none has the method.
 pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Problem> {
-    let segments: Vec<&str> = path
-        .split('/')
-        .skip(1)
-        .take(PATH_SEGMENTS_MAX + 1)
-        .collect();
-    if !path.starts_with('/') || segments.len() > PATH_SEGMENTS_MAX {
+    let mut buf = [""; PATH_SEGMENTS_MAX];
+    let mut len = 0;
+    for seg in path.split('/').skip(1) {
+        if len == PATH_SEGMENTS_MAX {
+            return Err(Problem::route_not_found(path));
+        }
+        buf[len] = seg;
+        len += 1;
+    }
+    let segments = &buf[..len];
+    if !path.starts_with('/') {
         return Err(Problem::route_not_found(path));
     }
     let mut best: Option<(usize, &'static str)> = None;
     for r in ROUTES {
-        if let Some((literal, _)) = fit(r.template, &segments) {
+        if let Some((literal, _)) = fit(r.template, segments) {
             if best.is_none_or(|(b, _)| literal > b) {
                 best = Some((literal, r.template));
             }
@@ -234,7 +239,7 @@ pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Probl
     let same_template = ROUTES.iter().filter(|r| r.template == template);
     for r in same_template.clone() {
         if r.method == method {
-            let param = fit(r.template, &segments).and_then(|(_, p)| p);
+            let param = fit(r.template, segments).and_then(|(_, p)| p);
             return Ok(Matched { route: r, param });
         }
     }
