@@ -18,9 +18,10 @@ use crate::breaker::{
 use crate::inventory::{CALL_TIMEOUT_MS_DEFAULT, SERVICE_TOKEN_TTL_SECS_DEFAULT};
 use crate::payment::{SimulatorConfig, FRAUD_LIMIT_MINOR_DEFAULT};
 use crate::saga::{
-    SagaConfig, CANCEL_WAIT_MS_DEFAULT, PARK_INTERVAL_MS_DEFAULT, PENDING_DEADLINE_MS_DEFAULT,
-    RESERVE_ATTEMPTS_MAX_DEFAULT, RESUME_INTERVAL_MS_DEFAULT, RETRIES_MAX_DEFAULT,
-    RETRY_DELAY_MAX_MS_DEFAULT, RETRY_DELAY_MIN_MS_DEFAULT, RETRY_TOTAL_MS_DEFAULT,
+    SagaConfig, CANCEL_WAIT_MS_DEFAULT, LEASE_MS_DEFAULT, PARK_INTERVAL_MS_DEFAULT,
+    PENDING_DEADLINE_MS_DEFAULT, RESERVE_ATTEMPTS_MAX_DEFAULT, RESUME_INTERVAL_MS_DEFAULT,
+    RETRIES_MAX_DEFAULT, RETRY_DELAY_MAX_MS_DEFAULT, RETRY_DELAY_MIN_MS_DEFAULT,
+    RETRY_TOTAL_MS_DEFAULT,
 };
 
 /// Default listen address: loopback only.
@@ -172,6 +173,11 @@ pub struct Config {
     #[arg(long, env = "CANCEL_WAIT_MS", default_value_t = CANCEL_WAIT_MS_DEFAULT)]
     pub cancel_wait_ms: u64,
 
+    /// Lease of a saga claim, in milliseconds (how long another instance
+    /// waits before taking over the sagas of one that died).
+    #[arg(long, env = "SAGA_LEASE_MS", default_value_t = LEASE_MS_DEFAULT)]
+    pub saga_lease_ms: u64,
+
     /// Simulated payment latency, in milliseconds.
     #[arg(long, env = "PAYMENT_LATENCY_MS", default_value_t = 0)]
     pub payment_latency_ms: u64,
@@ -272,6 +278,7 @@ impl Config {
             reserve_attempts_max: self.reserve_attempts_max.max(1),
             resume_interval_ms: self.resume_interval_ms,
             cancel_wait_ms: self.cancel_wait_ms,
+            lease_ms: self.saga_lease_ms,
         }
     }
 

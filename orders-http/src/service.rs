@@ -185,7 +185,7 @@ pub async fn serve_app(
 ) {
     app.engine().spawn_resumer();
     service_kit::serve(listener, app.clone(), limits, shutdown).await;
-    app.engine().stop();
+    app.engine().shutdown().await;
 }
 
 /// Runs the service as configured on `listener` until `shutdown` completes.

@@ -50,6 +50,11 @@ pub const RESERVE_ATTEMPTS_MAX_DEFAULT: u32 = 2;
 /// Default interval of the resumer's sweep for pending orders, in milliseconds.
 pub const RESUME_INTERVAL_MS_DEFAULT: u64 = 30_000;
 
+/// Default lease of a saga claim, in milliseconds: renewed before every step,
+/// longer than any step takes, so a second instance takes a saga over only
+/// after its owner stopped.
+pub const LEASE_MS_DEFAULT: u64 = 30_000;
+
 /// Pending orders read per page by the resumer.
 pub const RESUME_PAGE_MAX: u32 = 500;
 
@@ -83,6 +88,8 @@ pub struct SagaConfig {
     pub resume_interval_ms: u64,
     /// Longest a cancel request waits for the saga to finish, in milliseconds.
     pub cancel_wait_ms: u64,
+    /// Lease of a saga claim, in milliseconds.
+    pub lease_ms: u64,
 }
 
 impl Default for SagaConfig {
@@ -98,6 +105,7 @@ impl Default for SagaConfig {
             reserve_attempts_max: RESERVE_ATTEMPTS_MAX_DEFAULT,
             resume_interval_ms: RESUME_INTERVAL_MS_DEFAULT,
             cancel_wait_ms: CANCEL_WAIT_MS_DEFAULT,
+            lease_ms: LEASE_MS_DEFAULT,
         }
     }
 }
@@ -141,6 +149,7 @@ pub struct SagaEngine {
     running: Mutex<HashMap<OrderId, Running>>,
     finished: broadcast::Sender<OrderId>,
     stopped: AtomicBool,
+    owner: Uuid,
     resumer: Mutex<Option<AbortHandle>>,
 }
 
@@ -166,6 +175,7 @@ impl SagaEngine {
             running: Mutex::new(HashMap::new()),
             finished,
             stopped: AtomicBool::new(false),
+            owner: Uuid::new_v4(),
             resumer: Mutex::new(None),
         })
     }
@@ -248,14 +258,22 @@ impl SagaEngine {
     }
 
     /// Stops the resumer and every saga task where it stands (as a crash
-    /// would; the store keeps their progress for the next start).
-    pub fn stop(&self) {
+    /// would; the store keeps their progress), then gives up this instance's
+    /// claims so another instance can take the sagas over at once.
+    pub async fn shutdown(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         if let Some(r) = self.resumer.lock().take() {
             r.abort();
         }
-        for (_, r) in self.running.lock().drain() {
-            r.abort.abort();
+        let ids: Vec<OrderId> = {
+            let mut running = self.running.lock();
+            for r in running.values() {
+                r.abort.abort();
+            }
+            running.drain().map(|(id, _)| id).collect()
+        };
+        if let Err(e) = self.store.unclaim(&ids, self.owner).await {
+            tracing::warn!(error = %e, "giving up saga claims failed; they run out with their lease");
         }
     }
 
@@ -305,12 +323,22 @@ impl SagaEngine {
 
     async fn drive(self: &Arc<Self>, order_id: OrderId, wake: &Notify) {
         let park = Duration::from_millis(self.config.park_interval_ms.max(1));
+        let lease_ms = i64::try_from(self.config.lease_ms).unwrap_or(i64::MAX);
         loop {
-            let next = match self.store.get(order_id).await {
-                Ok(Some(record)) => self.step(record).await,
-                Ok(None) => Next::Finished,
+            let claimed = self
+                .store
+                .claim(order_id, self.owner, self.clock.now_ms(), lease_ms)
+                .await;
+            let next = match claimed {
+                Ok(true) => self.load_and_step(order_id).await,
+                Ok(false) => {
+                    // Another instance runs this saga; the resumer tries again
+                    // after its lease runs out.
+                    tracing::debug!(%order_id, "saga claimed by another instance");
+                    return;
+                }
                 Err(e) => {
-                    tracing::warn!(%order_id, error = %e, "saga cannot load its order");
+                    tracing::warn!(%order_id, error = %e, "saga cannot claim its order");
                     Next::Park
                 }
             };
@@ -326,6 +354,17 @@ impl SagaEngine {
             }
         }
         let _ = self.finished.send(order_id);
+    }
+
+    async fn load_and_step(&self, order_id: OrderId) -> Next {
+        match self.store.get(order_id).await {
+            Ok(Some(record)) => self.step(record).await,
+            Ok(None) => Next::Finished,
+            Err(e) => {
+                tracing::warn!(%order_id, error = %e, "saga cannot load its order");
+                Next::Park
+            }
+        }
     }
 
     async fn step(&self, record: OrderRecord) -> Next {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use parking_lot::Mutex;
+use uuid::Uuid;
 
 use super::{
     BoxFuture, OrderRecord, OrderStore, Page, PaymentRecord, Placed, RefundRecord, StoreError,
@@ -22,6 +23,7 @@ struct Inner {
     payments: HashMap<OrderId, PaymentRecord>,
     refunds: HashMap<OrderId, RefundRecord>,
     products: BTreeMap<ProductId, Product>,
+    claims: HashMap<OrderId, (Uuid, i64)>,
 }
 
 /// Orders kept in this process's memory (lost on exit).
@@ -171,6 +173,47 @@ impl OrderStore for MemoryStore {
             _ => false,
         };
         ready(Ok(done))
+    }
+
+    fn claim(
+        &self,
+        id: OrderId,
+        owner: Uuid,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let mut inner = self.inner.lock();
+        if !inner.orders.contains_key(&id) {
+            return ready(Ok(false));
+        }
+        let free = match inner.claims.get(&id) {
+            None => true,
+            Some((holder, until)) => *holder == owner || *until <= now_ms,
+        };
+        if free {
+            inner
+                .claims
+                .insert(id, (owner, now_ms.saturating_add(lease_ms)));
+        }
+        ready(Ok(free))
+    }
+
+    fn unclaim<'a>(
+        &'a self,
+        ids: &'a [OrderId],
+        owner: Uuid,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut inner = self.inner.lock();
+        for id in ids {
+            if inner
+                .claims
+                .get(id)
+                .is_some_and(|(holder, _)| *holder == owner)
+            {
+                inner.claims.remove(id);
+            }
+        }
+        ready(Ok(()))
     }
 
     fn pending(

@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use uuid::Uuid;
+
 use crate::catalog::Product;
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, ProductId, UserId};
 use crate::saga::SagaState;
@@ -171,6 +173,30 @@ pub trait OrderStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] when the store fails.
     fn request_cancel(&self, id: OrderId, now_ms: i64) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Claims the saga of `id` for `owner` until `now_ms + lease_ms`, unless
+    /// another owner holds a claim that has not run out. Returns whether
+    /// `owner` holds it now (false also when the order does not exist).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn claim(
+        &self,
+        id: OrderId,
+        owner: Uuid,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Gives up `owner`'s claims on `ids` (on a graceful stop).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn unclaim<'a>(
+        &'a self,
+        ids: &'a [OrderId],
+        owner: Uuid,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Ids of pending orders, ascending, after `after`, at most `limit`.
     ///

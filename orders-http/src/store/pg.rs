@@ -469,6 +469,50 @@ impl OrderStore for PgOrderStore {
         })
     }
 
+    fn claim(
+        &self,
+        id: OrderId,
+        owner: Uuid,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "UPDATE saga_states SET claimed_by = $2, claimed_until_ms = $3 + $4 \
+                 WHERE order_id = $1 \
+                   AND (claimed_by IS NULL OR claimed_by = $2 OR claimed_until_ms <= $3)",
+            )
+            .bind(id.as_uuid())
+            .bind(owner)
+            .bind(now_ms)
+            .bind(lease_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn unclaim<'a>(
+        &'a self,
+        ids: &'a [OrderId],
+        owner: Uuid,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let uuids: Vec<Uuid> = ids.iter().map(OrderId::as_uuid).collect();
+            sqlx::query(
+                "UPDATE saga_states SET claimed_by = NULL, claimed_until_ms = NULL \
+                 WHERE order_id = ANY($1) AND claimed_by = $2",
+            )
+            .bind(&uuids)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(())
+        })
+    }
+
     fn pending(
         &self,
         after: Option<OrderId>,

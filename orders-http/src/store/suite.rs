@@ -71,6 +71,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     cancel_requests(&*store).await;
     payments_and_refunds_are_recorded_once(&*store).await;
     catalog(&*store).await;
+    claims_are_exclusive_leases(&*store).await;
 }
 
 /// An order comes back as stored, lines in order, with its saga.
@@ -306,4 +307,43 @@ pub async fn catalog(store: &dyn OrderStore) {
     let all = store.products().await.expect("all");
     assert!(all.contains(&changed));
     store.ping().await.expect("ping");
+}
+
+/// A saga claim belongs to one owner until its lease runs out; the owner
+/// renews it; giving it up frees it at once.
+pub async fn claims_are_exclusive_leases(store: &dyn OrderStore) {
+    let o = order(&user(), None, T0_MS);
+    place(store, &o).await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(store.claim(o.id, a, T0_MS, 1_000).await.expect("claim"));
+    assert!(!store
+        .claim(o.id, b, T0_MS + 999, 1_000)
+        .await
+        .expect("claim"));
+    assert!(store
+        .claim(o.id, a, T0_MS + 500, 1_000)
+        .await
+        .expect("renew"));
+    assert!(!store
+        .claim(o.id, b, T0_MS + 1_499, 1_000)
+        .await
+        .expect("claim"));
+    assert!(store
+        .claim(o.id, b, T0_MS + 1_500, 1_000)
+        .await
+        .expect("take over"));
+    store.unclaim(&[o.id], a).await.expect("unclaim other's");
+    assert!(!store
+        .claim(o.id, a, T0_MS + 1_600, 1_000)
+        .await
+        .expect("claim"));
+    store.unclaim(&[o.id], b).await.expect("unclaim");
+    assert!(store
+        .claim(o.id, a, T0_MS + 1_600, 1_000)
+        .await
+        .expect("claim freed"));
+    assert!(!store
+        .claim(OrderId::generate(), a, T0_MS, 1_000)
+        .await
+        .expect("claim unknown"));
 }

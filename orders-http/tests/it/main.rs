@@ -132,3 +132,18 @@ async fn interrupted_saga_resumes_postgres() {
     let orders_store = ord.orders_store().await;
     saga::interrupted_saga_resumes(inv.inventory_store().await, Arc::clone(&orders_store)).await;
 }
+
+/// Two instances on one memory store never run the same saga twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_sagas_memory() {
+    saga::two_instances_never_run_one_saga_twice(memory()).await;
+}
+
+/// Two instances on one PostgreSQL store never run the same saga twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_sagas_postgres() {
+    let Some(ord) = TestSchema::create().await else {
+        return;
+    };
+    saga::two_instances_never_run_one_saga_twice(ord.orders_store().await).await;
+}

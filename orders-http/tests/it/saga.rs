@@ -327,3 +327,74 @@ pub(crate) async fn cancel_during_payment_refunds() {
 fn order_id(id: &str) -> OrderId {
     OrderId::from_uuid(id.parse().expect("uuid"))
 }
+
+/// Counts charges per order (with a little latency, so sagas stay pending
+/// long enough for another instance's resumer to see them).
+struct CountingPayments {
+    inner: orders_http::payment::PaymentSimulator,
+    charges: parking_lot::Mutex<std::collections::HashMap<OrderId, u32>>,
+}
+
+impl orders_http::payment::PaymentProvider for CountingPayments {
+    fn charge(
+        &self,
+        request: orders_http::payment::ChargeRequest,
+    ) -> orders_http::store::BoxFuture<'_, Result<String, orders_http::payment::PaymentError>> {
+        Box::pin(async move {
+            *self.charges.lock().entry(request.order_id).or_default() += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.inner.charge(request).await
+        })
+    }
+
+    fn refund(
+        &self,
+        order_id: OrderId,
+        payment_id: String,
+        amount_minor: i64,
+    ) -> orders_http::store::BoxFuture<'_, Result<String, orders_http::payment::PaymentError>> {
+        self.inner.refund(order_id, payment_id, amount_minor)
+    }
+}
+
+/// Two instances on one store, both resuming pending orders all the time:
+/// every saga runs in one instance only (each order is charged once) and
+/// every order is confirmed.
+pub(crate) async fn two_instances_never_run_one_saga_twice(orders_store: Arc<dyn OrderStore>) {
+    let inventory = memory_inventory().await;
+    let mut config = orders_config(&inventory.url());
+    config.resume_interval_ms = 5;
+    let payments = Arc::new(CountingPayments {
+        inner: orders_http::payment::PaymentSimulator::new(config.payment()),
+        charges: parking_lot::Mutex::new(std::collections::HashMap::new()),
+    });
+    let a = Orders::spawn_with(
+        config.clone(),
+        orders_store.clone(),
+        payments.clone(),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let _b = Orders::spawn_with(
+        config,
+        orders_store,
+        payments.clone(),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let p = Uuid::new_v4();
+    inventory.stock(p, 100).await;
+    a.sell(p, 10).await;
+    let user = customer("mia");
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(id_of(&a.place(&user, &[(p, 1)], None).await.json));
+    }
+    for id in &ids {
+        assert_eq!(a.wait_final(&user, id).await["status"], "confirmed");
+    }
+    let charges = payments.charges.lock().clone();
+    assert_eq!(charges.len(), 30);
+    assert!(charges.values().all(|n| *n == 1), "{charges:?}");
+    assert_eq!(inventory.levels(p).await, (70, 0));
+}
