@@ -28,7 +28,7 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 
-use super::{connect, QueueSpec};
+use super::{connect, rpc, QueueSpec};
 use crate::envelope::Envelope;
 use crate::handler::{Handler, HandlerError};
 
@@ -198,32 +198,24 @@ impl<H: Handler> RabbitConsumer<H> {
         &self,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), ConsumerError> {
-        let unavailable =
-            |what: &str, e: lapin::Error| ConsumerError::Unavailable(format!("{what}: {e}"));
         let connection = connect(&self.config.url, &self.config.name)
             .await
             .map_err(ConsumerError::Unavailable)?;
         let result = async {
-            let channel = connection.create_channel().await.map_err(|e| unavailable("open channel", e))?;
-            self.config.queue.declare(&channel).await.map_err(|e| unavailable("declare topology", e))?;
-            channel
-                .basic_qos(self.config.prefetch, BasicQosOptions::default())
-                .await
-                .map_err(|e| unavailable("set prefetch", e))?;
-            let dead_letters = connection.create_channel().await.map_err(|e| unavailable("open channel", e))?;
-            dead_letters
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(|e| unavailable("enable confirms", e))?;
-            let mut deliveries = channel
-                .basic_consume(
-                    &self.config.queue.queue,
-                    &self.config.name,
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| unavailable("consume", e))?;
+            let channel = rpc("open channel", connection.create_channel()).await?;
+            rpc("declare topology", self.config.queue.declare(&channel)).await?;
+            let qos = channel.basic_qos(self.config.prefetch, BasicQosOptions::default());
+            rpc("set prefetch", qos).await?;
+            let dead_letters = rpc("open channel", connection.create_channel()).await?;
+            let confirms = dead_letters.confirm_select(ConfirmSelectOptions::default());
+            rpc("enable confirms", confirms).await?;
+            let consume = channel.basic_consume(
+                &self.config.queue.queue,
+                &self.config.name,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            );
+            let mut deliveries = rpc("consume", consume).await?;
             self.health.connected.store(true, Ordering::Relaxed);
             self.health.sessions.fetch_add(1, Ordering::Relaxed);
             tracing::info!(queue = %self.config.queue.queue, "consuming");
@@ -232,8 +224,8 @@ impl<H: Handler> RabbitConsumer<H> {
                     () = shutdown.as_mut() => return Ok(()),
                     next = deliveries.next() => match next {
                         Some(Ok(delivery)) => delivery,
-                        Some(Err(e)) => return Err(unavailable("receive", e)),
-                        None => return Err(ConsumerError::Unavailable("consumer cancelled".to_owned())),
+                        Some(Err(e)) => return Err(format!("receive: {e}")),
+                        None => return Err("consumer cancelled".to_owned()),
                     },
                 };
                 match self.verdict(&delivery, shutdown).await {
@@ -246,16 +238,13 @@ impl<H: Handler> RabbitConsumer<H> {
                     }
                     Verdict::Abandoned => return Ok(()),
                 }
-                delivery
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map_err(|e| unavailable("ack", e))?;
+                rpc("ack", delivery.ack(BasicAckOptions::default())).await?;
             }
         }
         .await;
         self.health.connected.store(false, Ordering::Relaxed);
         close(&connection).await;
-        result
+        result.map_err(ConsumerError::Unavailable)
     }
 
     /// Parses and applies one delivery, retrying transient failures in place.
@@ -302,7 +291,7 @@ impl<H: Handler> RabbitConsumer<H> {
         channel: &Channel,
         delivery: &Delivery,
         reason: &str,
-    ) -> Result<(), ConsumerError> {
+    ) -> Result<(), String> {
         tracing::error!(routing_key = %delivery.routing_key, %reason, "dead-lettering a message");
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(
@@ -314,29 +303,25 @@ impl<H: Handler> RabbitConsumer<H> {
             AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())),
         );
         let properties: BasicProperties = delivery.properties.clone().with_headers(headers);
-        let confirm = channel
-            .basic_publish(
-                &self.config.queue.dead_letter_exchange,
-                delivery.routing_key.as_str(),
-                BasicPublishOptions::default(),
-                &delivery.data,
-                properties,
-            )
-            .await
-            .map_err(|e| ConsumerError::Unavailable(format!("dead-letter: {e}")))?;
-        match confirm.await {
-            Ok(Confirmation::Ack(_)) => Ok(()),
-            Ok(other) => Err(ConsumerError::Unavailable(format!(
-                "dead-letter not confirmed: {other:?}"
-            ))),
-            Err(e) => Err(ConsumerError::Unavailable(format!("dead-letter: {e}"))),
+        let publish = channel.basic_publish(
+            &self.config.queue.dead_letter_exchange,
+            delivery.routing_key.as_str(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        );
+        let confirm = rpc("dead-letter", publish).await?;
+        match rpc("dead-letter confirm", confirm).await? {
+            Confirmation::Ack(_) => Ok(()),
+            other => Err(format!("dead-letter not confirmed: {other:?}")),
         }
     }
 }
 
 async fn close(connection: &Connection) {
     if connection.status().connected() {
-        let _ = connection.close(200, "closing").await;
+        // A connection that died unnoticed never answers the close.
+        let _ = rpc("close", connection.close(200, "closing")).await;
     }
 }
 

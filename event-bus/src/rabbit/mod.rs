@@ -30,6 +30,24 @@ pub const ORDERS_INVENTORY_QUEUE: &str = "orders.inventory_events";
 /// good as down, and the caller backs off.
 pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
+/// How long one broker round trip (open a channel, declare, acknowledge,
+/// publish a batch's frames) may take before the connection counts as
+/// broken: a connection that died without the client noticing must not hold
+/// a relay or a consumer forever.
+pub const RPC_TIMEOUT_MS: u64 = 10_000;
+
+/// Runs one broker round trip under [`RPC_TIMEOUT_MS`], naming it in the error.
+pub(crate) async fn rpc<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(Duration::from_millis(RPC_TIMEOUT_MS), call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {RPC_TIMEOUT_MS} ms")),
+    }
+}
+
 /// The AMQP URL used by tests and benches when `AMQP_URL` is not set.
 pub const LOCAL_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 

@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 
-use super::{connect, declare_exchange, QueueSpec, INVENTORY_EXCHANGE};
+use super::{connect, declare_exchange, rpc, QueueSpec, INVENTORY_EXCHANGE};
 use crate::envelope::Envelope;
 use crate::publisher::{PublishError, Publisher};
 
@@ -111,7 +111,7 @@ impl RabbitPublisher {
     /// Closes the connection (a later publish opens a new one).
     pub async fn close(&self) {
         if let Some(link) = self.inner.link.lock().await.take() {
-            let _ = link.connection.close(200, "closing").await;
+            let _ = rpc("close", link.connection.close(200, "closing")).await;
         }
     }
 
@@ -119,22 +119,19 @@ impl RabbitPublisher {
         let config = &self.inner.config;
         let result = async {
             let connection = connect(&config.url, &config.connection_name).await?;
-            let channel = connection
-                .create_channel()
-                .await
-                .map_err(|e| format!("open channel: {e}"))?;
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(|e| format!("enable confirms: {e}"))?;
-            declare_exchange(&channel, &config.exchange)
-                .await
-                .map_err(|e| format!("declare exchange {}: {e}", config.exchange))?;
+            let channel = rpc("open channel", connection.create_channel()).await?;
+            rpc(
+                "enable confirms",
+                channel.confirm_select(ConfirmSelectOptions::default()),
+            )
+            .await?;
+            rpc(
+                "declare exchange",
+                declare_exchange(&channel, &config.exchange),
+            )
+            .await?;
             for queue in &config.queues {
-                queue
-                    .declare(&channel)
-                    .await
-                    .map_err(|e| format!("declare queue {}: {e}", queue.queue))?;
+                rpc("declare queue", queue.declare(&channel)).await?;
             }
             Ok::<_, String>(Link {
                 connection,
@@ -204,23 +201,28 @@ impl Publisher for RabbitPublisher {
             return Err(PublishError::Unavailable("no connection".to_owned()));
         };
         let exchange = &self.inner.config.exchange;
-        let mut confirms = Vec::with_capacity(batch.len());
-        for envelope in batch {
-            let sent = link
-                .channel
-                .basic_publish(
-                    exchange,
-                    &envelope.event_type,
-                    BasicPublishOptions::default(),
-                    &envelope.to_bytes(),
-                    properties(envelope),
-                )
-                .await;
-            match sent {
-                Ok(confirm) => confirms.push(confirm),
-                Err(e) => return Err(self.broken(&mut guard, format!("publish: {e}"))),
+        let sent = rpc("publish", async {
+            let mut confirms = Vec::with_capacity(batch.len());
+            for envelope in batch {
+                let confirm = link
+                    .channel
+                    .basic_publish(
+                        exchange,
+                        &envelope.event_type,
+                        BasicPublishOptions::default(),
+                        &envelope.to_bytes(),
+                        properties(envelope),
+                    )
+                    .await?;
+                confirms.push(confirm);
             }
-        }
+            Ok(confirms)
+        })
+        .await;
+        let confirms = match sent {
+            Ok(confirms) => confirms,
+            Err(e) => return Err(self.broken(&mut guard, e)),
+        };
         let confirmed = tokio::time::timeout(
             Duration::from_millis(CONFIRM_TIMEOUT_MS),
             futures_util::future::join_all(confirms),

@@ -105,9 +105,19 @@ async fn ten_thousand_events_survive_a_forced_disconnect() {
     proxy.restore();
 
     // Everything arrives, each effect applied once, in order per product.
+    let arrived = recorder.wait_applied(EVENTS, PHASE_TIMEOUT).await;
     assert!(
-        recorder.wait_applied(EVENTS, PHASE_TIMEOUT).await,
-        "all events arrive"
+        arrived,
+        "all events arrive: applied {}, deliveries {}, relay published {}, relay failures {}, \
+         broker reachable {}, outbox {}, consumer connected {}, consumer sessions {}",
+        recorder.applied().len(),
+        recorder.deliveries(),
+        health.published(),
+        health.failures(),
+        health.broker_reachable(),
+        store.outbox_len(),
+        consumer_health.is_connected(),
+        consumer_health.sessions(),
     );
     let applied = recorder.applied();
     assert_eq!(applied.len(), EVENTS);
