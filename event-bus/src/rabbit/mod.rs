@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 pub use consumer::{
@@ -51,19 +52,28 @@ pub(crate) async fn rpc<T>(
 /// The AMQP URL used by tests and benches when `AMQP_URL` is not set.
 pub const LOCAL_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// Heartbeat asked for when the URL does not set one: a half-open
+/// connection (a broker host that vanished) is noticed within about two
+/// intervals instead of the broker's default of a minute or more.
+pub const HEARTBEAT_DEFAULT_SECS: u16 = 10;
+
 /// Opens a connection with tokio as executor and reactor, named `name` in the
-/// broker's management tools.
+/// broker's management tools, with a heartbeat of [`HEARTBEAT_DEFAULT_SECS`]
+/// unless the URL sets `heartbeat=`.
 ///
 /// # Errors
-/// The lapin error, or a timeout after [`CONNECT_TIMEOUT_MS`].
+/// The URL does not parse, the lapin error, or a timeout after
+/// [`CONNECT_TIMEOUT_MS`].
 pub async fn connect(url: &str, name: &str) -> Result<Connection, String> {
+    let mut uri: AMQPUri = url.parse().map_err(|e| format!("invalid AMQP URL: {e}"))?;
+    uri.query.heartbeat.get_or_insert(HEARTBEAT_DEFAULT_SECS);
     let properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio::current())
         .with_connection_name(LongString::from(name));
     match tokio::time::timeout(
         Duration::from_millis(CONNECT_TIMEOUT_MS),
-        Connection::connect(url, properties),
+        Connection::connect_uri(uri, properties),
     )
     .await
     {
