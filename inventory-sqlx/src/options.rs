@@ -24,8 +24,9 @@ pub const BACKOFF_CAP_DEFAULT_MS: u64 = 50;
 pub enum Concurrency {
     /// Lock the command's items with `SELECT ... FOR NO KEY UPDATE` in ascending
     /// product order, then decide and write. Changes of one item queue behind
-    /// each other; the version check never fails, and answers never depend on
-    /// timing (no retries, no contention errors under load).
+    /// each other; the version check never fails, so load on one product
+    /// causes no retries and no contention errors (the only retry left is two
+    /// reserves of the same order line at once, whose repeat is idempotent).
     #[default]
     Locking,
     /// Read without locks, then write with `UPDATE ... WHERE version = $n`; on
