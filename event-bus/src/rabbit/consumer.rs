@@ -173,11 +173,15 @@ impl<H: Handler> RabbitConsumer<H> {
         tokio::pin!(shutdown);
         let mut backoff = self.config.backoff();
         loop {
+            let sessions_before = self.health.sessions();
             let session = self.session(&mut shutdown);
             match session.await {
                 Ok(()) => return,
                 Err(ConsumerError::Unavailable(reason)) => {
-                    self.health.connected.store(false, Ordering::Relaxed);
+                    // A session that got as far as consuming resets the back-off.
+                    if self.health.sessions() > sessions_before {
+                        backoff = self.config.backoff();
+                    }
                     let pause = backoff.next().unwrap_or(Duration::from_secs(1));
                     tracing::warn!(%reason, pause_ms = pause.as_millis() as u64, "consumer disconnected");
                     tokio::select! {
@@ -185,10 +189,6 @@ impl<H: Handler> RabbitConsumer<H> {
                         () = tokio::time::sleep(pause) => {}
                     }
                 }
-            }
-            // A session that got as far as consuming resets the back-off.
-            if self.health.is_connected() {
-                backoff = self.config.backoff();
             }
         }
     }

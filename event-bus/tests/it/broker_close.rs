@@ -10,7 +10,8 @@ use inventory_core::ProductId;
 use inventory_memory::MemoryStore;
 
 use crate::common::{adjust, create, id, meta, shutdown};
-use crate::support::{assert_in_order_per_product, broker, unique_spec, Recorder, Vhost};
+use crate::faults::Vhost;
+use crate::support::{assert_in_order_per_product, broker, unique_spec, Recorder};
 
 /// Events in the run.
 const EVENTS: usize = 10_000;

@@ -10,6 +10,8 @@
 mod broker_close;
 mod broker_down;
 mod common;
+mod db;
+mod faults;
 mod in_process;
 mod pg_relays;
 mod poison;

@@ -18,7 +18,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::common::{adjust, create, eventually, id, meta, shutdown};
-use crate::support::{assert_in_order_per_product, broker, unique_spec, TestDb, Topology};
+use crate::db::TestDb;
+use crate::support::{assert_in_order_per_product, broker, unique_spec, Topology};
 
 /// Products written to.
 const PRODUCTS: usize = 20;
