@@ -116,7 +116,9 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OutboxEntry {
-    /// Position in the outbox; grows in commit order.
+    /// Position in the outbox. Per product it grows in commit order; across
+    /// products a store may hand out numbers before commit (a SQL sequence), so
+    /// read "unpublished, lowest first" rather than "after the last one seen".
     pub sequence: u64,
     /// Stable across redeliveries.
     pub event_id: Uuid,

@@ -120,7 +120,8 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// Expires up to `limit` (at most [`crate::EXPIRE_BATCH_MAX`]) pending
     /// reservations whose hold ended at or before `meta.now`, and returns how
     /// many it expired. Several sweepers may run at once: each reservation is
-    /// expired exactly once.
+    /// expired exactly once. A store may skip items another sweeper holds, so
+    /// 0 means "nothing this sweeper could take", not "nothing due".
     ///
     /// # Errors
     /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
