@@ -9,9 +9,10 @@
 //! ## How it works
 //!
 //! - Every product has one cell behind a `parking_lot` mutex: its item, its
-//!   reservations (by id, by order, and the pending ones ordered by expiry) and
-//!   its stock ledger. Cells live in a `dashmap`, with two more maps to find a
-//!   reservation's product and an order's products.
+//!   reservations (in a slab, with the pending ones ordered by expiry and the
+//!   finished ones in the order they finished) and its stock ledger. Cells
+//!   live in a `dashmap`; two more `dashmap`s map each reservation id to its
+//!   product and slot, and each order to its reservations.
 //! - A command locks the cells it touches in ascending product order (so two
 //!   commands never deadlock), lets [`inventory_core::decide()`] change them in
 //!   place (the business rules live there, never here), and queues the
