@@ -11,9 +11,10 @@
 //!
 //! Order per product survives several relays: a claimed row is only
 //! published when no earlier unsent row of its product is outside the claim
-//! (held by another relay that has not committed yet); otherwise that
-//! product's rows are left for a later claim.
+//! (held by another relay that has not committed yet); otherwise it and the
+//! product's later rows are left for a later claim.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::postgres::PgRow;
@@ -175,6 +176,11 @@ impl Claim for PgClaim {
         &self.envelopes
     }
 
+    async fn release(self) {
+        // A failed rollback ends with the connection; the rows are free then.
+        let _ = self.transaction.rollback().await;
+    }
+
     async fn commit(mut self) -> Result<(), SourceError> {
         if !self.sequences.is_empty() {
             let mark = format!(
@@ -192,6 +198,23 @@ impl Claim for PgClaim {
             .await
             .map_err(failed("commit outbox claim"))
     }
+}
+
+/// The claimed rows that may be published now: for each key, those before
+/// its first row that has an unsent predecessor outside the claim (`gaps`).
+fn publishable(claimed: Vec<(i64, String, Envelope)>, gaps: &[i64]) -> (Vec<i64>, Vec<Envelope>) {
+    let mut held_from: HashMap<String, i64> = HashMap::new();
+    for (sequence, key, _) in &claimed {
+        if gaps.contains(sequence) {
+            let first = held_from.entry(key.clone()).or_insert(*sequence);
+            *first = (*first).min(*sequence);
+        }
+    }
+    claimed
+        .into_iter()
+        .filter(|(sequence, key, _)| held_from.get(key).is_none_or(|first| sequence < first))
+        .map(|(sequence, _, envelope)| (sequence, envelope))
+        .unzip()
 }
 
 impl OutboxSource for PgOutbox {
@@ -214,22 +237,20 @@ impl OutboxSource for PgOutbox {
             .iter()
             .map(|row| envelope(self.layout, row))
             .collect::<Result<Vec<_>, _>>()?;
-        let blocked: Vec<String> = if claimed.is_empty() {
+        let gaps: Vec<i64> = if claimed.is_empty() {
             Vec::new()
         } else {
             let sequences: Vec<i64> = claimed.iter().map(|c| c.0).collect();
             let keys: Vec<&str> = claimed.iter().map(|c| c.1.as_str()).collect();
-            // Keys with an earlier unsent row outside this claim: another
-            // relay holds it and has not committed; publishing ours first
-            // would reorder that key's events.
+            // Claimed rows with an earlier unsent row of their key outside
+            // this claim: another relay holds it and has not committed, so
+            // publishing ours first would reorder that key's events.
             let check = format!(
-                "SELECT c.key \
-                 FROM (SELECT key, min(sequence) AS first \
-                       FROM unnest($1::bigint[], $2::text[]) AS t(sequence, key) \
-                       GROUP BY key) c \
+                "SELECT t.sequence \
+                 FROM unnest($1::bigint[], $2::text[]) AS t(sequence, key) \
                  WHERE EXISTS (SELECT 1 FROM {table} o \
-                               WHERE o.published_at IS NULL AND o.sequence < c.first \
-                                 AND o.{key} = c.key)"
+                               WHERE o.published_at IS NULL AND o.sequence < t.sequence \
+                                 AND o.{key} = t.key AND o.sequence <> ALL($1))"
             );
             sqlx::query_scalar(&check)
                 .bind(&sequences)
@@ -238,13 +259,7 @@ impl OutboxSource for PgOutbox {
                 .await
                 .map_err(failed("check order of claimed rows"))?
         };
-        let (mut sequences, mut envelopes) = (Vec::new(), Vec::new());
-        for (sequence, key, envelope) in claimed {
-            if !blocked.contains(&key) {
-                sequences.push(sequence);
-                envelopes.push(envelope);
-            }
-        }
+        let (sequences, envelopes) = publishable(claimed, &gaps);
         Ok(PgClaim {
             transaction,
             table,
@@ -356,5 +371,39 @@ impl Dedup for PgDedup {
             .map_err(transient)?;
         transaction.commit().await.map_err(transient)?;
         Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(rows: &[(i64, &str)]) -> Vec<(i64, String, Envelope)> {
+        rows.iter()
+            .map(|(sequence, key)| {
+                let envelope = Envelope::new(
+                    "inventory",
+                    "t",
+                    1,
+                    Uuid::nil(),
+                    *sequence,
+                    None,
+                    serde_json::Value::Null,
+                );
+                (*sequence, (*key).to_owned(), envelope)
+            })
+            .collect()
+    }
+
+    /// A key's rows are held from its first row with a gap before it; other
+    /// keys, and the key's rows before that, go out.
+    #[test]
+    fn rows_after_a_gap_are_held_back_per_key() {
+        let rows = claimed(&[(11, "p"), (12, "q"), (13, "p"), (14, "p"), (15, "q")]);
+        let (sequences, envelopes) = publishable(rows, &[13, 14]);
+        assert_eq!(sequences, [11, 12, 15]);
+        assert_eq!(envelopes.len(), 3);
+        let rows = claimed(&[(11, "p"), (12, "q")]);
+        assert_eq!(publishable(rows, &[]).0, [11, 12]);
     }
 }

@@ -194,10 +194,12 @@ impl<S: OutboxSource, P: Publisher> Relay<S, P> {
         self.health.outbox_reachable.store(true, Ordering::Relaxed);
         let count = claim.envelopes().len();
         if count == 0 {
+            claim.release().await;
             return Ok(0);
         }
         if let Err(e) = self.publisher.publish(claim.envelopes()).await {
             self.health.broker_reachable.store(false, Ordering::Relaxed);
+            claim.release().await;
             return Err(e.to_string());
         }
         self.health.broker_reachable.store(true, Ordering::Relaxed);

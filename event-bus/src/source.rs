@@ -24,6 +24,15 @@ pub trait Claim: Send {
     /// [`SourceError`] when the outbox failed; the events are then handed
     /// out again later (and published twice: at least once).
     fn commit(self) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Gives the events back unsent; they are handed out again by a later
+    /// claim. Dropping a claim does the same, possibly a moment later.
+    fn release(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async move { drop(self) }
+    }
 }
 
 /// An outbox a relay drains.

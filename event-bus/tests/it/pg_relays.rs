@@ -103,7 +103,7 @@ async fn pg_source_reads_what_the_store_wrote() {
         .collect();
     let claim = source.claim(10).await.expect("claim");
     assert_eq!(claim.envelopes(), from_store.as_slice());
-    drop(claim);
+    claim.release().await;
     assert_eq!(source.depth().await.expect("depth"), Some(1));
     source
         .claim(10)
@@ -155,7 +155,7 @@ async fn envelope_outbox_round_trips_in_order() {
 
     let claim = source.claim(10).await.expect("claim");
     assert_eq!(claim.envelopes(), written.as_slice());
-    drop(claim);
+    claim.release().await;
     assert_eq!(source.depth().await.expect("depth"), Some(2));
     source
         .claim(1)
@@ -168,6 +168,52 @@ async fn envelope_outbox_round_trips_in_order() {
     assert_eq!(rest.envelopes(), &written[1..]);
     rest.commit().await.expect("commit");
     assert_eq!(source.depth().await.expect("depth"), Some(0));
+}
+
+/// A claim never publishes a row while an earlier row of its key is held by
+/// another relay, even when it holds rows of that key on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_holds_back_rows_behind_a_row_locked_elsewhere() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let pool = db.pool(3).await;
+    ensure_envelope_outbox(&pool).await.expect("event_outbox");
+    let (p, q) = (id().to_string(), id().to_string());
+    let written: Vec<Envelope> = [&p, &p, &p, &q]
+        .iter()
+        .enumerate()
+        .map(|(n, order)| {
+            orders::envelope(
+                ORDER_CREATED,
+                id(),
+                n as i64,
+                None,
+                json!({"order_id": order}),
+            )
+        })
+        .collect();
+    let mut tx = pool.begin().await.expect("begin");
+    for envelope in &written {
+        enqueue(&mut tx, envelope).await.expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+    // Another relay holds p's second row.
+    let mut other = pool.begin().await.expect("begin");
+    sqlx::query("SELECT sequence FROM event_outbox WHERE event_id = $1 FOR UPDATE")
+        .bind(written[1].event_id)
+        .fetch_one(&mut *other)
+        .await
+        .expect("lock p's second row");
+    let source = PgOutbox::envelopes(pool.clone());
+
+    let claim = source.claim(10).await.expect("claim");
+
+    assert_eq!(claim.envelopes(), &[written[0].clone(), written[3].clone()]);
+    claim.commit().await.expect("commit");
+    other.rollback().await.expect("rollback");
+    let rest = source.claim(10).await.expect("claim");
+    assert_eq!(rest.envelopes(), &written[1..3]);
 }
 
 /// Two relays on one PostgreSQL outbox, while events are being written: no

@@ -193,13 +193,24 @@ impl Handler for Recorder {
 /// adjusted events) grow by one at a time: every event once, in order.
 pub(crate) fn assert_in_order_per_product(applied: &[Envelope]) {
     let mut last: HashMap<String, u64> = HashMap::new();
-    for envelope in applied {
+    for (position, envelope) in applied.iter().enumerate() {
         let after = envelope.payload["quantity_after"]
             .as_u64()
             .expect("adjusted events carry quantity_after");
         let key = envelope.ordering_key().to_owned();
         if let Some(previous) = last.get(&key) {
-            assert_eq!(after, previous + 1, "product {key} out of order");
+            if after != previous + 1 {
+                let history: Vec<(usize, u64)> = applied
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.ordering_key() == key)
+                    .map(|(i, e)| (i, e.payload["quantity_after"].as_u64().unwrap_or(0)))
+                    .collect();
+                panic!(
+                    "product {key} out of order at position {position}: {after} after \
+                     {previous}; its events (position, quantity_after): {history:?}"
+                );
+            }
         }
         last.insert(key, after);
     }
