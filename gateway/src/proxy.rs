@@ -269,7 +269,13 @@ impl Gateway {
             return Err(Problem::method_not_allowed(&["GET"]));
         }
         match target {
-            Target::Health => Ok(boxed(health::report(self).await)),
+            Target::Health => {
+                // Each call probes every upstream: limit it like the API, so
+                // it cannot be used to multiply load on the services.
+                let ip = headers::client_ip(request.headers(), peer.ip(), self.trust_forwarded);
+                check(self.ip_limiter.as_ref(), &format!("ip:{ip}")).await?;
+                Ok(boxed(health::report(self).await))
+            }
             Target::Ready => Ok(boxed(service_kit::response::json(
                 StatusCode::OK,
                 &serde_json::json!({"status": "ready"}),

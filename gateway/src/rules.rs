@@ -167,9 +167,14 @@ impl fmt::Display for AccessRule {
 
 impl AccessRule {
     /// Whether the rule covers `method` on `path` (a clean path, see
-    /// [`path_is_clean`]).
+    /// [`path_is_clean`]). A `GET` rule also covers `HEAD`.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        if self.method.as_ref().is_some_and(|m| m != method) {
+        // A HEAD is a GET without the body: a rule for GET covers it too.
+        let method_ok = match &self.method {
+            None => true,
+            Some(m) => m == method || (*m == Method::GET && *method == Method::HEAD),
+        };
+        if !method_ok {
             return false;
         }
         let mut parts = path.split('/').skip(1).filter(|s| !s.is_empty());
@@ -252,6 +257,7 @@ mod tests {
         assert!(!one.matches(&Method::GET, "/api/inventory/reservations/abc"));
         assert!(!one.matches(&Method::GET, "/api/inventory"));
         assert!(!one.matches(&Method::POST, "/api/inventory/abc"));
+        assert!(one.matches(&Method::HEAD, "/api/inventory/abc"));
         let rest = rule("GET /api/products*");
         assert!(rest.matches(&Method::GET, "/api/products"));
         assert!(rest.matches(&Method::GET, "/api/products/1/x"));

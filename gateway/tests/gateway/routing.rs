@@ -193,6 +193,11 @@ async fn per_ip_rate_limit() {
     let gw = spawn_gateway(cfg).await;
     assert_eq!(get(gw.addr, "/api/products", None).await.status, 200);
     assert_eq!(get(gw.addr, "/api/products", None).await.status, 429);
+    assert_eq!(
+        get(gw.addr, "/health", None).await.status,
+        429,
+        "health probes upstreams: limited too"
+    );
     assert_eq!(orders.seen().len(), 1);
 }
 
