@@ -518,4 +518,47 @@ mod tests {
         assert!(IdempotencyKey::parse("has space").is_err());
         assert!(IdempotencyKey::parse("k-1").is_ok());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn items() -> impl Strategy<Value = Vec<RequestedItem>> {
+            proptest::collection::vec((0u128..8, 1i64..=20), 1..12).prop_map(|v| {
+                v.into_iter()
+                    .map(|(p, q)| RequestedItem {
+                        product_id: Uuid::from_u128(p),
+                        quantity: q,
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            /// Merging keeps every unit, one line per product, sorted; the
+            /// fingerprint does not depend on the order of the lines.
+            #[test]
+            fn merging_keeps_units_and_ignores_line_order(lines in items(), seed in any::<u64>()) {
+                let parsed = OrderItems::parse(&lines);
+                let mut sums: BTreeMap<Uuid, i64> = BTreeMap::new();
+                for l in &lines {
+                    *sums.entry(l.product_id).or_default() += l.quantity;
+                }
+                if sums.values().any(|q| *q > i64::from(LINE_QUANTITY_MAX)) {
+                    let refused = matches!(parsed, Err(OrderError::InvalidQuantity { .. }));
+                    prop_assert!(refused, "a merged quantity above the bound is refused");
+                    return Ok(());
+                }
+                let parsed = parsed.unwrap();
+                let got: Vec<(Uuid, i64)> = parsed.lines().iter().map(|(p, q)| (p.as_uuid(), i64::from(*q))).collect();
+                let want: Vec<(Uuid, i64)> = sums.into_iter().collect();
+                prop_assert_eq!(got, want);
+                let mut shuffled = lines.clone();
+                let len = shuffled.len();
+                shuffled.rotate_left((seed as usize) % len);
+                shuffled.reverse();
+                prop_assert_eq!(OrderItems::parse(&shuffled).unwrap().fingerprint(), parsed.fingerprint());
+            }
+        }
+    }
 }
