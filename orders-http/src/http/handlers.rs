@@ -10,7 +10,8 @@ use super::dto::{OrderList, OrderView, PlaceOrderRequest, ProductList, ProductVi
 use super::{store_problem, App};
 use crate::catalog::ProductInput;
 use crate::domain::{
-    IdempotencyKey, Order, OrderError, OrderId, OrderItems, OrderStatus, ProductId, UserId,
+    CancelReason, IdempotencyKey, Order, OrderError, OrderId, OrderItems, OrderStatus, ProductId,
+    UserId,
 };
 use crate::saga::{CancelOutcome, SagaState};
 use crate::store::{OrderRecord, Placed};
@@ -31,21 +32,28 @@ fn order_problem(e: &OrderError) -> Problem {
     Problem::bad_request(e.code(), e.to_string())
 }
 
-fn not_found(what: &str, id: &str) -> Problem {
+/// What a 404 is about.
+#[derive(Clone, Copy)]
+enum Missing {
+    Order,
+    Product,
+}
+
+fn not_found(what: Missing, id: &str) -> Problem {
     let shown: String = id.chars().take(64).collect();
+    let (code, noun) = match what {
+        Missing::Order => ("order_not_found", "order"),
+        Missing::Product => ("product_not_found", "product"),
+    };
     Problem::new(
         StatusCode::NOT_FOUND,
-        if what == "order" {
-            "order_not_found"
-        } else {
-            "product_not_found"
-        },
+        code,
         "Not found",
-        format!("no {what} {shown}"),
+        format!("no {noun} {shown}"),
     )
 }
 
-fn parse_uuid(what: &str, text: &str) -> Result<Uuid, Problem> {
+fn parse_uuid(what: Missing, text: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(text).map_err(|_| not_found(what, text))
 }
 
@@ -105,12 +113,12 @@ impl App {
     }
 
     async fn owned(&self, user: &UserId, id: &str) -> Result<OrderRecord, Problem> {
-        let order_id = OrderId::from_uuid(parse_uuid("order", id)?);
+        let order_id = OrderId::from_uuid(parse_uuid(Missing::Order, id)?);
         match self.store.get(order_id).await.map_err(store_problem)? {
             // Another user's order is reported as missing: its existence is
             // not the caller's business.
             Some(r) if r.order.user_id == *user => Ok(r),
-            _ => Err(not_found("order", id)),
+            _ => Err(not_found(Missing::Order, id)),
         }
     }
 
@@ -255,14 +263,13 @@ impl App {
             .map_err(store_problem)?
         {
             CancelOutcome::Finished(r)
-                if r.order.status
-                    == OrderStatus::Cancelled(crate::domain::CancelReason::CancelledByUser) =>
+                if r.order.status == OrderStatus::Cancelled(CancelReason::CancelledByUser) =>
             {
                 Ok(order_view(StatusCode::OK, &r))
             }
             CancelOutcome::Finished(r) | CancelOutcome::NotPending(r) => Err(not_pending(&r)),
             CancelOutcome::Accepted(r) => Ok(order_view(StatusCode::ACCEPTED, &r)),
-            CancelOutcome::NotFound => Err(not_found("order", id)),
+            CancelOutcome::NotFound => Err(not_found(Missing::Order, id)),
         }
     }
 
@@ -277,7 +284,7 @@ impl App {
     }
 
     pub(super) async fn get_product(&self, id: &str) -> Result<Response<Body>, Problem> {
-        let pid = ProductId::from_uuid(parse_uuid("product", id)?);
+        let pid = ProductId::from_uuid(parse_uuid(Missing::Product, id)?);
         let found = self
             .store
             .products_by_id(&[pid])
@@ -285,7 +292,7 @@ impl App {
             .map_err(store_problem)?;
         match found.first() {
             Some(p) => Ok(json(StatusCode::OK, &ProductView::from(p))),
-            None => Err(not_found("product", id)),
+            None => Err(not_found(Missing::Product, id)),
         }
     }
 
@@ -321,7 +328,7 @@ impl App {
         B: hyper::body::Body + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let pid = ProductId::from_uuid(parse_uuid("product", id)?);
+        let pid = ProductId::from_uuid(parse_uuid(Missing::Product, id)?);
         let (parts, body) = request.into_parts();
         let input: ProductInput =
             service_kit::body::read_json(&parts.headers, body, self.body_bytes_max).await?;
@@ -334,7 +341,7 @@ impl App {
             .await
             .map_err(store_problem)?
         {
-            return Err(not_found("product", id));
+            return Err(not_found(Missing::Product, id));
         }
         tracing::info!(product_id = %product.id, "product updated");
         Ok(json(StatusCode::OK, &ProductView::from(&product)))
