@@ -45,6 +45,10 @@ pub const ATTEMPTS_DEFAULT_MAX: u32 = 5;
 /// trip, few enough that a crash redelivers little.
 pub const PREFETCH_DEFAULT: u16 = 128;
 
+/// How often an idle consumer checks that its connection is still open: a
+/// stream that missed the connection's end must not wait forever.
+const CONNECTION_CHECK_INTERVAL_MS: u64 = 1_000;
+
 /// Longest reason written in the dead-letter header, in bytes.
 const REASON_LEN_MAX: usize = 512;
 
@@ -219,9 +223,17 @@ impl<H: Handler> RabbitConsumer<H> {
             self.health.connected.store(true, Ordering::Relaxed);
             self.health.sessions.fetch_add(1, Ordering::Relaxed);
             tracing::info!(queue = %self.config.queue.queue, "consuming");
+            let mut watchdog =
+                tokio::time::interval(Duration::from_millis(CONNECTION_CHECK_INTERVAL_MS));
             loop {
                 let delivery = tokio::select! {
                     () = shutdown.as_mut() => return Ok(()),
+                    _ = watchdog.tick() => {
+                        if !connection.status().connected() || !channel.status().connected() {
+                            return Err("connection lost".to_owned());
+                        }
+                        continue;
+                    }
                     next = deliveries.next() => match next {
                         Some(Ok(delivery)) => delivery,
                         Some(Err(e)) => return Err(format!("receive: {e}")),
