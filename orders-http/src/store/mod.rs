@@ -14,6 +14,7 @@ use crate::saga::SagaState;
 
 mod memory;
 mod pg;
+mod pg_rows;
 #[cfg(feature = "testkit")]
 pub mod suite;
 
