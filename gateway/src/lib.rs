@@ -13,6 +13,8 @@
 //! - [`proxy`]: [`Gateway`]: route, rate limit, authenticate, forward over a
 //!   pooled keep-alive client with streamed bodies, map upstream failures.
 //! - `health`: `GET /health` with each upstream's readiness.
+//! - [`problems`]: the answers the gateway gives itself (401, 403, 429, 413,
+//!   502, 503, 504).
 //! - [`server`]: the accept loop with limits and graceful shutdown.
 //! - [`token`]: minting development tokens.
 //!
@@ -39,6 +41,7 @@
 pub mod config;
 pub mod headers;
 mod health;
+pub mod problems;
 pub mod proxy;
 pub mod rules;
 pub mod server;

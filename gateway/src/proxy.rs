@@ -14,9 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
-use service_guard::{
-    authorize, AuthError, Authenticator, Limiter, Principal, RateDecision, RateLimitConfig,
-};
+use service_guard::{authorize, Authenticator, Limiter, Principal, RateDecision, RateLimitConfig};
 use service_kit::metrics::HttpMetrics;
 use service_kit::request_id::REQUEST_ID_HEADER;
 use service_kit::{Problem, RequestId};
@@ -24,6 +22,7 @@ use service_kit::{Problem, RequestId};
 use crate::config::Config;
 use crate::headers;
 use crate::health;
+use crate::problems;
 use crate::rules::{self, AccessRule, Target, Upstream};
 
 /// Error type of streamed bodies.
@@ -34,9 +33,6 @@ pub type GatewayBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 /// Window of both rate limits, in seconds.
 pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
-
-/// `Retry-After` sent with a 503 for an unreachable upstream, in milliseconds.
-pub const UPSTREAM_RETRY_AFTER_MS: u64 = 1_000;
 
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -319,9 +315,13 @@ impl Gateway {
         if public && !headers.contains_key(header::AUTHORIZATION) {
             return Ok(None);
         }
-        let principal = self.auth.authenticate(headers).map_err(auth_problem)?;
+        let principal = self
+            .auth
+            .authenticate(headers)
+            .map_err(problems::auth_problem)?;
         if !public {
-            authorize(&principal, rules::required_roles(method, path)).map_err(auth_problem)?;
+            authorize(&principal, rules::required_roles(method, path))
+                .map_err(problems::auth_problem)?;
         }
         Ok(Some(principal))
     }
@@ -346,7 +346,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.body_bytes_max) {
-            return Err(too_large(self.body_bytes_max));
+            return Err(problems::too_large(self.body_bytes_max));
         }
         let path_and_query = parts
             .uri
@@ -376,7 +376,7 @@ impl Gateway {
         let sent = tokio::time::timeout(settings.timeout, self.client.request(outgoing)).await;
         let response = match sent {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(upstream_error(upstream, &e, self.body_bytes_max)),
+            Ok(Err(e)) => return Err(problems::upstream_error(upstream, &e, self.body_bytes_max)),
             Err(_) => {
                 tracing::warn!(
                     upstream = upstream.name(),
@@ -446,75 +446,10 @@ async fn check(limiter: Option<&Limiter>, key: &str) -> Result<Option<RateDecisi
     };
     let decision = limiter.check(key).await;
     if decision.allowed {
-        return Ok(Some(decision));
-    }
-    let mut problem = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "Too many requests",
-        "the request rate limit is exceeded; retry after the time in Retry-After",
-    );
-    for (name, value) in decision.headers() {
-        problem = problem.with_header(name, value);
-    }
-    Err(problem)
-}
-
-fn auth_problem(error: AuthError) -> Problem {
-    let title = if error.status() == StatusCode::FORBIDDEN {
-        "Forbidden"
+        Ok(Some(decision))
     } else {
-        "Unauthorized"
-    };
-    let mut problem = Problem::new(error.status(), error.code(), title, error.to_string());
-    if let Some(challenge) = error
-        .www_authenticate()
-        .and_then(|c| HeaderValue::from_str(&c).ok())
-    {
-        problem = problem.with_header(header::WWW_AUTHENTICATE, challenge);
+        Err(problems::rate_limited(&decision))
     }
-    problem
-}
-
-fn too_large(limit: u64) -> Problem {
-    Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "Payload too large",
-        format!("the request body is larger than {limit} bytes"),
-    )
-}
-
-fn upstream_error(
-    upstream: Upstream,
-    error: &hyper_util::client::legacy::Error,
-    body_limit: u64,
-) -> Problem {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return too_large(body_limit);
-        }
-        source = e.source();
-    }
-    if error.is_connect() {
-        tracing::warn!(upstream = upstream.name(), error = %error, "upstream unreachable");
-        return Problem::unavailable(
-            "upstream_unavailable",
-            format!("the {} service is unavailable", upstream.name()),
-            Duration::from_millis(UPSTREAM_RETRY_AFTER_MS),
-        );
-    }
-    tracing::warn!(upstream = upstream.name(), error = %error, "upstream request failed");
-    Problem::new(
-        StatusCode::BAD_GATEWAY,
-        "bad_gateway",
-        "Bad gateway",
-        format!(
-            "the {} service did not return a valid response",
-            upstream.name()
-        ),
-    )
 }
 
 #[cfg(test)]
@@ -529,27 +464,5 @@ mod tests {
         for bad in ["https://x", "http://x/api", "x", "http://x/?a=1"] {
             assert!(UpstreamConfig::parse("orders", bad, 1).is_err(), "{bad}");
         }
-    }
-
-    /// A rejected token maps to a 401 problem with its challenge; a role
-    /// failure to a 403 without one.
-    #[test]
-    fn auth_problems() {
-        let p = auth_problem(AuthError::Expired);
-        assert_eq!(
-            (p.status(), p.code()),
-            (StatusCode::UNAUTHORIZED, "token_expired")
-        );
-        let r = p.into_response(&RequestId::generate());
-        assert!(r.headers()[header::WWW_AUTHENTICATE]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer"));
-        let p = auth_problem(AuthError::Forbidden);
-        assert_eq!(p.status(), StatusCode::FORBIDDEN);
-        assert!(!p
-            .into_response(&RequestId::generate())
-            .headers()
-            .contains_key(header::WWW_AUTHENTICATE));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Same limits and shutdown behaviour as `service_kit::serve` (connection cap,
 //! header-read timeout, request timeout, request-id span, bounded drain), but
-//! its responses are streamed ([`GatewayBody`]) where `service_kit::serve`
+//! its responses are streamed ([`GatewayBody`](crate::GatewayBody)) where `service_kit::serve`
 //! fixes the body to a full buffer. This loop goes away once the service-kit
 //! server is generic over the response body.
 
