@@ -493,6 +493,10 @@ pub(crate) fn memory() -> Arc<dyn OrderStore> {
     Arc::new(MemoryStore::new())
 }
 
+/// Connections per test pool: the tests of this binary run in parallel and
+/// share PostgreSQL's `max_connections` (100 by default) with other suites.
+const TEST_POOL_SIZE_MAX: u32 = 6;
+
 /// The server the tests use when `TEST_DATABASE_URL` is not set.
 const DATABASE_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -537,6 +541,7 @@ impl TestSchema {
     pub(crate) async fn orders_store(&self) -> Arc<dyn OrderStore> {
         let options = PgOrderOptions {
             schema: Some(self.name.clone()),
+            pool_size_max: TEST_POOL_SIZE_MAX,
             ..PgOrderOptions::default()
         };
         let store = PgOrderStore::connect(&self.url, options)
@@ -550,7 +555,10 @@ impl TestSchema {
     pub(crate) async fn inventory_store(&self) -> inventory_sqlx::PgStore {
         let store = inventory_sqlx::PgStore::connect_with(
             self.options(),
-            inventory_sqlx::PgOptions::default(),
+            inventory_sqlx::PgOptions {
+                pool_size_max: TEST_POOL_SIZE_MAX,
+                ..inventory_sqlx::PgOptions::default()
+            },
         )
         .await
         .expect("connect inventory store");
