@@ -159,3 +159,40 @@ curl -s -w '\n' http://{gw}/health
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No subcommand means the whole stack; each service parses its own flags;
+    /// `shop gateway token` reaches the gateway's token command.
+    #[test]
+    fn modes_parse() {
+        assert!(Cli::try_parse_from(["shop"]).unwrap().mode.is_none());
+        let all = Cli::try_parse_from(["shop", "all", "--gateway-listen", "127.0.0.1:9000"]);
+        assert!(matches!(all.unwrap().mode, Some(Mode::All(a)) if a.gateway_listen.port() == 9000));
+        let inv = Cli::try_parse_from(["shop", "inventory", "--listen", "127.0.0.1:9001"]);
+        assert!(matches!(inv.unwrap().mode, Some(Mode::Inventory(c)) if c.listen.port() == 9001));
+        let orders = Cli::try_parse_from(["shop", "orders", "--inventory-url", "http://inv:8080"]);
+        assert!(
+            matches!(orders.unwrap().mode, Some(Mode::Orders(c)) if c.inventory_url == "http://inv:8080")
+        );
+        let token = Cli::try_parse_from([
+            "shop",
+            "gateway",
+            "--jwt-secret",
+            "s",
+            "token",
+            "--sub",
+            "a",
+            "--role",
+            "admin",
+        ]);
+        assert!(matches!(
+            token.unwrap().mode,
+            Some(Mode::Gateway(gateway::Cli { command: Some(gateway::Command::Token(t)), .. }))
+                if t.sub == "a"
+        ));
+        assert!(Cli::try_parse_from(["shop", "warehouse"]).is_err());
+    }
+}
