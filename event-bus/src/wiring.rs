@@ -9,6 +9,45 @@
 //! | `ORDERS_EVENTS_EXCHANGE` | orders' topic exchange | `orders.events` |
 //! | `ORDERS_INVENTORY_QUEUE` | orders' queue of inventory events | `orders.inventory_events` |
 //! | `OUTBOX_RETENTION_SECS` | how long sent outbox rows are kept | 7 days |
+//!
+//! ## Inventory
+//!
+//! Publish from the store's outbox, until the server's shutdown signal (the
+//! memory store reports its depth with `outbox_len`; on PostgreSQL any number
+//! of instances may relay at once):
+//!
+//! ```text
+//! let events = EventsConfig::inventory_from_env()?;
+//! let relay = match store {
+//!     Postgres(pg) => spawn_relay(PgOutbox::new(pg.pool().clone()), &events, &bus, stop),
+//!     Memory(m)    => spawn_relay(InventoryOutbox::new(m).with_depth(|s| s.outbox_len() as u64),
+//!                                 &events, &bus, stop),
+//! };
+//! // readiness: relay.health.is_ready(); metrics: relay.health.outbox_depth(),
+//! // published(), failures(); after the server drained: stop the relay, await relay.task.
+//! ```
+//!
+//! ## Orders
+//!
+//! Publish `order.*` from its own outbox: in the transaction of the change,
+//! `pg::enqueue(&mut tx, &orders::envelope(ORDER_CREATED, id, now_ms,
+//! request_id, payload))` (table [`crate::pg::ENVELOPE_OUTBOX_DDL`]), or
+//! `EnvelopeOutbox::push` in the memory store's critical section; then
+//! `spawn_relay(PgOutbox::envelopes(pool) | envelope_outbox.clone(),
+//! &EventsConfig::orders_from_env()?, &bus, stop)`.
+//!
+//! Consume inventory's events with a [`crate::Handler`] that deduplicates in
+//! its own transaction (`pg::record_processed`, table
+//! [`crate::pg::PROCESSED_EVENTS_DDL`]; `MemoryDedup` on the memory store):
+//!
+//! ```text
+//! let consumer = spawn_consumer(events.amqp_url.as_deref(),
+//!     EventsConfig::orders_inventory_queue(), "orders", handler, &bus, stop)?;
+//! ```
+//!
+//! In one process (the embedded stack) both servers get the same
+//! [`InProcessBus`], so inventory's events reach orders' handler without a
+//! broker.
 
 use std::future::Future;
 use std::sync::Arc;
