@@ -153,8 +153,13 @@ impl RabbitPublisher {
 
     fn broken(&self, link: &mut Option<Link>, reason: String) -> PublishError {
         self.inner.reachable.store(false, Ordering::Relaxed);
-        // Dropping the link lets lapin tear the connection down.
-        *link = None;
+        if let Some(dead) = link.take() {
+            // Closed in the background, bounded: a half-dead connection must
+            // not stay open beside the next one.
+            tokio::spawn(async move {
+                let _ = rpc("close", dead.connection.close(200, "reconnecting")).await;
+            });
+        }
         tracing::warn!(%reason, "broker connection lost");
         PublishError::Unavailable(reason)
     }
