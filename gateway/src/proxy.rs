@@ -291,8 +291,11 @@ impl Gateway {
                 let mut response = self
                     .forward(upstream, request, principal.as_ref(), request_id, peer)
                     .await?;
+                // The edge's budget replaces any an upstream reported.
                 if let Some(decision) = user_decision.or(ip_decision) {
-                    response.headers_mut().extend(decision.headers());
+                    for (name, value) in decision.headers() {
+                        response.headers_mut().insert(name, value);
+                    }
                 }
                 Ok(response)
             }
