@@ -15,6 +15,8 @@ pub const X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Real-IP`, removed from untrusted clients.
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// `X-Forwarded-Host`.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
@@ -79,8 +81,14 @@ pub fn set_identity(headers: &mut HeaderMap, principal: &Principal) {
 ///
 /// With `trust_client` (the gateway sits behind a load balancer that sets
 /// them) the peer is appended to the existing chain and the protocol kept;
-/// otherwise whatever the client sent is replaced.
+/// otherwise whatever the client sent is replaced, and its `Forwarded` and
+/// `X-Real-IP` are removed.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trust_client: bool) {
+    if !trust_client {
+        // Other spellings of the client address an upstream might read.
+        headers.remove(header::FORWARDED);
+        headers.remove(X_REAL_IP);
+    }
     let chain = trust_client
         .then(|| joined(headers, &X_FORWARDED_FOR))
         .flatten();
@@ -165,9 +173,12 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
             ("host", "shop.example"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
         ];
         let mut h = map(&sent);
         set_forwarded(&mut h, peer, false);
+        assert!(h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example");
