@@ -221,6 +221,77 @@ mod tests {
         assert!(Envelope::from_bytes(json.to_string().as_bytes()).is_err());
     }
 
+    /// The documented schema names exactly the fields each payload has.
+    #[test]
+    fn documented_payload_fields_match_the_code() {
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../../docs/events/inventory-events.schema.json"
+        ))
+        .unwrap();
+        let product_id = ProductId::from_uuid(Uuid::from_u128(4));
+        let settled = |kind: &str| {
+            let (reservation_id, order_id) = (
+                ReservationId::from_uuid(Uuid::from_u128(2)),
+                OrderId::from_uuid(Uuid::from_u128(3)),
+            );
+            let quantity = 1;
+            match kind {
+                "confirmed" => EventPayload::Confirmed {
+                    reservation_id,
+                    order_id,
+                    product_id,
+                    quantity,
+                },
+                "released" => EventPayload::Released {
+                    reservation_id,
+                    order_id,
+                    product_id,
+                    quantity,
+                },
+                _ => EventPayload::Expired {
+                    reservation_id,
+                    order_id,
+                    product_id,
+                    quantity,
+                },
+            }
+        };
+        let payloads = [
+            ("reserved", entry().event.payload),
+            ("settled", settled("confirmed")),
+            ("settled", settled("released")),
+            ("settled", settled("expired")),
+            (
+                "adjusted",
+                EventPayload::Adjusted {
+                    product_id,
+                    delta: -1,
+                    quantity_after: 1,
+                    reason: inventory_core::Reason::new("count").unwrap(),
+                },
+            ),
+            ("depleted", EventPayload::Depleted { product_id }),
+        ];
+        for (def, payload) in payloads {
+            let json = serde_json::to_value(&payload).unwrap();
+            let mut fields: Vec<&str> = json
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut documented: Vec<&str> = schema["$defs"][def]["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            fields.sort_unstable();
+            documented.sort_unstable();
+            assert_eq!(fields, documented, "{}", payload.event_type());
+        }
+    }
+
     /// Long correlation ids are cut on a character boundary.
     #[test]
     fn long_correlation_ids_are_cut() {
