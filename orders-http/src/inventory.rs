@@ -29,6 +29,10 @@ pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// Idle keep-alive connections kept to inventory.
 pub const POOL_IDLE_PER_HOST_MAX: usize = 64;
 
+/// How long an idle keep-alive connection to inventory is kept, in
+/// milliseconds.
+pub const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
+
 /// Largest inventory response read, in bytes.
 pub const RESPONSE_BYTES_MAX: usize = 256 * 1024;
 
@@ -251,7 +255,7 @@ impl HttpInventory {
         connector.set_connect_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)));
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
             .build(connector);
         Self {
             client,
