@@ -16,24 +16,20 @@ use crate::support::{assert_in_order_per_product, broker, unique_spec, Recorder}
 /// Events in the run.
 const EVENTS: usize = 10_000;
 
-/// Written at a time; the writer then waits for the consumer.
-const CHUNK: usize = 100;
-
-/// Events allowed in flight (written, not yet applied).
-const IN_FLIGHT_MAX: usize = 1_000;
-
 /// Products they are spread over.
 const PRODUCTS: usize = 8;
 
-/// Events applied before the broker closes the connections.
-const CLOSE_AFTER: usize = 2_000;
+/// The consumer holds this event unacknowledged until the broker has closed
+/// the connections, so the close always finds messages in flight.
+const HELD_AT: usize = 3_000;
 
 /// Bound on each phase.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Every one of 10,000 events, written while the broker closes every
-/// connection of relay and consumer, is applied exactly once, in order per
-/// product.
+/// Every one of 10,000 events is applied exactly once, in order per product,
+/// although the broker closes every connection of relay and consumer while
+/// the consumer holds unacknowledged messages (and the relay has thousands
+/// of events to publish).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_closing_every_connection_loses_nothing() {
     let Some(url) = broker().await else { return };
@@ -68,7 +64,8 @@ async fn broker_closing_every_connection_loses_nothing() {
     let health = relay.health();
     let (stop_relay, relay_signal) = shutdown();
     let relay_task = relay::spawn(relay, relay_signal);
-    let recorder = Recorder::new("close");
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let recorder = Recorder::gated("close", HELD_AT, gate);
     let mut consumer_config = ConsumerConfig::new(&url, spec.clone(), "close-consumer");
     consumer_config.retry_delay_max_ms = 500;
     let consumer = RabbitConsumer::new(consumer_config, recorder.clone());
@@ -76,42 +73,28 @@ async fn broker_closing_every_connection_loses_nothing() {
     let (stop_consumer, consumer_signal) = shutdown();
     let consumer_task = tokio::spawn(consumer.run(consumer_signal));
 
-    // A writer paced by the consumer, which writes the second half only
-    // after the close, so the close lands mid-run.
-    let (closed, mut closed_rx) = tokio::sync::watch::channel(false);
-    let writer = {
-        let (store, recorder, products) = (Arc::clone(&store), recorder.clone(), products.clone());
-        tokio::spawn(async move {
-            for start in (0..EVENTS).step_by(CHUNK) {
-                if start == EVENTS / 2 {
-                    closed_rx
-                        .wait_for(|closed| *closed)
-                        .await
-                        .expect("closer alive");
-                }
-                for n in start..start + CHUNK {
-                    let request = format!("req-{n}");
-                    store
-                        .execute_sync(
-                            &adjust(products[n % PRODUCTS], 1),
-                            &meta(n as i64, &request),
-                        )
-                        .expect("adjust");
-                }
-                let applied_min = (start + CHUNK).saturating_sub(IN_FLIGHT_MAX);
-                assert!(
-                    recorder.wait_applied(applied_min, PHASE_TIMEOUT).await,
-                    "consumer keeps up"
-                );
-            }
-        })
+    let write = |from: usize, to: usize| {
+        for n in from..to {
+            let request = format!("req-{n}");
+            store
+                .execute_sync(
+                    &adjust(products[n % PRODUCTS], 1),
+                    &meta(n as i64, &request),
+                )
+                .expect("adjust");
+        }
     };
-    assert!(recorder.wait_applied(CLOSE_AFTER, PHASE_TIMEOUT).await);
+    write(0, EVENTS / 2);
+    assert!(
+        recorder.wait_applied(HELD_AT, PHASE_TIMEOUT).await,
+        "first events arrive"
+    );
+    // The consumer now holds an event; the relay gets more to publish.
+    write(EVENTS / 2, EVENTS);
     vhost.close_all_connections().await;
     let applied_at_close = recorder.applied().len();
-    closed.send_replace(true);
+    open_gate.send_replace(true);
 
-    writer.await.expect("writer finishes");
     assert!(
         recorder.wait_applied(EVENTS, PHASE_TIMEOUT).await,
         "all events arrive"
@@ -123,7 +106,10 @@ async fn broker_closing_every_connection_loses_nothing() {
     ids.dedup();
     assert_eq!(ids.len(), EVENTS, "no effect applied twice");
     assert_in_order_per_product(&applied);
-    assert!(applied_at_close <= EVENTS / 2, "the close came mid-run");
+    assert_eq!(
+        applied_at_close, HELD_AT,
+        "the close came while an event was held"
+    );
     assert!(
         consumer_health.sessions() >= 2,
         "the consumer had to reconnect"

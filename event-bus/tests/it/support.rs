@@ -133,6 +133,9 @@ pub(crate) struct Recorder {
     dedup: MemoryDedup,
     seen: Arc<Mutex<Seen>>,
     applied_count: Arc<watch::Sender<usize>>,
+    /// When set: after applying this many events the handler does not
+    /// return (the message stays unacknowledged) until the gate opens.
+    gate: Option<(usize, watch::Receiver<bool>)>,
 }
 
 impl Recorder {
@@ -142,6 +145,16 @@ impl Recorder {
             dedup: MemoryDedup::new(),
             seen: Arc::default(),
             applied_count: Arc::new(watch::channel(0).0),
+            gate: None,
+        }
+    }
+
+    /// A recorder that holds the `at`-th applied event unacknowledged until
+    /// `open` turns true.
+    pub(crate) fn gated(name: &str, at: usize, open: watch::Receiver<bool>) -> Self {
+        Self {
+            gate: Some((at, open)),
+            ..Self::new(name)
         }
     }
 
@@ -184,6 +197,12 @@ impl Handler for Recorder {
                 seen.applied.len()
             };
             self.applied_count.send_replace(count);
+            if let Some((at, open)) = &self.gate {
+                if count == *at {
+                    let mut open = open.clone();
+                    let _ = open.wait_for(|open| *open).await;
+                }
+            }
         }
         Ok(())
     }
