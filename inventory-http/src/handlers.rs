@@ -166,6 +166,13 @@ impl<S: InventoryStore> App<S> {
         &self,
         ids: &[ProductId],
     ) -> Result<Vec<Option<Availability>>, Problem> {
+        if let ([id], None) = (ids, &self.cache) {
+            let item = domain(self.store.item(*id).await)?;
+            return Ok(vec![item.map(|item| {
+                self.metrics.stock(&item);
+                Availability::from(&item)
+            })]);
+        }
         let mut found = match &self.cache {
             Some(cache) => cache.get_many(ids).await,
             None => vec![None; ids.len()],

@@ -182,39 +182,83 @@ pub struct Matched<'p> {
     pub param: Option<&'p str>,
 }
 
-/// How well a template fits a path: `None` when it does not; otherwise the
-/// number of literal segments (more literal wins) and the parameter.
-fn fit<'p>(template: &str, segments: &[&'p str]) -> Option<(usize, Option<&'p str>)> {
-    let mut literal = 0;
-    let mut param = None;
-    let mut count = 0;
-    for part in template.split('/').skip(1) {
-        let seg = *segments.get(count)?;
-        count += 1;
-        if part.starts_with('{') {
-            if seg.is_empty() {
-                return None;
-            }
-            param = Some(seg);
-        } else if part == seg {
-            literal += 1;
-        } else {
-            return None;
-        }
-    }
-    (count == segments.len()).then_some((literal, param))
+/// One segment of a parsed template.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Literal(&'static str),
+    Param,
 }
 
-/// Finds the route for `method` and `path`. Allocates nothing: it runs on
-/// every request.
+/// The table's templates, split into segments once (route matching runs on
+/// every request).
+struct Parsed {
+    route: &'static Route,
+    parts: Vec<Part>,
+    literals: usize,
+}
+
+fn parsed() -> &'static [Parsed] {
+    static PARSED: std::sync::OnceLock<Vec<Parsed>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|route| {
+                let parts: Vec<Part> = route
+                    .template
+                    .split('/')
+                    .skip(1)
+                    .map(|p| {
+                        if p.starts_with('{') {
+                            Part::Param
+                        } else {
+                            Part::Literal(p)
+                        }
+                    })
+                    .collect();
+                let literals = parts
+                    .iter()
+                    .filter(|p| matches!(p, Part::Literal(_)))
+                    .count();
+                Parsed {
+                    route,
+                    parts,
+                    literals,
+                }
+            })
+            .collect()
+    })
+}
+
+/// The parameter when `parts` fits `segments` (`Some(None)` for a template
+/// without one), `None` when it does not fit.
+fn fit<'p>(parts: &[Part], segments: &[&'p str]) -> Option<Option<&'p str>> {
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut param = None;
+    for (part, seg) in parts.iter().zip(segments) {
+        match part {
+            Part::Param if !seg.is_empty() => param = Some(*seg),
+            Part::Literal(lit) if lit == seg => {}
+            _ => return None,
+        }
+    }
+    Some(param)
+}
+
+/// Finds the route for `method` and `path`; the template with the most
+/// literal segments wins. Allocates nothing unless it fails.
 ///
 /// # Errors
 /// 404 `route_not_found` when no template fits the path; 405
 /// `method_not_allowed` (with `Allow`) when templates fit but none has the method.
 pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Problem> {
+    if !path.starts_with('/') {
+        return Err(Problem::route_not_found(path));
+    }
     let mut buf = [""; PATH_SEGMENTS_MAX];
     let mut len = 0;
-    for seg in path.split('/').skip(1) {
+    for seg in path[1..].split('/') {
         if len == PATH_SEGMENTS_MAX {
             return Err(Problem::route_not_found(path));
         }
@@ -222,28 +266,38 @@ pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Probl
         len += 1;
     }
     let segments = &buf[..len];
-    if !path.starts_with('/') {
-        return Err(Problem::route_not_found(path));
-    }
     let mut best: Option<(usize, &'static str)> = None;
-    for r in ROUTES {
-        if let Some((literal, _)) = fit(r.template, segments) {
-            if best.is_none_or(|(b, _)| literal > b) {
-                best = Some((literal, r.template));
-            }
+    let mut hit: Option<Matched<'p>> = None;
+    for p in parsed() {
+        if best.is_some_and(|(b, _)| p.literals < b) {
+            continue;
         }
+        let Some(param) = fit(&p.parts, segments) else {
+            continue;
+        };
+        if best.is_none_or(|(b, _)| p.literals > b) {
+            best = Some((p.literals, p.route.template));
+            hit = None;
+        }
+        let same_template = best.is_some_and(|(_, t)| t == p.route.template);
+        if same_template && p.route.method == method {
+            hit = Some(Matched {
+                route: p.route,
+                param,
+            });
+        }
+    }
+    if let Some(m) = hit {
+        return Ok(m);
     }
     let Some((_, template)) = best else {
         return Err(Problem::route_not_found(path));
     };
-    let same_template = ROUTES.iter().filter(|r| r.template == template);
-    for r in same_template.clone() {
-        if r.method == method {
-            let param = fit(r.template, segments).and_then(|(_, p)| p);
-            return Ok(Matched { route: r, param });
-        }
-    }
-    let allowed: Vec<&str> = same_template.map(|r| r.method).collect();
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| r.template == template)
+        .map(|r| r.method)
+        .collect();
     Err(Problem::method_not_allowed(&allowed))
 }
 
@@ -269,6 +323,12 @@ mod tests {
         assert_eq!(p.status().as_u16(), 405);
         let p = match_route("GET", "/nope").unwrap_err();
         assert_eq!(p.status().as_u16(), 404);
+        let p = match_route("GET", "/api/inventory/reserve/adjustments").unwrap_err();
+        assert_eq!(
+            p.status().as_u16(),
+            405,
+            "ties go to the first template in the table"
+        );
         let p = match_route("GET", "/api/inventory//adjustments").unwrap_err();
         assert_eq!(p.status().as_u16(), 404);
     }

@@ -172,7 +172,10 @@ async fn dispatch<H: Handler>(
         peer,
     };
     async move {
-        let mut response = match tokio::time::timeout(timeout, handler.handle(request, ctx)).await {
+        // Boxed: an application's handler future can be large, and boxing it
+        // once is cheaper than moving it through the wrappers.
+        let handling = Box::pin(handler.handle(request, ctx));
+        let mut response = match tokio::time::timeout(timeout, handling).await {
             Ok(r) => r,
             Err(_) => {
                 tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");

@@ -1,7 +1,6 @@
 //! The server loop over real sockets: timeouts, the connection cap, request
 //! ids in logs, and graceful shutdown. Time is paused: nothing sleeps.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -115,44 +114,4 @@ async fn shutdown_drains_in_flight_requests() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     task.await.unwrap();
     assert!(TcpStream::connect(addr).await.is_err());
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line written while serving a request carries its request id.
-#[tokio::test]
-async fn request_id_is_on_every_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let (addr, _stop, _task) = start(ServerLimits::default()).await;
-    let out = get(addr, "/", "X-Request-Id: trace-77\r\n").await;
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("handling") || l.contains("request finished"))
-        .collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    for line in lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["span"]["request_id"], "trace-77", "{line}");
-    }
 }
