@@ -2,7 +2,7 @@
 //! ids in logs, and graceful shutdown. Time is paused: nothing sleeps.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
