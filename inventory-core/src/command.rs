@@ -48,7 +48,8 @@ impl Reserve {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `lines` when empty, too long, or when a
-    /// product appears twice.
+    /// product appears twice; on field `reservation_id` when two lines share
+    /// a reservation id.
     pub fn new(order_id: OrderId, lines: Vec<ReserveLine>, ttl: Ttl) -> Result<Self, Error> {
         if lines.is_empty() || lines.len() > LINES_MAX {
             return Err(Error::InvalidInput {
@@ -56,12 +57,19 @@ impl Reserve {
                 reason: format!("must hold 1 to {LINES_MAX} lines"),
             });
         }
-        let mut seen = BTreeSet::new();
+        let mut products = BTreeSet::new();
+        let mut ids = BTreeSet::new();
         for line in &lines {
-            if !seen.insert(line.product_id) {
+            if !products.insert(line.product_id) {
                 return Err(Error::InvalidInput {
                     field: "lines",
                     reason: format!("product {} appears more than once", line.product_id),
+                });
+            }
+            if !ids.insert(line.reservation_id) {
+                return Err(Error::InvalidInput {
+                    field: "reservation_id",
+                    reason: format!("{} names more than one line", line.reservation_id),
                 });
             }
         }

@@ -28,17 +28,60 @@ pub fn decide<W: Workspace + ?Sized>(
     let mut tx = Tx {
         ws,
         now,
-        touched: Vec::new(),
+        touched: Touched::default(),
     };
     let result = tx.apply(command);
     tx.bump_touched();
-    result.map(|done| tx.read_outcome(done))
+    result.map(|done| tx.read_outcome(done, command))
+}
+
+/// The error for a new reservation whose id another reservation has.
+fn reservation_id_taken(id: ReservationId) -> Error {
+    Error::InvalidInput {
+        field: "reservation_id",
+        reason: format!("{id} belongs to another reservation"),
+    }
+}
+
+// A reserve tracks its lines in a `u128` bit set.
+const _: () = assert!(crate::command::LINES_MAX <= 128);
+
+/// Items a command changed, in first-touch order. Most commands touch one or
+/// two items, so the first few live inline and the hot path does not allocate.
+#[derive(Default)]
+struct Touched {
+    inline: [Option<ProductId>; TOUCHED_INLINE],
+    spill: Vec<ProductId>,
+}
+
+/// Items tracked without allocating.
+const TOUCHED_INLINE: usize = 4;
+
+impl Touched {
+    fn insert(&mut self, product_id: ProductId) {
+        let inline = self.inline.iter().flatten();
+        if inline.chain(&self.spill).any(|p| *p == product_id) {
+            return;
+        }
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(product_id),
+            None => self.spill.push(product_id),
+        }
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = ProductId> + '_ {
+        self.inline
+            .iter_mut()
+            .filter_map(Option::take)
+            .chain(self.spill.drain(..))
+    }
 }
 
 /// What a rule did, resolved into an [`Outcome`] once versions are bumped.
 enum Done {
     Created(ProductId),
-    Reserved(Vec<ReservationId>, bool),
+    /// The order's reservations, one per line of this reserve.
+    Reserved(bool),
     Reservation(ReservationId, bool),
     Item(ProductId, bool),
 }
@@ -46,7 +89,7 @@ enum Done {
 struct Tx<'a, W: Workspace + ?Sized> {
     ws: &'a mut W,
     now: Timestamp,
-    touched: Vec<ProductId>,
+    touched: Touched,
 }
 
 impl<W: Workspace + ?Sized> Tx<'_, W> {
@@ -98,9 +141,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
     }
 
     fn item_mut(&mut self, product_id: ProductId) -> &mut InventoryItem {
-        if !self.touched.contains(&product_id) {
-            self.touched.push(product_id);
-        }
+        self.touched.insert(product_id);
         self.ws
             .item_mut(product_id)
             .expect("a rule only changes an item it has read")
@@ -139,9 +180,11 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
 
     fn reserve(&mut self, reserve: &Reserve) -> Result<Done, Error> {
         let order_id = reserve.order_id();
+        let lines = reserve.lines();
+        // Lines without a reservation yet, as a bit set (no allocation).
+        let mut missing: u128 = 0;
         // Check every line before changing anything (all or nothing).
-        let mut missing = Vec::new();
-        for line in reserve.lines() {
+        for (i, line) in lines.iter().enumerate() {
             match self.ws.find_reservation(order_id, line.product_id) {
                 Some(existing) => {
                     let existing = self.reservation(existing)?.quantity();
@@ -154,10 +197,14 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
                         });
                     }
                 }
-                None => missing.push(line),
+                None if self.ws.reservation(line.reservation_id).is_some() => {
+                    return Err(reservation_id_taken(line.reservation_id));
+                }
+                None => missing |= 1 << i,
             }
         }
-        for line in &missing {
+        let is_missing = |i: usize| missing & (1 << i) != 0;
+        for (_, line) in lines.iter().enumerate().filter(|(i, _)| is_missing(*i)) {
             let wanted = line.quantity.get();
             if self.item(line.product_id)?.available() < wanted {
                 self.expire_overdue_of(line.product_id);
@@ -172,7 +219,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
             }
         }
         let expires_at = self.now.plus_ms(reserve.ttl().as_millis());
-        for line in &missing {
+        for (_, line) in lines.iter().enumerate().filter(|(i, _)| is_missing(*i)) {
             let reservation = Reservation::new(
                 line.reservation_id,
                 order_id,
@@ -196,16 +243,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
                 });
             }
         }
-        let ids = reserve
-            .lines()
-            .iter()
-            .map(|line| {
-                self.ws
-                    .find_reservation(order_id, line.product_id)
-                    .expect("every line is reserved now")
-            })
-            .collect();
-        Ok(Done::Reserved(ids, !missing.is_empty()))
+        Ok(Done::Reserved(missing != 0))
     }
 
     /// Expires up to [`LAZY_EXPIRY_MAX`] overdue reservations of one product.
@@ -386,7 +424,8 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
     }
 
     fn bump_touched(&mut self) {
-        for product_id in std::mem::take(&mut self.touched) {
+        let mut touched = std::mem::take(&mut self.touched);
+        for product_id in touched.drain() {
             let item = self.ws.item_mut(product_id).expect("a touched item exists");
             let before = item.version();
             item.bump(self.now);
@@ -394,7 +433,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
         }
     }
 
-    fn read_outcome(&self, done: Done) -> Outcome {
+    fn read_outcome(&self, done: Done, command: &Command) -> Outcome {
         let item = |id| {
             self.ws
                 .item(id)
@@ -409,10 +448,27 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
         };
         match done {
             Done::Created(id) => Outcome::Created(item(id)),
-            Done::Reserved(ids, created) => Outcome::Reserved {
-                reservations: ids.into_iter().map(reservation).collect(),
-                created,
-            },
+            Done::Reserved(created) => {
+                let Command::Reserve(reserve) = command else {
+                    unreachable!("only a reserve reserves")
+                };
+                let order_id = reserve.order_id();
+                let reservations = reserve
+                    .lines()
+                    .iter()
+                    .map(|line| {
+                        let id = self
+                            .ws
+                            .find_reservation(order_id, line.product_id)
+                            .expect("every line is reserved now");
+                        reservation(id)
+                    })
+                    .collect();
+                Outcome::Reserved {
+                    reservations,
+                    created,
+                }
+            }
             Done::Reservation(id, changed) => Outcome::Reservation {
                 reservation: reservation(id),
                 changed,

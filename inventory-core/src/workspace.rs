@@ -33,8 +33,10 @@ pub trait Workspace {
     /// The id of the reservation of `(order, product)`, if one exists.
     fn find_reservation(&self, order: OrderId, product: ProductId) -> Option<ReservationId>;
 
-    /// Stores a new reservation; no reservation has its id or its
-    /// `(order, product)` yet.
+    /// Stores a new reservation; no reservation visible to this change has
+    /// its id or its `(order, product)`. A store that cannot show every
+    /// reservation to the change must itself refuse an id that is taken (with
+    /// [`crate::Error::InvalidInput`] on field `reservation_id`).
     fn insert_reservation(&mut self, reservation: Reservation);
 
     /// Up to `limit` pending reservations of `product` whose hold ended at or
@@ -42,6 +44,13 @@ pub trait Workspace {
     fn overdue(&self, product: ProductId, now: Timestamp, limit: usize) -> Vec<ReservationId>;
 
     /// Appends an event to the change's outbox records.
+    ///
+    /// Guarantee a store may build on: right after each move of a reservation
+    /// from pending to a terminal state, [`crate::decide`] records that
+    /// reservation's `Confirmed`, `Released` or `Expired` event, in the same
+    /// call; a new reservation is followed by its `Reserved` event. A store
+    /// can keep its own indexes (for example of pending reservations by
+    /// expiry) current from these events.
     fn record_event(&mut self, event: Event);
 
     /// Appends an entry to the stock ledger.

@@ -85,6 +85,16 @@ async fn attempt(
         .map_err(|e| classify("begin transaction", e))?;
     let lock = ItemLock::of(store.options().concurrency);
     let run = async {
+        if lock == ItemLock::None {
+            // Without row locks, every read of the attempt must see one
+            // snapshot, or an item and its reservations could be read at
+            // different commits; a concurrent commit then fails the attempt
+            // with 40001 (retried) instead of passing unnoticed.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| classify("set isolation", e))?;
+        }
         let mut snapshot = Snapshot::new();
         load(&mut tx, &mut snapshot, command, meta, lock).await?;
         let result = decide(&mut snapshot, command, meta.now);

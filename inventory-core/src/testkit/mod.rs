@@ -107,6 +107,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     case!(set_quantity_checks_version);
     case!(events_follow_every_change_in_order);
     case!(bulk_read_and_order_lookup);
+    case!(reservation_id_is_never_reused);
     eprintln!("conformance: model_sequences");
     let cfg = harness.config();
     for seed in 0..cfg.model_seeds {

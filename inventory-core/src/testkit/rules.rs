@@ -598,3 +598,40 @@ pub(super) async fn bulk_read_and_order_lookup<S: InventoryStore>(store: &S) {
         .unwrap()
         .is_empty());
 }
+
+pub(super) async fn reservation_id_is_never_reused<S: InventoryStore>(store: &S) {
+    let p = create(store, 10).await;
+    let q = create(store, 10).await;
+    let first = reserved(
+        store
+            .execute(reserve_one(new_order(), p, 1, 60), &at(1))
+            .await,
+    );
+    let taken = first[0].id();
+    let line = crate::ReserveLine {
+        product_id: q,
+        quantity: crate::Quantity::new(2).unwrap(),
+        reservation_id: taken,
+    };
+    let again = Command::Reserve(crate::Reserve::single(
+        new_order(),
+        line,
+        crate::Ttl::default(),
+    ));
+    let err = store.execute(again, &at(2)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                field: "reservation_id",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let it = item(store, q).await;
+    assert_eq!((it.reserved(), it.version()), (0, Version::INITIAL));
+    let kept = store.reservation(taken).await.unwrap().unwrap();
+    assert_eq!((kept.product_id(), kept.quantity().get()), (p, 1));
+    assert_item_consistent(store, p).await;
+}
