@@ -25,6 +25,9 @@ use crate::dto::{
 };
 use crate::errors::problem;
 
+/// `Retry-After` of a 503 from `/health/ready`.
+pub(crate) const NOT_READY_RETRY_AFTER_SECS: u64 = 5;
+
 /// Ledger entries returned when the client names no `limit`.
 pub(crate) const ADJUSTMENTS_PAGE_DEFAULT: usize = 50;
 
@@ -143,7 +146,7 @@ impl<S: InventoryStore> App<S> {
             return Err(Problem::unavailable(
                 "not_ready",
                 format!("unreachable: {}", down.join(", ")),
-                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(NOT_READY_RETRY_AFTER_SECS),
             ));
         }
         let state = |ok: Option<bool>| match ok {

@@ -115,7 +115,7 @@ impl Problem {
         .with_retry_after(retry_after)
     }
 
-    /// Adds a `Retry-After` header (whole seconds, at least one).
+    /// Adds a `Retry-After` header (whole seconds, rounded up, at least one).
     #[must_use]
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = Some(retry_after);
@@ -163,7 +163,9 @@ impl Problem {
             HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
         );
         if let Some(after) = self.retry_after {
-            let secs = after.as_secs().max(1);
+            // Whole seconds, rounded up: retrying early would only be refused again.
+            let secs = after.as_millis().div_ceil(1000).max(1);
+            let secs = u64::try_from(secs).unwrap_or(u64::MAX);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         for (name, value) in self.headers {
