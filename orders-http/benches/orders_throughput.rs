@@ -96,13 +96,16 @@ async fn main() {
     let mut config = Config::embedded();
     config.inventory_url = format!("http://{inv_addr}");
     config.inventory_jwt_secret = Some(SECRET.to_owned());
+    // 64 customers ordering as fast as they can: no per-user budget.
+    config.rate_limit_per_minute = 0;
     let auth = Authenticator::new(&AuthConfig::hs256(SECRET)).expect("auth");
     let services = Services {
         store: store.clone(),
         payments: Arc::new(PaymentSimulator::new(config.payment())),
         clock: Arc::new(SystemClock),
+        bus: event_bus::InProcessBus::new(),
     };
-    let app = build(&config, auth, services).expect("orders app");
+    let app = build(&config, auth, services).await.expect("orders app");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use event_bus::{EventsConfig, InProcessBus, QueueSpec, RelayConfig};
+use service_guard::RateLimitConfig;
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -15,6 +17,7 @@ use crate::breaker::{
     BreakerConfig, FAILURES_TO_OPEN_DEFAULT, HALF_OPEN_PROBES_MAX_DEFAULT,
     OPEN_COOL_DOWN_MS_DEFAULT,
 };
+use crate::events::EventSettings;
 use crate::inventory::{CALL_TIMEOUT_MS_DEFAULT, SERVICE_TOKEN_TTL_SECS_DEFAULT};
 use crate::payment::{SimulatorConfig, FRAUD_LIMIT_MINOR_DEFAULT};
 use crate::saga::{
@@ -23,6 +26,9 @@ use crate::saga::{
     RETRIES_MAX_DEFAULT, RETRY_DELAY_MAX_MS_DEFAULT, RETRY_DELAY_MIN_MS_DEFAULT,
     RETRY_TOTAL_MS_DEFAULT,
 };
+
+/// The rate limit window: `rate_limit_per_minute` requests per this many seconds.
+pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
 
 /// Default listen address: loopback only.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:3001";
@@ -38,6 +44,17 @@ pub const DB_POOL_SIZE_DEFAULT: u32 = 16;
 
 /// Subject of the tokens this service mints for itself.
 pub const SERVICE_SUBJECT: &str = "orders-http";
+
+/// Default requests per client per minute on the orders routes (as
+/// inventory-http).
+pub const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 100;
+
+/// Default prefix of the rate limiter's Redis keys.
+pub const RATE_LIMIT_KEY_PREFIX_DEFAULT: &str = "orders-http:ratelimit";
+
+/// Default time sent events stay in the outbox, in seconds (7 days, as
+/// event-bus's relay).
+pub const OUTBOX_RETENTION_SECS_DEFAULT: u64 = 7 * 24 * 3_600;
 
 /// The server's configuration.
 #[derive(Clone, Debug, Parser)]
@@ -217,6 +234,43 @@ pub struct Config {
     /// Time shutdown waits for in-flight requests, in milliseconds.
     #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT_MS", default_value_t = SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT)]
     pub shutdown_drain_timeout_ms: u64,
+
+    /// Requests per client per minute on the orders routes, counted per user
+    /// when the caller is authenticated, else per IP (0 disables).
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = RATE_LIMIT_PER_MINUTE_DEFAULT)]
+    pub rate_limit_per_minute: u32,
+
+    /// Prefix of the rate limiter's Redis keys (instances sharing a prefix
+    /// share each client's budget).
+    #[arg(long, env = "RATE_LIMIT_KEY_PREFIX", default_value = RATE_LIMIT_KEY_PREFIX_DEFAULT)]
+    pub rate_limit_key_prefix: String,
+
+    /// Redis URL of the shared rate limiter; each instance limits on its own
+    /// when absent.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// RabbitMQ URL for events (`amqp://user:pass@host:5672/%2f`); events go
+    /// through the in-process bus when absent.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// Topic exchange this service publishes `order.*` events on.
+    #[arg(long, env = "ORDERS_EVENTS_EXCHANGE", default_value = event_bus::ORDERS_EXCHANGE)]
+    pub orders_events_exchange: String,
+
+    /// Topic exchange inventory publishes `inventory.stock.*` events on.
+    #[arg(long, env = "INVENTORY_EVENTS_EXCHANGE", default_value = event_bus::INVENTORY_EXCHANGE)]
+    pub inventory_events_exchange: String,
+
+    /// Durable queue of inventory events this service consumes (with its
+    /// dead-letter queue `<queue>.dlq`).
+    #[arg(long, env = "ORDERS_INVENTORY_QUEUE", default_value = event_bus::ORDERS_INVENTORY_QUEUE)]
+    pub orders_inventory_queue: String,
+
+    /// How long sent events stay in the outbox before they are pruned, in seconds.
+    #[arg(long, env = "OUTBOX_RETENTION_SECS", default_value_t = OUTBOX_RETENTION_SECS_DEFAULT)]
+    pub outbox_retention_secs: u64,
 }
 
 impl Config {
@@ -242,8 +296,45 @@ impl Config {
             inventory_jwt_private_key_file: None,
             inventory_jwt_issuer: None,
             inventory_jwt_audience: None,
+            redis_url: None,
+            amqp_url: None,
             ..self
         }
+    }
+
+    /// The events settings: the same variables and defaults as
+    /// `event_bus::EventsConfig::orders_from_env`, read through the flags;
+    /// events travel on `bus` when no AMQP URL is set.
+    pub fn events(&self, bus: InProcessBus) -> EventSettings {
+        let relay = RelayConfig {
+            retention_ms: self.outbox_retention_secs.saturating_mul(1_000),
+            ..RelayConfig::default()
+        };
+        EventSettings {
+            config: EventsConfig {
+                amqp_url: self.amqp_url.clone(),
+                exchange: self.orders_events_exchange.clone(),
+                queues: Vec::new(),
+                connection_name: "orders-relay".to_owned(),
+                relay,
+            },
+            queue: QueueSpec::new(
+                &self.orders_inventory_queue,
+                &self.inventory_events_exchange,
+                "inventory.stock.#",
+            ),
+            bus,
+        }
+    }
+
+    /// The rate limiter's settings; `None` when disabled.
+    pub fn rate_limit(&self) -> Option<RateLimitConfig> {
+        (self.rate_limit_per_minute > 0).then(|| RateLimitConfig {
+            requests_per_window: self.rate_limit_per_minute,
+            window: std::time::Duration::from_secs(RATE_LIMIT_WINDOW_SECS),
+            redis_url: self.redis_url.clone(),
+            key_prefix: self.rate_limit_key_prefix.clone(),
+        })
     }
 
     /// The server loop's limits.

@@ -15,7 +15,9 @@
 //! - [`breaker`]: the circuit breaker of that client.
 //! - [`payment`]: the payment port and the built-in simulator.
 //! - [`clock`]: the wall-clock seam.
-//! - [`metrics`]: orders, saga and inventory-client metrics.
+//! - [`events`]: `order.*` events written with each change, the relay, and
+//!   the consumer of inventory's events (holds, expired-hold hand-off).
+//! - [`metrics`]: orders, saga, inventory-client and events metrics.
 //! - [`http`]: the route table, handlers, JSON shapes and OpenAPI document.
 //! - [`config`]: flags and environment variables; [`service`]: assembling
 //!   and running it all ([`run`]).
@@ -29,12 +31,16 @@
 //! - **Every reservation held is confirmed or released**; every payment of a
 //!   cancelled order is refunded, and the refund recorded.
 //! - **Idempotency keys are scoped per user.**
+//! - **An order's event is written in the same atomic step as its change**,
+//!   and an inventory event is applied at most once (its id is recorded in
+//!   the same step as its effect).
 
 pub mod breaker;
 pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod inventory;
 pub mod metrics;
@@ -43,4 +49,4 @@ pub mod saga;
 pub mod service;
 pub mod store;
 
-pub use service::{run, serve_app, StartError};
+pub use service::{run, run_with_bus, serve_app, StartError};

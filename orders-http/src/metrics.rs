@@ -1,6 +1,7 @@
 //! Metrics of the orders service besides HTTP: orders placed and finished,
-//! saga retries, and the inventory client (calls by outcome, breaker state,
-//! calls refused by the open breaker).
+//! saga retries, the inventory client (calls by outcome, breaker state,
+//! calls refused by the open breaker), and events (outbox depth, broker
+//! state, events published, consumed and dead-lettered).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +52,16 @@ pub struct OrderMetrics {
     pub breaker_state: Gauge,
     /// Times the breaker opened.
     pub breaker_opened: Counter,
+    /// Unsent events in the outbox at the relay's last measurement.
+    pub events_outbox_depth: Gauge,
+    /// 1 while the event broker is usable, else 0.
+    pub events_broker_up: Gauge,
+    /// Events the relay published and marked sent.
+    pub events_published: Gauge,
+    /// Inventory events the consumer applied (RabbitMQ only).
+    pub events_consumed: Gauge,
+    /// Inventory events sent to the dead-letter queue (RabbitMQ only).
+    pub events_dead_lettered: Gauge,
 }
 
 impl OrderMetrics {
@@ -87,6 +98,31 @@ impl OrderMetrics {
             "inventory_breaker_opened",
             "Times the inventory circuit breaker opened",
             m.breaker_opened.clone(),
+        );
+        registry.register(
+            "events_outbox_depth",
+            "Order events waiting in the outbox to be published",
+            m.events_outbox_depth.clone(),
+        );
+        registry.register(
+            "events_broker_up",
+            "1 while the event broker is usable, else 0",
+            m.events_broker_up.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Order events published by this instance's relay",
+            m.events_published.clone(),
+        );
+        registry.register(
+            "events_consumed",
+            "Inventory events applied by this instance's consumer (RabbitMQ)",
+            m.events_consumed.clone(),
+        );
+        registry.register(
+            "events_dead_lettered",
+            "Inventory events this instance sent to the dead-letter queue (RabbitMQ)",
+            m.events_dead_lettered.clone(),
         );
         m
     }

@@ -1,18 +1,23 @@
 //! Assembling and running the service: the store from the configuration, the
 //! callers' authenticator, the inventory client and its credential, the saga
-//! engine, and the server loop with the resumer beside it.
+//! engine, the rate limiter, and the server loop with the resumer, the events
+//! relay and the consumer of inventory's events beside it.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use event_bus::InProcessBus;
 use prometheus_client::registry::Registry;
-use service_guard::{Algorithm, AuthConfig, Authenticator, ConfigError, KeySource, TokenSigner};
+use service_guard::{
+    Algorithm, AuthConfig, Authenticator, ConfigError, KeySource, Limiter, TokenSigner,
+};
 use service_kit::ServerLimits;
 use tokio::net::TcpListener;
 
 use crate::catalog::demo_products;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SERVICE_SUBJECT};
+use crate::events::EventsRuntime;
 use crate::http::{App, AppParts};
 use crate::inventory::{HttpInventory, InventoryClientConfig, ServiceCredential};
 use crate::metrics::OrderMetrics;
@@ -42,6 +47,9 @@ pub struct Services {
     pub payments: Arc<dyn PaymentProvider>,
     /// Wall clock.
     pub clock: Arc<dyn Clock>,
+    /// The in-process event bus, used when no AMQP URL is configured (give
+    /// inventory and orders the same one to run them in one process).
+    pub bus: InProcessBus,
 }
 
 /// Opens the store the configuration names: PostgreSQL (migrated) when
@@ -135,11 +143,12 @@ pub fn credential(config: &Config) -> Result<ServiceCredential, StartError> {
 }
 
 /// Builds the application: the inventory client (from `config`), the saga
-/// engine, the HTTP app, all sharing one metrics registry.
+/// engine, the rate limiter, the events settings, the HTTP app, all sharing
+/// one metrics registry.
 ///
 /// # Errors
 /// [`StartError`] when the credential or the OpenAPI document is unusable.
-pub fn build(
+pub async fn build(
     config: &Config,
     authenticator: Authenticator,
     services: Services,
@@ -161,6 +170,10 @@ pub fn build(
         config.saga(),
         metrics.clone(),
     );
+    let limiter = match config.rate_limit() {
+        Some(limits) => Some(Limiter::new(limits).await),
+        None => None,
+    };
     let app = App::new(AppParts {
         store: services.store,
         engine,
@@ -169,26 +182,40 @@ pub fn build(
         registry,
         metrics,
         body_bytes_max: config.body_bytes_max,
+        limiter,
+        events: config.events(services.bus),
     })
     .map_err(StartError::Config)?;
     Ok(Arc::new(app))
 }
 
-/// Serves `app` on `listener` with the saga resumer running, until
-/// `shutdown` completes; then drains requests and stops every saga task
-/// where it stands (the store keeps their progress).
+/// Serves `app` on `listener` with the saga resumer, the events relay and
+/// the consumer of inventory's events running, until `shutdown` completes;
+/// then drains requests, stops consuming, stops every saga task where it
+/// stands (the store keeps their progress), and last stops the relay (events
+/// not sent yet stay in the outbox).
 pub async fn serve_app(
     listener: TcpListener,
     app: Arc<App>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut events = EventsRuntime::start(
+        app.event_settings(),
+        Arc::clone(app.store()),
+        Arc::clone(app.engine()),
+    );
+    app.set_events_health(events.health().clone());
     app.engine().spawn_resumer();
     service_kit::serve(listener, app.clone(), limits, shutdown).await;
+    events.stop_consumer().await;
     app.engine().shutdown().await;
+    events.stop_relay().await;
 }
 
-/// Runs the service as configured on `listener` until `shutdown` completes.
+/// Runs the service as configured on `listener` until `shutdown` completes,
+/// with events on RabbitMQ when `config.amqp_url` is set, else on a bus of
+/// its own (see [`run_with_bus`] to share one).
 ///
 /// # Errors
 /// [`StartError`] when the store, the keys or the configuration are unusable;
@@ -198,14 +225,30 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    run_with_bus(listener, config, InProcessBus::new(), shutdown).await
+}
+
+/// As [`run`], with events on `bus` when no AMQP URL is configured: give
+/// inventory and orders the same bus in one process and inventory's events
+/// reach orders without a broker.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_bus(
+    listener: TcpListener,
+    config: Config,
+    bus: InProcessBus,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open_store(&config, clock.now_ms()).await?;
     let services = Services {
         store,
         payments: Arc::new(PaymentSimulator::new(config.payment())),
         clock,
+        bus,
     };
-    let app = build(&config, authenticator(&config)?, services)?;
+    let app = build(&config, authenticator(&config)?, services).await?;
     serve_app(listener, app, config.server_limits(), shutdown).await;
     Ok(())
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::catalog::Product;
 use crate::domain::{OrderLine, RequestedItem};
-use crate::store::OrderRecord;
+use crate::store::{Hold, OrderRecord};
 
 /// Unix milliseconds as RFC 3339 text in UTC, always with three fraction
 /// digits (so the texts also sort by time).
@@ -62,6 +62,33 @@ impl From<&OrderLine> for LineView {
     }
 }
 
+/// One inventory hold of an order, as inventory's events last reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldView {
+    /// Inventory's reservation.
+    pub reservation_id: Uuid,
+    /// The product held.
+    pub product_id: Uuid,
+    /// Units.
+    pub quantity: u32,
+    /// `reserved`, `confirmed`, `released` or `expired`.
+    pub status: String,
+    /// When inventory made that change.
+    pub updated_at: String,
+}
+
+impl From<&Hold> for HoldView {
+    fn from(h: &Hold) -> Self {
+        Self {
+            reservation_id: h.reservation_id,
+            product_id: h.product_id.as_uuid(),
+            quantity: h.quantity,
+            status: h.status.as_str().to_owned(),
+            updated_at: rfc3339(h.updated_at_ms),
+        }
+    }
+}
+
 /// An order as its owner sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderView {
@@ -87,6 +114,9 @@ pub struct OrderView {
     pub payment_id: Option<String>,
     /// The refund, once made.
     pub refund_id: Option<String>,
+    /// The holds of its current reservation attempt as inventory's events
+    /// reported them (empty until the first event arrives).
+    pub holds: Vec<HoldView>,
     /// When it was placed.
     pub created_at: String,
     /// When it last changed.
@@ -108,6 +138,7 @@ impl From<&OrderRecord> for OrderView {
             reservation_ids: r.saga.reservation_ids(),
             payment_id: r.saga.payment_id.clone(),
             refund_id: r.saga.refund_id.clone(),
+            holds: r.holds.iter().map(HoldView::from).collect(),
             created_at: rfc3339(o.created_at_ms),
             updated_at: rfc3339(o.updated_at_ms),
         }

@@ -13,6 +13,7 @@ use crate::domain::{
     CancelReason, IdempotencyKey, Order, OrderError, OrderId, OrderItems, OrderStatus, ProductId,
     UserId,
 };
+use crate::events::EventsHealth;
 use crate::saga::{CancelOutcome, SagaState};
 use crate::store::{OrderRecord, Placed};
 
@@ -27,6 +28,10 @@ pub const PAGE_LIMIT_MAX: u32 = 100;
 
 /// Highest page number accepted (keeps offsets small).
 pub const PAGE_MAX: u32 = 100_000;
+
+/// Retry hint of a readiness failure caused by the event broker, in
+/// milliseconds (the relay's longest back-off).
+pub const BROKER_RETRY_AFTER_MS: u64 = 5_000;
 
 fn order_problem(e: &OrderError) -> Problem {
     Problem::bad_request(e.code(), e.to_string())
@@ -106,10 +111,41 @@ impl App {
 
     pub(super) async fn ready(&self) -> Result<Response<Body>, Problem> {
         self.store.ping().await.map_err(store_problem)?;
+        let events = self.events_health();
+        if let Some(problem) = events.and_then(EventsHealth::broker_problem) {
+            return Err(Problem::unavailable(
+                "broker_unavailable",
+                format!("{problem}; order events wait in the outbox"),
+                std::time::Duration::from_millis(BROKER_RETRY_AFTER_MS),
+            ));
+        }
         Ok(json(
             StatusCode::OK,
-            &serde_json::json!({"status": "ready", "store": "ok", "sagas_running": self.engine.running()}),
+            &serde_json::json!({
+                "status": "ready",
+                "store": "ok",
+                "broker": events.map_or("not started", |e| e.transport),
+                "outbox_depth": events.map_or(0, |e| e.relay.outbox_depth()),
+                "sagas_running": self.engine.running(),
+            }),
         ))
+    }
+
+    pub(super) fn render_metrics(&self) -> Response<Body> {
+        if let Some(events) = self.events_health() {
+            let m = &self.metrics;
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            m.events_outbox_depth
+                .set(gauge(events.relay.outbox_depth()));
+            m.events_broker_up
+                .set(i64::from(events.broker_problem().is_none()));
+            m.events_published.set(gauge(events.relay.published()));
+            if let Some(c) = &events.consumer {
+                m.events_consumed.set(gauge(c.applied()));
+                m.events_dead_lettered.set(gauge(c.dead_lettered()));
+            }
+        }
+        service_kit::metrics::render(&self.registry)
     }
 
     async fn owned(&self, user: &UserId, id: &str) -> Result<OrderRecord, Problem> {
@@ -175,10 +211,12 @@ impl App {
         let deadline = now.saturating_add(
             i64::try_from(self.engine.config().pending_deadline_ms).unwrap_or(i64::MAX),
         );
-        let saga = SagaState::new(&order, deadline);
+        let request_id = ctx.request_id.to_string();
+        let saga = SagaState::new(&order, deadline).with_request_id(&request_id);
+        let event = crate::events::created(&order, Some(&request_id));
         match self
             .store
-            .place(&order, &saga)
+            .place(&order, &saga, &event)
             .await
             .map_err(store_problem)?
         {
@@ -190,6 +228,7 @@ impl App {
                     order,
                     saga,
                     cancel_requested: false,
+                    holds: Vec::new(),
                 };
                 Ok(order_view(StatusCode::ACCEPTED, &record))
             }

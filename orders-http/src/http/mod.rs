@@ -4,26 +4,29 @@
 
 mod handlers;
 
-pub use handlers::{IDEMPOTENCY_KEY_HEADER, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_MAX};
+pub use handlers::{
+    BROKER_RETRY_AFTER_MS, IDEMPOTENCY_KEY_HEADER, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_MAX,
+};
 
 pub mod dto;
 pub mod openapi;
 pub mod routes;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
-use service_guard::{authorize, AuthError, Authenticator, Role};
+use service_guard::{authorize, AuthError, Authenticator, Limiter, RateDecision, Role};
 use service_kit::metrics::HttpMetrics;
 use service_kit::server::{Handler, RequestContext};
 use service_kit::{Body, Problem};
 
 use crate::clock::Clock;
 use crate::domain::UserId;
+use crate::events::{EventSettings, EventsHealth};
 use crate::metrics::OrderMetrics;
 use crate::saga::SagaEngine;
 use crate::store::{OrderStore, StoreError};
@@ -45,6 +48,10 @@ pub struct AppParts {
     pub metrics: OrderMetrics,
     /// Largest request body, in bytes.
     pub body_bytes_max: usize,
+    /// Limits requests on the orders routes; `None` when disabled.
+    pub limiter: Option<Limiter>,
+    /// How events are published and consumed.
+    pub events: EventSettings,
 }
 
 /// The application.
@@ -58,6 +65,9 @@ pub struct App {
     metrics: OrderMetrics,
     body_bytes_max: usize,
     openapi: Bytes,
+    limiter: Option<Limiter>,
+    events: EventSettings,
+    events_health: OnceLock<EventsHealth>,
 }
 
 impl std::fmt::Debug for App {
@@ -91,7 +101,26 @@ impl App {
             metrics: parts.metrics,
             body_bytes_max: parts.body_bytes_max,
             openapi: openapi::document_json()?,
+            limiter: parts.limiter,
+            events: parts.events,
+            events_health: OnceLock::new(),
         })
+    }
+
+    /// How events are published and consumed.
+    pub fn event_settings(&self) -> &EventSettings {
+        &self.events
+    }
+
+    /// Records the running relay's and consumer's health (for readiness and
+    /// metrics); the first call wins.
+    pub fn set_events_health(&self, health: EventsHealth) {
+        let _ = self.events_health.set(health);
+    }
+
+    /// The running relay's and consumer's health, once started.
+    pub fn events_health(&self) -> Option<&EventsHealth> {
+        self.events_health.get()
     }
 
     /// The saga engine.
@@ -120,22 +149,48 @@ impl App {
             Ok(matched) => {
                 let template = matched.route.template;
                 let param = matched.param.map(str::to_owned);
-                let result = self
-                    .dispatch(
-                        matched.route.id,
-                        matched.route.access,
-                        param.as_deref(),
-                        request,
-                        &ctx,
-                    )
-                    .await;
-                let response = result.unwrap_or_else(|p| p.into_response(&ctx.request_id));
+                let caller = self.caller(request.headers(), matched.route.access);
+                let decision = match (&self.limiter, matched.route.rate_limited()) {
+                    (Some(limiter), true) => {
+                        Some(limiter.check(&self.rate_key(&caller, &ctx)).await)
+                    }
+                    _ => None,
+                };
+                let result = match (&decision, caller) {
+                    (Some(d), _) if !d.allowed => Err(rate_limited(d)),
+                    (_, Err(problem)) => Err(problem),
+                    (_, Ok(caller)) => {
+                        self.dispatch(
+                            matched.route.id,
+                            caller.as_ref().map(|c| &c.user),
+                            param.as_deref(),
+                            request,
+                            &ctx,
+                        )
+                        .await
+                    }
+                };
+                let mut response = result.unwrap_or_else(|p| p.into_response(&ctx.request_id));
+                if let Some(d) = &decision {
+                    for (name, value) in d.headers() {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
                 (template, response)
             }
         };
         self.http_metrics
             .observe(route, &method, response.status(), started.elapsed());
         response
+    }
+
+    /// Whose budget a request counts against: the user when the caller is
+    /// authenticated (and the server checks tokens), else the client's IP.
+    fn rate_key(&self, caller: &Result<Option<Caller>, Problem>, ctx: &RequestContext) -> String {
+        match caller {
+            Ok(Some(c)) if !self.authenticator.is_disabled() => format!("user:{}", c.user.as_str()),
+            _ => format!("ip:{}", ctx.peer.ip()),
+        }
     }
 
     fn caller(&self, headers: &http::HeaderMap, access: Access) -> Result<Option<Caller>, Problem> {
@@ -163,7 +218,7 @@ impl App {
     async fn dispatch<B>(
         &self,
         route: RouteId,
-        access: Access,
+        user: Option<&UserId>,
         param: Option<&str>,
         request: Request<B>,
         ctx: &RequestContext,
@@ -173,13 +228,11 @@ impl App {
         B::Data: Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let caller = self.caller(request.headers(), access)?;
-        let user = caller.as_ref().map(|c| &c.user);
         let param = param.unwrap_or("");
         match (route, user) {
             (RouteId::Health, _) => Ok(self.health()),
             (RouteId::Ready, _) => self.ready().await,
-            (RouteId::Metrics, _) => Ok(service_kit::metrics::render(&self.registry)),
+            (RouteId::Metrics, _) => Ok(self.render_metrics()),
             (RouteId::OpenApi, _) => Ok(service_kit::response::bytes_with_type(
                 http::StatusCode::OK,
                 self.openapi.clone(),
@@ -207,6 +260,21 @@ impl Handler for App {
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
         App::handle(self, request, ctx)
     }
+}
+
+/// The 429 problem of a request over its budget, with `Retry-After`.
+fn rate_limited(decision: &RateDecision) -> Problem {
+    let after = decision.retry_after.unwrap_or(decision.reset_after);
+    Problem::new(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        format!(
+            "more than {} requests per minute from this client",
+            decision.limit
+        ),
+    )
+    .with_retry_after(after)
 }
 
 /// The problem for an authentication or authorization failure, with its

@@ -60,6 +60,14 @@ pub struct Route {
     pub access: Access,
 }
 
+impl Route {
+    /// Whether requests to it count against the caller's rate limit (the
+    /// orders routes).
+    pub fn rate_limited(&self) -> bool {
+        self.template.starts_with("/api/orders")
+    }
+}
+
 const fn route(id: RouteId, method: &'static str, template: &'static str, access: Access) -> Route {
     Route {
         id,

@@ -78,6 +78,10 @@ pub struct SagaState {
     /// After this instant (Unix ms) an order still waiting for inventory is
     /// cancelled `inventory_unavailable`.
     pub deadline_ms: i64,
+    /// Request id of the request that placed the order: the correlation id
+    /// of the saga's calls to inventory and of the order's events.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 impl SagaState {
@@ -101,7 +105,15 @@ impl SagaState {
             payment_id: None,
             refund_id: None,
             deadline_ms,
+            request_id: None,
         }
+    }
+
+    /// The same state, correlated with the request that placed the order.
+    #[must_use]
+    pub fn with_request_id(mut self, request_id: &str) -> Self {
+        self.request_id = Some(request_id.to_owned());
+        self
     }
 
     /// Reservation ids of lines held but not confirmed (what a compensation

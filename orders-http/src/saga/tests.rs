@@ -135,7 +135,10 @@ fn rig(inventory: Arc<FlakyInventory>, config: SagaConfig) -> Rig {
 async fn place(r: &Rig, deadline_after_ms: i64) -> OrderId {
     let order = two_line_order();
     let saga = SagaState::new(&order, r.clock.now_ms() + deadline_after_ms);
-    r.store.place(&order, &saga).await.expect("place");
+    r.store
+        .place(&order, &saga, &crate::events::created(&order, None))
+        .await
+        .expect("place");
     r.engine.start(order.id);
     order.id
 }

@@ -1,14 +1,18 @@
 //! The in-memory store: one mutex over plain maps. Every method holds it for a
 //! few map operations and never across an await, so it is atomic and cannot
-//! deadlock.
+//! deadlock. Events go to an in-memory outbox pushed under the same lock, and
+//! the ids of applied inventory events are remembered under it too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use event_bus::orders::EnvelopeOutbox;
+use event_bus::Envelope;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    BoxFuture, OrderRecord, OrderStore, Page, PaymentRecord, Placed, RefundRecord, StoreError,
+    saga_relies_on, BoxFuture, HoldApplied, HoldEvent, OrderRecord, OrderStore, OrdersOutbox, Page,
+    PaymentRecord, Placed, RefundRecord, StoreError,
 };
 use crate::catalog::Product;
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, ProductId, UserId};
@@ -24,12 +28,17 @@ struct Inner {
     refunds: HashMap<OrderId, RefundRecord>,
     products: BTreeMap<ProductId, Product>,
     claims: HashMap<OrderId, (Uuid, i64)>,
+    /// Current inventory order id of each saga -> its order.
+    by_inventory_order: HashMap<Uuid, OrderId>,
+    /// `(consumer, event_id)` of every inventory event applied.
+    processed: HashSet<(String, Uuid)>,
 }
 
 /// Orders kept in this process's memory (lost on exit).
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    outbox: EnvelopeOutbox,
 }
 
 impl MemoryStore {
@@ -37,6 +46,15 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The outbox of `order.*` events (unsent ones).
+    pub fn envelope_outbox(&self) -> &EnvelopeOutbox {
+        &self.outbox
+    }
+}
+
+fn outbox_full(e: event_bus::orders::OutboxFull) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
 fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
@@ -48,8 +66,12 @@ impl OrderStore for MemoryStore {
         &'a self,
         order: &'a Order,
         saga: &'a SagaState,
+        event: &'a Envelope,
     ) -> BoxFuture<'a, Result<Placed, StoreError>> {
         let mut inner = self.inner.lock();
+        if self.outbox.len() >= event_bus::orders::MEMORY_OUTBOX_LEN_MAX {
+            return ready(Err(outbox_full(event_bus::orders::OutboxFull)));
+        }
         if let Some(key) = &order.idempotency_key {
             let scoped = (order.user_id.clone(), key.clone());
             if let Some(existing) = inner.keys.get(&scoped) {
@@ -70,8 +92,12 @@ impl OrderStore for MemoryStore {
                 order: order.clone(),
                 saga: saga.clone(),
                 cancel_requested: false,
+                holds: Vec::new(),
             },
         );
+        inner
+            .by_inventory_order
+            .insert(saga.inventory_order_id, order.id);
         inner
             .by_user
             .entry(order.user_id.clone())
@@ -80,7 +106,9 @@ impl OrderStore for MemoryStore {
         if !order.status.is_final() {
             inner.pending.insert(order.id);
         }
-        ready(Ok(Placed::Created))
+        // Checked for room above, under the same lock: cannot fail.
+        let pushed = self.outbox.push(event.clone()).map_err(outbox_full);
+        ready(pushed.map(|()| Placed::Created))
     }
 
     fn by_key<'a>(
@@ -131,10 +159,17 @@ impl OrderStore for MemoryStore {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let mut inner = self.inner.lock();
+        let mut saved = false;
         if let Some(r) = inner.orders.get_mut(&saga.order_id) {
             if !r.order.status.is_final() {
                 r.saga = saga.clone();
+                saved = true;
             }
+        }
+        if saved {
+            inner
+                .by_inventory_order
+                .insert(saga.inventory_order_id, saga.order_id);
         }
         let _ = now_ms;
         ready(Ok(()))
@@ -145,8 +180,12 @@ impl OrderStore for MemoryStore {
         saga: &'a SagaState,
         status: OrderStatus,
         now_ms: i64,
+        event: &'a Envelope,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let mut inner = self.inner.lock();
+        if self.outbox.len() >= event_bus::orders::MEMORY_OUTBOX_LEN_MAX {
+            return ready(Err(outbox_full(event_bus::orders::OutboxFull)));
+        }
         let done = match inner.orders.get_mut(&saga.order_id) {
             Some(r) if !r.order.status.is_final() => {
                 r.saga = saga.clone();
@@ -158,6 +197,11 @@ impl OrderStore for MemoryStore {
         };
         if done && status.is_final() {
             inner.pending.remove(&saga.order_id);
+        }
+        if done {
+            if let Err(e) = self.outbox.push(event.clone()) {
+                return ready(Err(outbox_full(e)));
+            }
         }
         ready(Ok(done))
     }
@@ -307,5 +351,62 @@ impl OrderStore for MemoryStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         ready(Ok(()))
+    }
+
+    fn apply_hold_event<'a>(
+        &'a self,
+        consumer: &'a str,
+        event: &'a HoldEvent,
+    ) -> BoxFuture<'a, Result<HoldApplied, StoreError>> {
+        let mut inner = self.inner.lock();
+        if !inner
+            .processed
+            .insert((consumer.to_owned(), event.event_id))
+        {
+            return ready(Ok(HoldApplied::Duplicate));
+        }
+        let Some(order_id) = inner
+            .by_inventory_order
+            .get(&event.inventory_order_id)
+            .copied()
+        else {
+            return ready(Ok(HoldApplied::UnknownOrder));
+        };
+        let Some(record) = inner
+            .orders
+            .get_mut(&order_id)
+            .filter(|r| r.saga.inventory_order_id == event.inventory_order_id)
+        else {
+            return ready(Ok(HoldApplied::UnknownOrder));
+        };
+        let hold = &event.hold;
+        match record
+            .holds
+            .iter_mut()
+            .find(|h| h.reservation_id == hold.reservation_id)
+        {
+            Some(existing) if existing.status == super::HoldStatus::Reserved => {
+                existing.status = hold.status;
+                existing.updated_at_ms = hold.updated_at_ms;
+            }
+            Some(_) => {}
+            None => {
+                record.holds.push(hold.clone());
+                record
+                    .holds
+                    .sort_by_key(|h| (h.product_id, h.reservation_id));
+            }
+        }
+        let hands_to_saga = !record.order.status.is_final()
+            && hold.status.is_lost()
+            && saga_relies_on(&record.saga, event);
+        ready(Ok(HoldApplied::Applied {
+            order_id,
+            hands_to_saga,
+        }))
+    }
+
+    fn outbox(&self) -> OrdersOutbox {
+        OrdersOutbox::Memory(self.outbox.clone())
     }
 }

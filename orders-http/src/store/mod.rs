@@ -6,6 +6,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use event_bus::orders::EnvelopeOutbox;
+use event_bus::Envelope;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::catalog::Product;
@@ -52,6 +55,112 @@ pub struct OrderRecord {
     pub saga: SagaState,
     /// Whether the customer asked to cancel it.
     pub cancel_requested: bool,
+    /// Its inventory holds as inventory's events reported them, by product.
+    pub holds: Vec<Hold>,
+}
+
+/// Where an inventory hold stands, as inventory's events report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    /// Units are held (`inventory.stock.reserved`).
+    Reserved,
+    /// Units are sold (`inventory.stock.confirmed`).
+    Confirmed,
+    /// Units were given back by a caller (`inventory.stock.released`).
+    Released,
+    /// Units were given back because the hold ran out (`inventory.stock.expired`).
+    Expired,
+}
+
+impl HoldStatus {
+    /// The snake_case spelling (also the stored text).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Confirmed => "confirmed",
+            Self::Released => "released",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses the snake_case spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Reserved,
+            Self::Confirmed,
+            Self::Released,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether the units went back to stock (the hold is lost to the order).
+    pub fn is_lost(self) -> bool {
+        matches!(self, Self::Released | Self::Expired)
+    }
+}
+
+/// One inventory hold of an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// Inventory's reservation.
+    pub reservation_id: Uuid,
+    /// The product held.
+    pub product_id: ProductId,
+    /// Units held.
+    pub quantity: u32,
+    /// Where it stands.
+    pub status: HoldStatus,
+    /// When the event that set this status happened, in Unix ms.
+    pub updated_at_ms: i64,
+}
+
+/// An inventory event about a hold, to apply once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldEvent {
+    /// The event's id (deduplicated per consumer).
+    pub event_id: Uuid,
+    /// The order id inventory knows (the saga's `inventory_order_id`).
+    pub inventory_order_id: Uuid,
+    /// The hold as the event describes it.
+    pub hold: Hold,
+}
+
+/// What [`OrderStore::apply_hold_event`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldApplied {
+    /// The event was applied before; nothing changed.
+    Duplicate,
+    /// No order's current reservation attempt has this inventory order id
+    /// (another service's hold, or an earlier attempt); recorded as seen.
+    UnknownOrder,
+    /// The hold is recorded on the order.
+    Applied {
+        /// The order.
+        order_id: OrderId,
+        /// The order is pending and lost one of the holds its saga relies on
+        /// (expired or released): the saga's expired-hold policy applies.
+        hands_to_saga: bool,
+    },
+}
+
+/// Where a store keeps the `order.*` events it writes with each change, for
+/// the relay to drain.
+#[derive(Clone, Debug)]
+pub enum OrdersOutbox {
+    /// The memory store's queue.
+    Memory(EnvelopeOutbox),
+    /// The `event_outbox` table reachable through this pool.
+    Postgres(sqlx::PgPool),
+}
+
+/// Whether `hold` is one the pending saga `saga` relies on: a reservation of
+/// its current attempt that is not confirmed yet.
+pub(crate) fn saga_relies_on(saga: &SagaState, event: &HoldEvent) -> bool {
+    saga.inventory_order_id == event.inventory_order_id
+        && saga.held_unconfirmed().contains(&event.hold.reservation_id)
 }
 
 /// What [`OrderStore::place`] did.
@@ -105,9 +214,10 @@ pub struct RefundRecord {
 
 /// Where orders live. Every method is atomic on its own.
 pub trait OrderStore: Send + Sync + 'static {
-    /// Stores a new order, its lines, its saga and (if the order has one) its
-    /// idempotency key, in one step. When the user already used that key,
-    /// stores nothing and returns the existing order.
+    /// Stores a new order, its lines, its saga, (if the order has one) its
+    /// idempotency key and its `order.created` event, in one step. When the
+    /// user already used that key, stores nothing and returns the existing
+    /// order.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
@@ -115,6 +225,7 @@ pub trait OrderStore: Send + Sync + 'static {
         &'a self,
         order: &'a Order,
         saga: &'a SagaState,
+        event: &'a Envelope,
     ) -> BoxFuture<'a, Result<Placed, StoreError>>;
 
     /// The order a user placed with an idempotency key, if any.
@@ -155,8 +266,9 @@ pub trait OrderStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Sets the final status of a pending order and saves its final saga state,
-    /// in one step. Returns false (and changes nothing) when the order was not
+    /// Sets the final status of a pending order, saves its final saga state
+    /// and writes `event` (`order.confirmed` or `order.cancelled`), in one
+    /// step. Returns false (and changes nothing) when the order was not
     /// pending.
     ///
     /// # Errors
@@ -166,7 +278,25 @@ pub trait OrderStore: Send + Sync + 'static {
         saga: &'a SagaState,
         status: OrderStatus,
         now_ms: i64,
+        event: &'a Envelope,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Applies an inventory event about a hold, once per `(consumer,
+    /// event_id)`: records the event as processed and the hold's status on
+    /// the order whose current reservation attempt it belongs to, in one
+    /// step. A hold that is confirmed, released or expired is never set back
+    /// to reserved.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails (nothing is recorded then).
+    fn apply_hold_event<'a>(
+        &'a self,
+        consumer: &'a str,
+        event: &'a HoldEvent,
+    ) -> BoxFuture<'a, Result<HoldApplied, StoreError>>;
+
+    /// The outbox the relay drains.
+    fn outbox(&self) -> OrdersOutbox;
 
     /// Marks a pending order as asked to cancel. Returns false when it is not
     /// pending (or does not exist).

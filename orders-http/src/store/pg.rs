@@ -11,9 +11,14 @@ use sqlx::types::Json;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::pg_rows::{fail, line_from_row, product_from_row, record_from_row, status_parts};
+use event_bus::Envelope;
+
+use super::pg_rows::{
+    fail, hold_from_row, line_from_row, product_from_row, record_from_row, status_parts,
+};
 use super::{
-    BoxFuture, OrderRecord, OrderStore, Page, PaymentRecord, Placed, RefundRecord, StoreError,
+    saga_relies_on, BoxFuture, HoldApplied, HoldEvent, OrderRecord, OrderStore, OrdersOutbox, Page,
+    PaymentRecord, Placed, RefundRecord, StoreError,
 };
 use crate::catalog::Product;
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, ProductId, UserId};
@@ -145,6 +150,14 @@ impl PgOrderStore {
         .fetch_all(&self.pool)
         .await
         .map_err(fail)?;
+        let hold_rows = sqlx::query(
+            "SELECT order_id, reservation_id, product_id, quantity, status, updated_at_ms \
+             FROM order_holds WHERE order_id = ANY($1) ORDER BY order_id, product_id, reservation_id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut record = record_from_row(row)?;
@@ -155,6 +168,12 @@ impl PgOrderStore {
             {
                 record.order.lines.push(line_from_row(l)?);
             }
+            for h in hold_rows
+                .iter()
+                .filter(|h| h.get::<Uuid, _>("order_id") == id)
+            {
+                record.holds.push(hold_from_row(h)?);
+            }
             records.push(record);
         }
         // Keep the caller's order.
@@ -162,7 +181,12 @@ impl PgOrderStore {
         Ok(records)
     }
 
-    async fn place_tx(&self, order: &Order, saga: &SagaState) -> Result<Placed, StoreError> {
+    async fn place_tx(
+        &self,
+        order: &Order,
+        saga: &SagaState,
+        event: &Envelope,
+    ) -> Result<Placed, StoreError> {
         let mut tx = self.pool.begin().await.map_err(fail)?;
         let (status, reason) = status_parts(order.status);
         sqlx::query(
@@ -243,6 +267,7 @@ impl PgOrderStore {
                 return Ok(Placed::Existing(Box::new(record)));
             }
         }
+        event_bus::pg::enqueue(&mut tx, event).await.map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(Placed::Created)
     }
@@ -252,6 +277,7 @@ impl PgOrderStore {
         saga: &SagaState,
         status: OrderStatus,
         now_ms: i64,
+        event: &Envelope,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(fail)?;
         let (status_text, reason) = status_parts(status);
@@ -271,8 +297,63 @@ impl PgOrderStore {
             return Ok(false);
         }
         save_saga_on(&mut *tx, saga, now_ms).await?;
+        event_bus::pg::enqueue(&mut tx, event).await.map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(true)
+    }
+
+    async fn apply_hold_tx(
+        &self,
+        consumer: &str,
+        event: &HoldEvent,
+    ) -> Result<HoldApplied, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        if !event_bus::pg::record_processed(&mut tx, consumer, event.event_id)
+            .await
+            .map_err(fail)?
+        {
+            tx.rollback().await.map_err(fail)?;
+            return Ok(HoldApplied::Duplicate);
+        }
+        let found = sqlx::query(
+            "SELECT o.id, o.status, s.state FROM saga_states s JOIN orders o ON o.id = s.order_id \
+             WHERE s.state ->> 'inventory_order_id' = $1",
+        )
+        .bind(event.inventory_order_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let Some(row) = found else {
+            tx.commit().await.map_err(fail)?;
+            return Ok(HoldApplied::UnknownOrder);
+        };
+        let order_id: Uuid = row.try_get("id").map_err(fail)?;
+        let status: String = row.try_get("status").map_err(fail)?;
+        let Json(saga): Json<SagaState> = row.try_get("state").map_err(fail)?;
+        let hold = &event.hold;
+        sqlx::query(
+            "INSERT INTO order_holds (order_id, reservation_id, product_id, quantity, status, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (order_id, reservation_id) DO UPDATE \
+             SET status = EXCLUDED.status, updated_at_ms = EXCLUDED.updated_at_ms \
+             WHERE order_holds.status = 'reserved'",
+        )
+        .bind(order_id)
+        .bind(hold.reservation_id)
+        .bind(hold.product_id.as_uuid())
+        .bind(i32::try_from(hold.quantity).unwrap_or(i32::MAX))
+        .bind(hold.status.as_str())
+        .bind(hold.updated_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        let hands_to_saga =
+            status == "pending" && hold.status.is_lost() && saga_relies_on(&saga, event);
+        Ok(HoldApplied::Applied {
+            order_id: OrderId::from_uuid(order_id),
+            hands_to_saga,
+        })
     }
 }
 
@@ -300,8 +381,9 @@ impl OrderStore for PgOrderStore {
         &'a self,
         order: &'a Order,
         saga: &'a SagaState,
+        event: &'a Envelope,
     ) -> BoxFuture<'a, Result<Placed, StoreError>> {
-        Box::pin(self.place_tx(order, saga))
+        Box::pin(self.place_tx(order, saga, event))
     }
 
     fn by_key<'a>(
@@ -384,8 +466,21 @@ impl OrderStore for PgOrderStore {
         saga: &'a SagaState,
         status: OrderStatus,
         now_ms: i64,
+        event: &'a Envelope,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.finish_tx(saga, status, now_ms))
+        Box::pin(self.finish_tx(saga, status, now_ms, event))
+    }
+
+    fn apply_hold_event<'a>(
+        &'a self,
+        consumer: &'a str,
+        event: &'a HoldEvent,
+    ) -> BoxFuture<'a, Result<HoldApplied, StoreError>> {
+        Box::pin(self.apply_hold_tx(consumer, event))
+    }
+
+    fn outbox(&self) -> OrdersOutbox {
+        OrdersOutbox::Postgres(self.pool.clone())
     }
 
     fn request_cancel(&self, id: OrderId, now_ms: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
@@ -641,6 +736,20 @@ impl OrderStore for PgOrderStore {
 #[cfg(test)]
 mod tests {
     use super::valid_schema;
+
+    /// The events migration creates event-bus's tables exactly as event-bus
+    /// defines them.
+    #[test]
+    fn events_migration_holds_event_bus_ddl() {
+        let squash = |s: &str| s.split_whitespace().collect::<String>();
+        let migration = squash(include_str!("../../migrations/0003_events.sql"));
+        for ddl in [
+            event_bus::pg::ENVELOPE_OUTBOX_DDL,
+            event_bus::pg::PROCESSED_EVENTS_DDL,
+        ] {
+            assert!(migration.contains(&squash(ddl)), "{ddl}");
+        }
+    }
 
     #[test]
     fn schema_names_are_plain_identifiers() {

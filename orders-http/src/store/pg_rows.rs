@@ -5,7 +5,7 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::Row;
 
-use super::{OrderRecord, StoreError};
+use super::{Hold, HoldStatus, OrderRecord, StoreError};
 use crate::catalog::Product;
 use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, ProductId, UserId};
 use crate::saga::SagaState;
@@ -52,6 +52,19 @@ pub(super) fn record_from_row(row: &PgRow) -> Result<OrderRecord, StoreError> {
         },
         saga,
         cancel_requested: row.try_get("cancel_requested").map_err(fail)?,
+        holds: Vec::new(),
+    })
+}
+
+pub(super) fn hold_from_row(row: &PgRow) -> Result<Hold, StoreError> {
+    let quantity: i32 = row.try_get("quantity").map_err(fail)?;
+    let status: String = row.try_get("status").map_err(fail)?;
+    Ok(Hold {
+        reservation_id: row.try_get("reservation_id").map_err(fail)?,
+        product_id: ProductId::from_uuid(row.try_get("product_id").map_err(fail)?),
+        quantity: u32::try_from(quantity).map_err(|_| corrupt("hold quantity"))?,
+        status: HoldStatus::parse(&status).ok_or_else(|| corrupt("hold status"))?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(fail)?,
     })
 }
 

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{OrderStore, PaymentRecord, Placed, RefundRecord, StoreError};
+use super::{
+    Hold, HoldApplied, HoldEvent, HoldStatus, OrderStore, OrdersOutbox, PaymentRecord, Placed,
+    RefundRecord, StoreError,
+};
 use crate::catalog::Product;
 use crate::domain::{
     CancelReason, IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, ProductId, UserId,
@@ -51,9 +54,16 @@ fn order(user: &UserId, key: Option<&str>, created_at_ms: i64) -> Order {
     }
 }
 
+fn done(o: &Order, status: OrderStatus) -> event_bus::Envelope {
+    crate::events::finished(o, status, Some("req"), T0_MS).expect("a final status")
+}
+
 async fn place(store: &dyn OrderStore, o: &Order) -> SagaState {
     let saga = SagaState::new(o, o.created_at_ms + 60_000);
-    let placed = store.place(o, &saga).await.expect("place");
+    let placed = store
+        .place(o, &saga, &crate::events::created(o, Some("req")))
+        .await
+        .expect("place");
     assert_eq!(placed, Placed::Created);
     saga
 }
@@ -72,6 +82,155 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     payments_and_refunds_are_recorded_once(&*store).await;
     catalog(&*store).await;
     claims_are_exclusive_leases(&*store).await;
+    events_are_written_with_their_changes(&*store).await;
+    hold_events_apply_once(&*store).await;
+}
+
+/// `(event type, correlation id)` of the events an order wrote to the
+/// store's outbox, oldest first (sent or not).
+async fn outbox_events(store: &dyn OrderStore, id: OrderId) -> Vec<(String, Option<String>)> {
+    use event_bus::{Claim, OutboxSource};
+    let key = id.to_string();
+    match store.outbox() {
+        OrdersOutbox::Memory(outbox) => {
+            let claim = outbox.claim(usize::MAX).await.expect("claim");
+            claim
+                .envelopes()
+                .iter()
+                .filter(|e| e.ordering_key() == key)
+                .map(|e| (e.event_type.clone(), e.correlation_id.clone()))
+                .collect()
+        }
+        OrdersOutbox::Postgres(pool) => {
+            let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT event_type, envelope ->> 'correlation_id' FROM event_outbox \
+                 WHERE ordering_key = $1 ORDER BY sequence",
+            )
+            .bind(&key)
+            .fetch_all(&pool)
+            .await
+            .expect("read outbox");
+            rows
+        }
+    }
+}
+
+/// Placing writes `order.created` and finishing writes one final event, in
+/// the same step; a repeat or a second finish writes nothing.
+pub async fn events_are_written_with_their_changes(store: &dyn OrderStore) {
+    let u = user();
+    let o = order(&u, Some("events-key"), T0_MS);
+    let mut saga = place(store, &o).await;
+    let repeat = Order {
+        id: OrderId::generate(),
+        ..o.clone()
+    };
+    let again = store
+        .place(&repeat, &saga, &crate::events::created(&repeat, None))
+        .await
+        .expect("place");
+    assert!(matches!(again, Placed::Existing(_)));
+    assert!(outbox_events(store, repeat.id).await.is_empty());
+    saga.step = SagaStep::Done;
+    let status = OrderStatus::Confirmed;
+    assert!(store
+        .finish(&saga, status, T0_MS + 1, &done(&o, status))
+        .await
+        .expect("finish"));
+    let cancelled = OrderStatus::Cancelled(CancelReason::OutOfStock);
+    assert!(!store
+        .finish(&saga, cancelled, T0_MS + 2, &done(&o, cancelled))
+        .await
+        .expect("finish"));
+    let req = Some("req".to_owned());
+    assert_eq!(
+        outbox_events(store, o.id).await,
+        [
+            ("order.created".to_owned(), req.clone()),
+            ("order.confirmed".to_owned(), req)
+        ]
+    );
+}
+
+async fn apply(store: &dyn OrderStore, event: &HoldEvent) -> Result<HoldApplied, StoreError> {
+    store.apply_hold_event("suite", event).await
+}
+
+fn hold_event(inventory_order_id: Uuid, reservation_id: Uuid, status: HoldStatus) -> HoldEvent {
+    HoldEvent {
+        event_id: Uuid::new_v4(),
+        inventory_order_id,
+        hold: Hold {
+            reservation_id,
+            product_id: ProductId::from_uuid(Uuid::from_u128(1)),
+            quantity: 2,
+            status,
+            updated_at_ms: T0_MS,
+        },
+    }
+}
+
+/// An inventory event is applied once per consumer; a settled hold is not
+/// set back to reserved; a lost hold the pending saga relies on hands the
+/// order to the saga; events of unknown orders are only recorded.
+pub async fn hold_events_apply_once(store: &dyn OrderStore) {
+    let o = order(&user(), None, T0_MS);
+    let mut saga = place(store, &o).await;
+    let (r1, r2) = (Uuid::new_v4(), Uuid::new_v4());
+    saga.step = SagaStep::Pay;
+    saga.lines[0].reservation_id = Some(r1);
+    saga.lines[1].reservation_id = Some(r2);
+    store.save_saga(&saga, T0_MS + 1).await.expect("save");
+    let inv = saga.inventory_order_id;
+    let applied = |hands_to_saga| HoldApplied::Applied {
+        order_id: o.id,
+        hands_to_saga,
+    };
+
+    let reserved = hold_event(inv, r1, HoldStatus::Reserved);
+    assert_eq!(
+        apply(store, &reserved).await.expect("apply"),
+        applied(false)
+    );
+    assert_eq!(
+        apply(store, &reserved).await.expect("apply"),
+        HoldApplied::Duplicate
+    );
+    let other_consumer = store.apply_hold_event("other", &reserved).await;
+    assert_eq!(other_consumer.expect("apply"), applied(false));
+    let expired = hold_event(inv, r1, HoldStatus::Expired);
+    assert_eq!(apply(store, &expired).await.expect("apply"), applied(true));
+    let stale = hold_event(inv, r1, HoldStatus::Reserved);
+    assert_eq!(apply(store, &stale).await.expect("apply"), applied(false));
+    let holds = store.get(o.id).await.expect("get").expect("stored").holds;
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].status, HoldStatus::Expired, "settled holds stay");
+    assert_eq!((holds[0].reservation_id, holds[0].quantity), (r1, 2));
+
+    let stranger = hold_event(Uuid::new_v4(), Uuid::new_v4(), HoldStatus::Expired);
+    assert_eq!(
+        apply(store, &stranger).await.expect("apply"),
+        HoldApplied::UnknownOrder
+    );
+    assert_eq!(
+        apply(store, &stranger).await.expect("apply"),
+        HoldApplied::Duplicate
+    );
+
+    saga.step = SagaStep::Done;
+    let status = OrderStatus::Cancelled(CancelReason::ReservationExpired);
+    assert!(store
+        .finish(&saga, status, T0_MS + 2, &done(&o, status))
+        .await
+        .expect("finish"));
+    let late = hold_event(inv, r2, HoldStatus::Released);
+    assert_eq!(
+        apply(store, &late).await.expect("apply"),
+        applied(false),
+        "a finished order's saga has nothing to do"
+    );
+    let holds = store.get(o.id).await.expect("get").expect("stored").holds;
+    assert_eq!(holds.len(), 2);
 }
 
 /// An order comes back as stored, lines in order, with its saga.
@@ -96,7 +255,11 @@ pub async fn idempotency_keys_are_scoped_per_user(store: &dyn OrderStore) {
     place(store, &other_user).await;
     let repeat = order(&a, Some("k-1"), T0_MS + 1);
     let saga = SagaState::new(&repeat, T0_MS);
-    match store.place(&repeat, &saga).await.expect("place") {
+    match store
+        .place(&repeat, &saga, &crate::events::created(&repeat, None))
+        .await
+        .expect("place")
+    {
         Placed::Existing(r) => assert_eq!(r.order.id, first.id),
         Placed::Created => panic!("a repeated key must not create an order"),
     }
@@ -128,7 +291,11 @@ pub async fn concurrent_repeats_agree_on_one_order(store: Arc<dyn OrderStore>) {
         tasks.push(tokio::spawn(async move {
             let o = order(&u, Some("same"), T0_MS + i);
             let saga = SagaState::new(&o, T0_MS);
-            match store.place(&o, &saga).await.expect("place") {
+            match store
+                .place(&o, &saga, &crate::events::created(&o, None))
+                .await
+                .expect("place")
+            {
                 Placed::Created => o.id,
                 Placed::Existing(r) => r.order.id,
             }
@@ -190,11 +357,16 @@ pub async fn saga_progress_and_finish(store: &dyn OrderStore) {
     saga.step = SagaStep::Done;
     let status = OrderStatus::Cancelled(CancelReason::PaymentDeclined);
     assert!(store
-        .finish(&saga, status, T0_MS + 2)
+        .finish(&saga, status, T0_MS + 2, &done(&o, status))
         .await
         .expect("finish"));
     assert!(!store
-        .finish(&saga, OrderStatus::Confirmed, T0_MS + 3)
+        .finish(
+            &saga,
+            OrderStatus::Confirmed,
+            T0_MS + 3,
+            &done(&o, OrderStatus::Confirmed)
+        )
         .await
         .expect("finish"));
     let mut late = saga.clone();
@@ -220,7 +392,7 @@ pub async fn cancel_requests(store: &dyn OrderStore) {
     saga.step = SagaStep::Done;
     let status = OrderStatus::Cancelled(CancelReason::CancelledByUser);
     assert!(store
-        .finish(&saga, status, T0_MS + 2)
+        .finish(&saga, status, T0_MS + 2, &done(&o, status))
         .await
         .expect("finish"));
     assert!(!store.request_cancel(o.id, T0_MS + 3).await.expect("cancel"));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use event_bus::InProcessBus;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -290,6 +291,9 @@ pub(crate) fn orders_config(inventory_url: &str) -> Config {
     config.breaker_open_ms = 100;
     config.inventory_timeout_ms = 2_000;
     config.shutdown_drain_timeout_ms = 1_000;
+    // Tests poll one user's orders far more than 100 times a minute.
+    config.rate_limit_per_minute = 0;
+    config.amqp_url = None;
     config
 }
 
@@ -301,13 +305,27 @@ impl Orders {
         payments: Arc<dyn PaymentProvider>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::spawn_on_bus(config, store, payments, clock, InProcessBus::new()).await
+    }
+
+    /// Starts orders with events on `bus` (when no AMQP URL is configured).
+    pub(crate) async fn spawn_on_bus(
+        config: Config,
+        store: Arc<dyn OrderStore>,
+        payments: Arc<dyn PaymentProvider>,
+        clock: Arc<dyn Clock>,
+        bus: InProcessBus,
+    ) -> Self {
         let auth = Authenticator::new(&AuthConfig::hs256(SECRET)).expect("authenticator");
         let services = Services {
             store: store.clone(),
             payments,
             clock,
+            bus,
         };
-        let app = build(&config, auth, services).expect("orders app builds");
+        let app = build(&config, auth, services)
+            .await
+            .expect("orders app builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind orders");

@@ -9,7 +9,7 @@ use backon::{ExponentialBuilder, Retryable};
 use uuid::Uuid;
 
 use super::{Next, SagaEngine};
-use crate::domain::{CancelReason, OrderStatus};
+use crate::domain::{CancelReason, Order, OrderStatus};
 use crate::inventory::InventoryError;
 use crate::metrics::{FinishLabels, StepLabels};
 use crate::payment::{ChargeRequest, PaymentError};
@@ -34,16 +34,29 @@ impl SagaEngine {
             return self.save(&saga).await;
         }
         let order = &record.order;
+        let lost = matches!(saga.step, SagaStep::Pay | SagaStep::Confirm)
+            && record
+                .holds
+                .iter()
+                .any(|h| h.status.is_lost() && saga.held_unconfirmed().contains(&h.reservation_id));
+        if lost {
+            tracing::info!(order_id = %saga.order_id, "inventory reports a hold of this order gone");
+            return self
+                .hold_lost(&mut saga)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(order_id = %saga.order_id, error = %e, "saga step failed on the store");
+                    Next::Park
+                });
+        }
         let result = match saga.step {
             SagaStep::Reserve => self.reserve(&mut saga).await,
             SagaStep::Pay => {
                 self.pay(&mut saga, order.total_minor, &order.currency)
                     .await
             }
-            SagaStep::Confirm => self.confirm(&mut saga).await,
-            SagaStep::Compensate { reason } => {
-                self.compensate(&mut saga, reason, order.total_minor).await
-            }
+            SagaStep::Confirm => self.confirm(&mut saga, order).await,
+            SagaStep::Compensate { reason } => self.compensate(&mut saga, reason, order).await,
             SagaStep::Done => Ok(Next::Finished),
         };
         result.unwrap_or_else(|e| {
@@ -62,8 +75,12 @@ impl SagaEngine {
         }
     }
 
+    /// The request id of the request that placed the order (orders saved
+    /// before it was recorded fall back to the order id).
     fn correlation(saga: &SagaState) -> String {
-        format!("order-{}", saga.order_id)
+        saga.request_id
+            .clone()
+            .unwrap_or_else(|| format!("order-{}", saga.order_id))
     }
 
     fn past_deadline(&self, saga: &SagaState) -> bool {
@@ -225,7 +242,7 @@ impl SagaEngine {
         Ok(self.save(saga).await)
     }
 
-    async fn confirm(&self, saga: &mut SagaState) -> Result<Next, StoreError> {
+    async fn confirm(&self, saga: &mut SagaState, order: &Order) -> Result<Next, StoreError> {
         let correlation = Self::correlation(saga);
         let mut expired = false;
         for i in 0..saga.lines.len() {
@@ -260,8 +277,18 @@ impl SagaEngine {
             }
         }
         if !expired {
-            return self.finish(saga, OrderStatus::Confirmed).await;
+            return self.finish(saga, order, OrderStatus::Confirmed).await;
         }
+        self.hold_lost(saga).await
+    }
+
+    /// The expired-hold policy, for a saga that lost a hold it relied on
+    /// (confirm refused, or inventory's events reported it expired or
+    /// released): give back the rest of the attempt's holds, then reserve
+    /// again under a fresh inventory order id while attempts remain, else
+    /// undo (refunding any payment) as `reservation_expired`.
+    async fn hold_lost(&self, saga: &mut SagaState) -> Result<Next, StoreError> {
+        let correlation = Self::correlation(saga);
         for rid in saga.held_unconfirmed() {
             // Best effort: a hold that did not expire yet is given back now
             // rather than at its TTL.
@@ -286,11 +313,11 @@ impl SagaEngine {
         &self,
         saga: &mut SagaState,
         reason: CancelReason,
-        amount_minor: i64,
+        order: &Order,
     ) -> Result<Next, StoreError> {
         // Money first: a refund needs only the payment provider, so an
         // inventory outage never delays it.
-        if let Some(next) = self.refund(saga, amount_minor).await? {
+        if let Some(next) = self.refund(saga, order.total_minor).await? {
             return Ok(next);
         }
         let correlation = Self::correlation(saga);
@@ -312,7 +339,8 @@ impl SagaEngine {
                 tracing::warn!(order_id = %saga.order_id, reservation_id = %rid, error = %e, "release failed; the hold ends at its ttl");
             }
         }
-        self.finish(saga, OrderStatus::Cancelled(reason)).await
+        self.finish(saga, order, OrderStatus::Cancelled(reason))
+            .await
     }
 
     /// Refunds the payment of a saga being undone, if one was taken and not
@@ -358,9 +386,19 @@ impl SagaEngine {
         }
     }
 
-    async fn finish(&self, saga: &mut SagaState, status: OrderStatus) -> Result<Next, StoreError> {
+    async fn finish(
+        &self,
+        saga: &mut SagaState,
+        order: &Order,
+        status: OrderStatus,
+    ) -> Result<Next, StoreError> {
         saga.step = SagaStep::Done;
-        if self.store.finish(saga, status, self.clock.now_ms()).await? {
+        let now_ms = self.clock.now_ms();
+        let correlation = Self::correlation(saga);
+        let Some(event) = crate::events::finished(order, status, Some(&correlation), now_ms) else {
+            return Ok(Next::Park);
+        };
+        if self.store.finish(saga, status, now_ms, &event).await? {
             let labels = FinishLabels {
                 status: status.as_str(),
                 reason: status.reason().map_or("none", CancelReason::as_str),
