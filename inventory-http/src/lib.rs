@@ -10,7 +10,8 @@
 //! - [`routes`]: the route table (method, template, access level) and matcher.
 //! - [`app`]: [`App`], the state shared by requests, and [`App::handle`], the
 //!   router tests call without a socket.
-//! - `handlers`: one function per route; parse, call the store, respond.
+//! - `handlers`: one function per route (ops, reads, stock, reservations);
+//!   parse, call the store, respond.
 //! - [`dto`]: the JSON shapes; [`errors`]: domain errors to problems.
 //! - [`cache`]: availability in Redis; [`sweep`]: the expiry job;
 //!   [`metrics`]: what `/metrics` shows; [`clock`]: injectable time;

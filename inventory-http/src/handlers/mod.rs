@@ -1,0 +1,126 @@
+//! The route handlers: parse input into domain values, call the store, map
+//! the outcome to a response. No business rule lives here.
+
+mod ops;
+mod reads;
+mod reservations;
+mod stock;
+
+use std::str::FromStr;
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use inventory_core::{Command, Error, InventoryStore, Meta, Outcome, ProductId, Ttl, Version};
+use service_kit::server::RequestContext;
+use service_kit::{Body, Problem};
+
+use crate::app::App;
+use crate::errors::problem;
+
+/// `Retry-After` of a 503 from `/health/ready`.
+pub(crate) const NOT_READY_RETRY_AFTER_SECS: u64 = 5;
+
+/// Ledger entries returned when the client names no `limit`.
+pub(crate) const ADJUSTMENTS_PAGE_DEFAULT: usize = 50;
+
+type Handled = Result<Response<Body>, Problem>;
+
+fn parse_id<T: FromStr>(text: &str, field: &str) -> Result<T, Problem> {
+    T::from_str(text)
+        .map_err(|_| Problem::bad_request("invalid_id", format!("{field} must be a UUID")))
+}
+
+fn ttl(seconds: Option<i64>) -> Result<Ttl, Problem> {
+    seconds.map_or(Ok(Ttl::default()), |s| {
+        Ttl::from_secs(s).map_err(|e| problem(&e))
+    })
+}
+
+fn domain<T>(r: Result<T, Error>) -> Result<T, Problem> {
+    r.map_err(|e| problem(&e))
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// True when `If-None-Match` lists `tag` or `*` (weak comparison).
+fn none_match(headers: &HeaderMap, tag: &HeaderValue) -> bool {
+    let tag = tag.to_str().unwrap_or("");
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == tag)
+}
+
+/// The version an `If-Match` names: exactly one strong tag `"N"`.
+fn if_match(headers: &HeaderMap) -> Result<Version, Problem> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Err(Problem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            "Precondition required",
+            "send If-Match with the ETag of the item you read",
+        ));
+    };
+    raw.to_str()
+        .ok()
+        .map(str::trim)
+        .and_then(|t| t.strip_prefix('"')?.strip_suffix('"'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(Version::new)
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_if_match",
+                "If-Match must be one strong ETag such as \"3\"",
+            )
+        })
+}
+
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl<S: InventoryStore> App<S> {
+    fn meta(&self, ctx: &RequestContext) -> Meta {
+        Meta {
+            now: self.clock.now(),
+            correlation_id: Some(ctx.request_id.as_str().to_owned()),
+        }
+    }
+
+    /// Runs a command, then drops the cached figures of `touched` products.
+    async fn execute(
+        &self,
+        command: Command,
+        ctx: &RequestContext,
+        touched: &[ProductId],
+    ) -> Result<Outcome, Error> {
+        let outcome = self.store.execute(command, &self.meta(ctx)).await;
+        // Business errors may still have expired overdue reservations on the
+        // way, so only operating errors (nothing committed) skip invalidation.
+        let committed_something = outcome.as_ref().map_or_else(|e| !is_operating(e), |_| true);
+        if let (true, Some(cache)) = (committed_something, &self.cache) {
+            cache.invalidate(touched).await;
+        }
+        outcome
+    }
+}
+
+fn is_operating(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Contention | Error::Unavailable { .. } | Error::Storage { .. }
+    )
+}
+
+fn unexpected(outcome: &Outcome) -> Problem {
+    tracing::error!(?outcome, "store returned an outcome of another command");
+    Problem::internal()
+}

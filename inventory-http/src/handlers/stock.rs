@@ -1,0 +1,113 @@
+//! Stock management: create an item, set its quantity (`If-Match`), adjust it
+//! with a reason.
+
+use http::{header, HeaderValue, Request, StatusCode};
+use inventory_core::{
+    Command, Error, InventoryStore, Outcome, ProductId, Reason, StockDelta, StockLevel,
+};
+use service_kit::body::read_json;
+use service_kit::response;
+use service_kit::server::RequestContext;
+
+use crate::app::App;
+use crate::auth::Caller;
+use crate::dto::{
+    AdjustRequest, Availability, CreateItemRequest, SetQuantityRequest, SET_QUANTITY_REASON_DEFAULT,
+};
+
+use super::{domain, etag, if_match, parse_id, unexpected, Handled};
+
+impl<S: InventoryStore> App<S> {
+    pub(crate) async fn create_item<B>(
+        &self,
+        request: Request<B>,
+        caller: &Caller,
+        ctx: &RequestContext,
+    ) -> Handled
+    where
+        B: hyper::body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let req: CreateItemRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
+        let product_id = ProductId::from_uuid(req.product_id);
+        let command = Command::CreateItem {
+            product_id,
+            quantity: domain(StockLevel::new(req.quantity))?,
+            actor: caller.actor.clone(),
+        };
+        let outcome = domain(self.execute(command, ctx, &[product_id]).await)?;
+        let Outcome::Created(item) = outcome else {
+            return Err(unexpected(&outcome));
+        };
+        self.metrics.stock(&item);
+        let a = Availability::from(&item);
+        let mut resp = response::json(StatusCode::CREATED, &a);
+        resp.headers_mut().insert(header::ETAG, etag(a.version));
+        if let Ok(v) = HeaderValue::from_str(&format!("/api/inventory/{product_id}")) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Ok(resp)
+    }
+
+    pub(crate) async fn set_quantity<B>(
+        &self,
+        param: &str,
+        request: Request<B>,
+        caller: &Caller,
+        ctx: &RequestContext,
+    ) -> Handled
+    where
+        B: hyper::body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let product_id: ProductId = parse_id(param, "product_id")?;
+        let expected_version = if_match(request.headers())?;
+        let (parts, body) = request.into_parts();
+        let req: SetQuantityRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
+        let reason = req.reason.as_deref().unwrap_or(SET_QUANTITY_REASON_DEFAULT);
+        let command = Command::SetQuantity {
+            product_id,
+            quantity: domain(StockLevel::new(req.quantity))?,
+            expected_version,
+            reason: domain(Reason::new(reason))?,
+            actor: caller.actor.clone(),
+        };
+        self.item_outcome(self.execute(command, ctx, &[product_id]).await)
+    }
+
+    pub(crate) async fn adjust<B>(
+        &self,
+        param: &str,
+        request: Request<B>,
+        caller: &Caller,
+        ctx: &RequestContext,
+    ) -> Handled
+    where
+        B: hyper::body::Body + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let product_id: ProductId = parse_id(param, "product_id")?;
+        let (parts, body) = request.into_parts();
+        let req: AdjustRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
+        let command = Command::Adjust {
+            product_id,
+            delta: domain(StockDelta::new(req.delta))?,
+            reason: domain(Reason::new(&req.reason))?,
+            actor: caller.actor.clone(),
+        };
+        self.item_outcome(self.execute(command, ctx, &[product_id]).await)
+    }
+
+    fn item_outcome(&self, outcome: Result<Outcome, Error>) -> Handled {
+        let outcome = domain(outcome)?;
+        let Outcome::Item { item, .. } = outcome else {
+            return Err(unexpected(&outcome));
+        };
+        self.metrics.stock(&item);
+        let a = Availability::from(&item);
+        let mut resp = response::json(StatusCode::OK, &a);
+        resp.headers_mut().insert(header::ETAG, etag(a.version));
+        Ok(resp)
+    }
+}
