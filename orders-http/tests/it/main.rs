@@ -2,9 +2,11 @@
 //! PostgreSQL, and the order flows against a real inventory-http on a socket
 //! (memory stores, and PostgreSQL-backed inventory and orders).
 //!
-//! PostgreSQL tests work in schemas of their own; without a reachable server
-//! they print why they were skipped, unless `REQUIRE_SERVICES=1`.
+//! PostgreSQL tests work in schemas of their own and RabbitMQ tests on
+//! exchanges and queues of their own; without a reachable server they print
+//! why they were skipped, unless `REQUIRE_SERVICES=1`.
 
+mod events;
 mod flows;
 mod saga;
 mod support;
@@ -146,4 +148,69 @@ async fn two_instances_share_sagas_postgres() {
         return;
     };
     saga::two_instances_never_run_one_saga_twice(ord.orders_store().await).await;
+}
+
+/// An order's life as events through the in-process bus (memory stores).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_events_in_process() {
+    events::order_life_in_process().await;
+}
+
+/// An order's life as events through RabbitMQ, orders on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_events_rabbitmq_postgres() {
+    let Some(ord) = TestSchema::create().await else {
+        return;
+    };
+    events::order_life_rabbitmq(ord.orders_store().await).await;
+}
+
+/// A duplicated inventory event is applied once (memory store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_inventory_event_applied_once_memory() {
+    events::duplicate_applied_once_in_process(memory()).await;
+}
+
+/// A duplicated inventory event is applied once (PostgreSQL dedup table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_inventory_event_applied_once_postgres() {
+    let Some(ord) = TestSchema::create().await else {
+        return;
+    };
+    events::duplicate_applied_once_in_process(ord.orders_store().await).await;
+}
+
+/// An expired hold reported by inventory's event goes to the saga's policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_event_hands_order_to_saga() {
+    events::expired_event_hands_order_to_saga().await;
+}
+
+/// Poison messages are dead-lettered, later ones flow, duplicates are
+/// absorbed (RabbitMQ, orders on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_postgres() {
+    let Some(ord) = TestSchema::create().await else {
+        return;
+    };
+    events::poison_dead_lettered_and_duplicates_absorbed(ord.orders_store().await).await;
+}
+
+/// Poison messages are dead-lettered, later ones flow, duplicates are
+/// absorbed (RabbitMQ, memory store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_memory() {
+    events::poison_dead_lettered_and_duplicates_absorbed(memory()).await;
+}
+
+/// Readiness is 503 while the broker is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_while_broker_down() {
+    events::not_ready_while_broker_down().await;
+}
+
+/// The 101st request of a minute gets 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_refuses_the_101st_request() {
+    events::the_101st_request_is_rate_limited().await;
 }

@@ -200,6 +200,18 @@ impl<S: InventoryStore> Inventory<S> {
         (p, c, all.len() - p - c)
     }
 
+    /// Expires a reservation now (as inventory's sweep would), directly in
+    /// the store.
+    pub(crate) async fn expire(&self, reservation: Uuid) {
+        let expire = Command::Expire {
+            reservation_id: ReservationId::from_uuid(reservation),
+        };
+        self.store
+            .execute(expire, &self.meta())
+            .await
+            .expect("expire");
+    }
+
     /// Holds `quantity` units for another buyer, directly in the store.
     pub(crate) async fn hold_directly(&self, product: Uuid, quantity: i64) {
         let line = ReserveLine {
@@ -585,7 +597,7 @@ impl TestSchema {
     }
 }
 
-fn skip<T>(reason: &str) -> Option<T> {
+pub(crate) fn skip<T>(reason: &str) -> Option<T> {
     if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") {
         panic!("REQUIRE_SERVICES=1 but {reason}");
     }
