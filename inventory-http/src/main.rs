@@ -7,7 +7,8 @@ use inventory_http::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    service_kit::telemetry::init(service_kit::telemetry::LOG_FILTER_DEFAULT);
+    let _logs =
+        service_kit::telemetry::init_non_blocking(service_kit::telemetry::LOG_FILTER_DEFAULT);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "inventory-http listening");
     inventory_http::run(listener, config, service_kit::shutdown_signal()).await?;
