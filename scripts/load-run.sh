@@ -44,8 +44,10 @@ trap cleanup EXIT
 
 RUST_LOG="$INVENTORY_LOG" RATE_LIMIT_PER_MINUTE=0 LISTEN_ADDR="$INVENTORY_ADDR" \
   "${SERVER_PIN[@]}" "$TARGET_DIR/release/inventory-http" >/dev/null 2>&1 &
+INVENTORY_PID=$!
 pids+=($!)
 "${SERVER_PIN[@]}" "$TARGET_DIR/release/examples/bare_server" "$BARE_ADDR" >/dev/null 2>&1 &
+BARE_PID=$!
 pids+=($!)
 
 wait_up() { for _ in $(seq 1 100); do curl -fs "http://$1$2" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server $1 did not start" >&2; exit 1; }
@@ -57,17 +59,26 @@ PRODUCT=6f1c2a8e-2b7d-4a1e-9c3f-0d5e8b7a6c41
 curl -fs -X POST "http://$INVENTORY_ADDR/api/inventory/items" -H 'content-type: application/json' \
   -d "{\"product_id\":\"$PRODUCT\",\"quantity\":1000}" >/dev/null
 
-# Prints "req/s p50 p99" for one URL.
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK="$(getconf CLK_TCK)"
+
+# Prints "req/s p50 p99 cpu_us_per_request" for one URL served by process $2.
+# CPU time per request is what the server spent, whatever else the machine did.
 measure() {
   "${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP_SECS}s" "$1" >/dev/null
-  local out
+  local out before after
+  before="$(cpu_ticks "$2")"
   out="$("${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION_SECS}s" --latency "$1")"
+  after="$(cpu_ticks "$2")"
   if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx answers from $1" >&2; echo "$out" >&2; exit 1; fi
-  local rps p50 p99
+  local rps p50 p99 requests cpu
   rps="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
   p50="$(echo "$out" | awk '$1=="50%" {print $2}')"
   p99="$(echo "$out" | awk '$1=="99%" {print $2}')"
-  echo "$rps $p50 $p99"
+  requests="$(echo "$out" | awk '/requests in/ {print $1}')"
+  cpu="$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
+  echo "$rps $p50 $p99 $cpu"
 }
 
 # Latency text (e.g. 850.00us, 1.20ms, 2.00s) to milliseconds.
@@ -77,22 +88,22 @@ median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 : > /tmp/load-run.bare
 : > /tmp/load-run.inventory
 for round in $(seq 1 "$ROUNDS"); do
-  read -r rps p50 p99 < <(measure "http://$BARE_ADDR/")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")" >> /tmp/load-run.bare
-  read -r rps p50 p99 < <(measure "http://$INVENTORY_ADDR/api/inventory/$PRODUCT")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")" >> /tmp/load-run.inventory
+  read -r rps p50 p99 cpu < <(measure "http://$BARE_ADDR/" "$BARE_PID")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu" >> /tmp/load-run.bare
+  read -r rps p50 p99 cpu < <(measure "http://$INVENTORY_ADDR/api/inventory/$PRODUCT" "$INVENTORY_PID")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu" >> /tmp/load-run.inventory
   echo "round $round: bare $(tail -1 /tmp/load-run.bare) | inventory $(tail -1 /tmp/load-run.inventory)" >&2
 done
 col() { awk -v c="$2" '{ print $c }' "$1" | median; }
-bare_rps="$(col /tmp/load-run.bare 1)"; bare_p50="$(col /tmp/load-run.bare 2)"; bare_p99="$(col /tmp/load-run.bare 3)"
-inv_rps="$(col /tmp/load-run.inventory 1)"; inv_p50="$(col /tmp/load-run.inventory 2)"; inv_p99="$(col /tmp/load-run.inventory 3)"
+bare_rps="$(col /tmp/load-run.bare 1)"; bare_p50="$(col /tmp/load-run.bare 2)"; bare_p99="$(col /tmp/load-run.bare 3)"; bare_cpu="$(col /tmp/load-run.bare 4)"
+inv_rps="$(col /tmp/load-run.inventory 1)"; inv_p50="$(col /tmp/load-run.inventory 2)"; inv_p99="$(col /tmp/load-run.inventory 3)"; inv_cpu="$(col /tmp/load-run.inventory 4)"
 ratio="$(awk -v a="$inv_rps" -v b="$bare_rps" 'BEGIN {printf "%.2f", a / b}')"
 
 pinning="unpinned"
 [ "${#SERVER_PIN[@]}" -gt 0 ] && pinning="server on CPU 0, wrk on CPU 1"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION_SECS}s --latency, ${WARMUP_SECS}s warm-up, median of $ROUNDS alternating rounds; $(nproc) cores ($pinning); load average before: $LOAD_BEFORE; $(date -u +%Y-%m-%dT%H:%MZ); server RUST_LOG=$INVENTORY_LOG"
 echo
-echo "| server | req/s | p50 (ms) | p99 (ms) | req/s vs bare |"
-echo "|---|---:|---:|---:|---:|"
-echo "| bare hyper, fixed JSON | $bare_rps | $bare_p50 | $bare_p99 | 1.00 |"
-echo "| inventory-http GET /api/inventory/{id}, memory store | $inv_rps | $inv_p50 | $inv_p99 | $ratio |"
+echo "| server | req/s | p50 (ms) | p99 (ms) | server CPU per request (µs) | req/s vs bare |"
+echo "|---|---:|---:|---:|---:|---:|"
+echo "| bare hyper, fixed JSON | $bare_rps | $bare_p50 | $bare_p99 | $bare_cpu | 1.00 |"
+echo "| inventory-http GET /api/inventory/{id}, memory store | $inv_rps | $inv_p50 | $inv_p99 | $inv_cpu | $ratio |"
