@@ -24,11 +24,11 @@ enum Mode {
     /// Inventory, orders and the gateway in one process (the default).
     All(AllArgs),
     /// The inventory service alone.
-    Inventory(inventory_http::Config),
+    Inventory(Box<inventory_http::Config>),
     /// The orders service alone.
-    Orders(orders_http::config::Config),
+    Orders(Box<orders_http::config::Config>),
     /// The gateway alone (or `shop gateway token ...`).
-    Gateway(gateway::Cli),
+    Gateway(Box<gateway::Cli>),
 }
 
 #[derive(Debug, Args)]
@@ -52,17 +52,15 @@ async fn main() -> anyhow::Result<()> {
         orders_listen: stack::ORDERS_LISTEN_DEFAULT.parse()?,
         gateway_listen: stack::GATEWAY_LISTEN_DEFAULT.parse()?,
     }));
-    if let Mode::Gateway(gateway::Cli {
-        command: Some(gateway::Command::Token(args)),
-        config,
-    }) = &mode
-    {
-        let token = gateway::token::mint(config, args)?;
-        #[allow(clippy::print_stdout, reason = "the token is the command's output")]
-        {
-            println!("{token}");
+    if let Mode::Gateway(cli) = &mode {
+        if let Some(gateway::Command::Token(args)) = &cli.command {
+            let token = gateway::token::mint(&cli.config, args)?;
+            #[allow(clippy::print_stdout, reason = "the token is the command's output")]
+            {
+                println!("{token}");
+            }
+            return Ok(());
         }
-        return Ok(());
     }
     // The whole stack logs only warnings by default, so the walk-through it
     // prints stays readable; RUST_LOG=info shows every request.
@@ -76,13 +74,13 @@ async fn main() -> anyhow::Result<()> {
         Mode::Inventory(config) => {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "inventory listening");
-            inventory_http::run(listener, config, service_kit::shutdown_signal()).await?;
+            inventory_http::run(listener, *config, service_kit::shutdown_signal()).await?;
             Ok(())
         }
         Mode::Orders(config) => {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "orders listening");
-            orders_http::run(listener, config, service_kit::shutdown_signal()).await?;
+            orders_http::run(listener, *config, service_kit::shutdown_signal()).await?;
             Ok(())
         }
         Mode::Gateway(cli) => {
@@ -190,8 +188,7 @@ mod tests {
         ]);
         assert!(matches!(
             token.unwrap().mode,
-            Some(Mode::Gateway(gateway::Cli { command: Some(gateway::Command::Token(t)), .. }))
-                if t.sub == "a"
+            Some(Mode::Gateway(cli)) if matches!(&cli.command, Some(gateway::Command::Token(t)) if t.sub == "a")
         ));
         assert!(Cli::try_parse_from(["shop", "warehouse"]).is_err());
     }
