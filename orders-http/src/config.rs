@@ -384,3 +384,33 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flags read the same variables, with the same defaults, as
+    /// event-bus's own configuration of the orders service.
+    #[test]
+    fn events_settings_match_event_bus() {
+        let config = Config::try_parse_from(["orders-http"]).expect("the environment parses");
+        let from_env = EventsConfig::orders_from_env().expect("the environment parses");
+        let settings = config.events(InProcessBus::new());
+        assert_eq!(settings.config, from_env);
+        assert_eq!(settings.queue, EventsConfig::orders_inventory_queue());
+    }
+
+    /// The rate limit defaults to inventory-http's 100 a minute; 0 disables it.
+    #[test]
+    fn rate_limit_defaults_and_disables() {
+        let mut config = Config::embedded();
+        let limits = config.rate_limit().expect("on by default");
+        assert_eq!(limits.requests_per_window, RATE_LIMIT_PER_MINUTE_DEFAULT);
+        assert_eq!(
+            limits.window,
+            std::time::Duration::from_secs(RATE_LIMIT_WINDOW_SECS)
+        );
+        config.rate_limit_per_minute = 0;
+        assert!(config.rate_limit().is_none());
+    }
+}
