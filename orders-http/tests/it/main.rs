@@ -6,6 +6,7 @@
 //! exchanges and queues of their own; without a reachable server they print
 //! why they were skipped, unless `REQUIRE_SERVICES=1`.
 
+mod bus;
 mod events;
 mod flows;
 mod saga;
