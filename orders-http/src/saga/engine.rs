@@ -216,7 +216,7 @@ impl SagaEngine {
     }
 
     /// Starts every pending saga of the store now, then again every
-    /// `resume_interval_ms`, until [`SagaEngine::stop`].
+    /// `resume_interval_ms`, until [`SagaEngine::shutdown`].
     pub fn spawn_resumer(self: &Arc<Self>) {
         let engine = Arc::clone(self);
         let interval = Duration::from_millis(self.config.resume_interval_ms.max(1));
