@@ -20,6 +20,7 @@ use crate::auth::Guard;
 use crate::cache::{AvailabilityCache, Redis};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::events::EventsStatus;
 use crate::metrics::InventoryMetrics;
 use crate::routes::{match_route, Matched, RouteId};
 use crate::sweep::SweepSettings;
@@ -64,6 +65,7 @@ pub struct App<S> {
     pub(crate) body_bytes_max: usize,
     pub(crate) sweep: SweepSettings,
     pub(crate) openapi: Bytes,
+    pub(crate) events: Option<EventsStatus>,
 }
 
 impl<S> std::fmt::Debug for App<S> {
@@ -130,7 +132,16 @@ impl<S: InventoryStore> App<S> {
                 batches_per_run_max: config.sweep_batches_per_run_max,
             },
             openapi: crate::openapi::document_json().map_err(StartError::OpenApi)?,
+            events: None,
         })
+    }
+
+    /// The application with readiness and metrics reporting the event relay
+    /// behind `status`.
+    #[must_use]
+    pub fn with_events(mut self, status: EventsStatus) -> Self {
+        self.events = Some(status);
+        self
     }
 
     /// The store the application runs on.
@@ -197,7 +208,7 @@ impl<S: InventoryStore> App<S> {
         match matched.route.id {
             RouteId::Health => Ok(self.health()),
             RouteId::Ready => self.ready().await,
-            RouteId::Metrics => Ok(service_kit::metrics::render(&self.registry)),
+            RouteId::Metrics => Ok(self.render_metrics()),
             RouteId::OpenApi => Ok(self.openapi()),
             RouteId::BulkAvailability => self.bulk_availability(&request).await,
             RouteId::Availability => self.availability(param, request.headers()).await,
@@ -212,6 +223,15 @@ impl<S: InventoryStore> App<S> {
             RouteId::Adjustments => self.adjustments(param, &request).await,
             RouteId::Adjust => self.adjust(param, request, &caller, ctx).await,
         }
+    }
+}
+
+impl<S> App<S> {
+    fn render_metrics(&self) -> Response<Body> {
+        if let Some(events) = &self.events {
+            self.metrics.events(&events.health);
+        }
+        service_kit::metrics::render(&self.registry)
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use event_bus::{EventsConfig, QueueSpec, RelayConfig};
 use service_guard::{Algorithm, AuthConfig, ConfigError, KeySource};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
@@ -48,6 +49,13 @@ pub const RATE_LIMIT_KEY_PREFIX_DEFAULT: &str = "inventory-http:ratelimit";
 
 /// Default PostgreSQL pool size.
 pub const DB_POOL_SIZE_DEFAULT: u32 = 16;
+
+/// Default time sent outbox rows are kept before pruning, in seconds (7 days,
+/// event-bus's default).
+pub const OUTBOX_RETENTION_SECS_DEFAULT: u64 = event_bus::relay::RETENTION_DEFAULT_MS / 1_000;
+
+/// The topic binding of orders' queue of stock events.
+pub const STOCK_EVENTS_BINDING: &str = "inventory.stock.#";
 
 /// The server's configuration.
 #[derive(Clone, Debug, Parser)]
@@ -149,6 +157,25 @@ pub struct Config {
     /// Products that get their own stock gauge.
     #[arg(long, env = "STOCK_GAUGE_PRODUCTS_MAX", default_value_t = STOCK_GAUGE_PRODUCTS_MAX_DEFAULT)]
     pub stock_gauge_products_max: usize,
+
+    /// RabbitMQ URL the stock events are published to (persistent, with
+    /// publisher confirms); when absent they go to an in-process bus.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// Topic exchange of the stock events (routing key = event type).
+    #[arg(long, env = "INVENTORY_EVENTS_EXCHANGE", default_value = event_bus::INVENTORY_EXCHANGE)]
+    pub inventory_events_exchange: String,
+
+    /// Orders' queue of stock events, declared (with its dead-letter queue)
+    /// when the publisher connects so no early event is lost.
+    #[arg(long, env = "ORDERS_INVENTORY_QUEUE", default_value = event_bus::ORDERS_INVENTORY_QUEUE)]
+    pub orders_inventory_queue: String,
+
+    /// Time sent outbox rows are kept before pruning, in seconds (PostgreSQL;
+    /// the memory store forgets events once sent).
+    #[arg(long, env = "OUTBOX_RETENTION_SECS", default_value_t = OUTBOX_RETENTION_SECS_DEFAULT)]
+    pub outbox_retention_secs: u64,
 }
 
 impl Config {
@@ -179,6 +206,32 @@ impl Config {
             sweep_batch_max: SWEEP_BATCH_MAX_DEFAULT,
             sweep_batches_per_run_max: SWEEP_BATCHES_PER_RUN_MAX_DEFAULT,
             stock_gauge_products_max: STOCK_GAUGE_PRODUCTS_MAX_DEFAULT,
+            amqp_url: None,
+            inventory_events_exchange: event_bus::INVENTORY_EXCHANGE.to_owned(),
+            orders_inventory_queue: event_bus::ORDERS_INVENTORY_QUEUE.to_owned(),
+            outbox_retention_secs: OUTBOX_RETENTION_SECS_DEFAULT,
+        }
+    }
+
+    /// How the stock events are relayed: what
+    /// `event_bus::EventsConfig::inventory_from_env` reads from the same
+    /// variables, taken from this configuration (so flags work too, and
+    /// [`Config::embedded`] ignores the environment).
+    pub fn events(&self) -> EventsConfig {
+        let exchange = self.inventory_events_exchange.clone();
+        EventsConfig {
+            amqp_url: self.amqp_url.clone(),
+            queues: vec![QueueSpec::new(
+                &self.orders_inventory_queue,
+                &exchange,
+                STOCK_EVENTS_BINDING,
+            )],
+            exchange,
+            connection_name: "inventory-relay".to_owned(),
+            relay: RelayConfig {
+                retention_ms: self.outbox_retention_secs.saturating_mul(1_000),
+                ..RelayConfig::default()
+            },
         }
     }
 
@@ -241,5 +294,36 @@ mod tests {
         ]);
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.body_bytes_max, 10);
+    }
+
+    #[test]
+    fn events_default_to_the_in_process_bus_on_inventory_events() {
+        let events = Config::embedded().events();
+        assert_eq!(events.amqp_url, None);
+        assert_eq!(events.exchange, "inventory.events");
+        assert_eq!(events.queues[0].queue, "orders.inventory_events");
+        assert_eq!(events.queues[0].binding_keys, ["inventory.stock.#"]);
+        assert_eq!(events.relay.retention_ms, 7 * 24 * 3_600_000);
+    }
+
+    #[test]
+    fn events_flags_reach_the_relay() {
+        let events = Config::parse_from([
+            "inventory-http",
+            "--amqp-url",
+            "amqp://127.0.0.1:5672/%2f",
+            "--inventory-events-exchange",
+            "stock.x",
+            "--outbox-retention-secs",
+            "60",
+        ])
+        .events();
+        assert_eq!(
+            events.amqp_url.as_deref(),
+            Some("amqp://127.0.0.1:5672/%2f")
+        );
+        assert_eq!(events.exchange, "stock.x");
+        assert_eq!(events.queues[0].exchange, "stock.x");
+        assert_eq!(events.relay.retention_ms, 60_000);
     }
 }

@@ -16,6 +16,8 @@
 //! - [`cache`]: availability in Redis; [`sweep`]: the expiry job;
 //!   [`metrics`]: what `/metrics` shows; [`clock`]: injectable time;
 //!   [`auth`]: who may call what; [`openapi`]: the served document.
+//! - [`events`]: the relay of the store's outbox to RabbitMQ or an
+//!   in-process bus (event-bus), its readiness check and metrics.
 //!
 //! ## Invariants
 //!
@@ -35,6 +37,7 @@ pub mod clock;
 pub mod config;
 pub mod dto;
 pub mod errors;
+pub mod events;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
@@ -45,6 +48,7 @@ pub mod sweep;
 use std::future::Future;
 use std::sync::Arc;
 
+use event_bus::InProcessBus;
 use inventory_core::InventoryStore;
 use service_kit::ServerLimits;
 use tokio::net::TcpListener;
@@ -53,6 +57,7 @@ use tokio::sync::watch;
 pub use app::{App, StartError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
+pub use events::{EventsRelay, EventsStatus};
 pub use store::AnyStore;
 
 /// Serves `app` on `listener` with the expiry sweep running beside it, until
@@ -73,8 +78,9 @@ pub async fn serve_app<S: InventoryStore>(
     }
 }
 
-/// Runs the server as configured (store, Redis, limits) on `listener` until
-/// `shutdown` completes, reading time from the system clock.
+/// Runs the server as configured (store, Redis, events, limits) on
+/// `listener` until `shutdown` completes, reading time from the system clock.
+/// Without an AMQP URL the stock events go to a fresh in-process bus.
 ///
 /// # Errors
 /// [`StartError`] when the store cannot be opened or the configuration is
@@ -84,9 +90,24 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    run_with_bus(listener, config, InProcessBus::new(), shutdown).await
+}
+
+/// [`run`], with the stock events going to `bus` when no AMQP URL is
+/// configured: services in one process share one bus this way. The event
+/// relay stops after the HTTP server drained.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_bus(
+    listener: TcpListener,
+    config: Config,
+    bus: InProcessBus,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let addr = listener.local_addr()?;
-    let store = AnyStore::open(&config).await?;
-    let app = App::new(Arc::new(store), Arc::new(SystemClock), &config).await?;
+    let store = Arc::new(AnyStore::open(&config).await?);
+    let app = App::new(Arc::clone(&store), Arc::new(SystemClock), &config).await?;
     if app.guard.is_open() {
         if !service_guard::open_allowed(&addr) {
             return Err(StartError::Config(format!(
@@ -95,6 +116,9 @@ pub async fn run(
         }
         tracing::warn!(%addr, "no token key configured: every caller may write (loopback only)");
     }
+    let relay = EventsRelay::spawn(&store, &config.events(), &bus);
+    let app = app.with_events(relay.status());
     serve_app(listener, Arc::new(app), config.server_limits(), shutdown).await;
+    relay.stop().await;
     Ok(())
 }

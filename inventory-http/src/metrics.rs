@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use event_bus::RelayHealth;
 use inventory_core::{InventoryItem, ProductId};
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +40,9 @@ pub struct InventoryMetrics {
     reserved: Family<ProductLabel, Gauge>,
     tracked: Mutex<HashMap<ProductId, (Gauge, Gauge)>>,
     tracked_max: usize,
+    outbox_depth: Gauge,
+    events_published: Counter,
+    event_relay_failures: Counter,
 }
 
 impl InventoryMetrics {
@@ -70,6 +74,24 @@ impl InventoryMetrics {
             "Units reserved, for the first tracked products (last value seen by this instance)",
             reserved.clone(),
         );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "inventory_outbox_depth",
+            "Stock events waiting in the outbox (last measurement of this instance's relay)",
+            outbox_depth.clone(),
+        );
+        let events_published = Counter::default();
+        registry.register(
+            "inventory_events_published",
+            "Stock events this instance's relay published and the broker confirmed",
+            events_published.clone(),
+        );
+        let event_relay_failures = Counter::default();
+        registry.register(
+            "inventory_event_relay_failures",
+            "Failed relay attempts (broker or outbox), each followed by a back-off",
+            event_relay_failures.clone(),
+        );
         Self {
             http,
             reservations,
@@ -78,7 +100,18 @@ impl InventoryMetrics {
             reserved,
             tracked: Mutex::new(HashMap::new()),
             tracked_max,
+            outbox_depth,
+            events_published,
+            event_relay_failures,
         }
+    }
+
+    /// Brings the event metrics up to `health`'s counts (called before
+    /// rendering; the relay keeps the counts, this copies them).
+    pub fn events(&self, health: &RelayHealth) {
+        self.outbox_depth.set(gauge_value(health.outbox_depth()));
+        catch_up(&self.events_published, health.published());
+        catch_up(&self.event_relay_failures, health.failures());
     }
 
     /// Counts one reserve request's outcome.
@@ -113,6 +146,15 @@ impl InventoryMetrics {
         };
         gauges.0.set(gauge_value(item.available()));
         gauges.1.set(gauge_value(item.reserved()));
+    }
+}
+
+/// Raises `counter` to `total` (counters only grow; concurrent renders may
+/// both add, so the difference is taken from the counter's own value).
+fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
     }
 }
 

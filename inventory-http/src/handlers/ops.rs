@@ -8,6 +8,7 @@ use service_kit::{Body, Problem};
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::events::EventsStatus;
 
 use super::{Handled, NOT_READY_RETRY_AFTER_SECS};
 
@@ -28,10 +29,14 @@ impl<S: InventoryStore> App<S> {
         };
         let mut down = Vec::new();
         if !store_ok {
-            down.push("store");
+            down.push("store".to_owned());
         }
         if redis_ok == Some(false) {
-            down.push("redis");
+            down.push("redis".to_owned());
+        }
+        let events_problem = self.events.as_ref().and_then(EventsStatus::problem);
+        if let Some(p) = &events_problem {
+            down.push(p.clone());
         }
         if !down.is_empty() {
             return Err(Problem::unavailable(
@@ -45,9 +50,14 @@ impl<S: InventoryStore> App<S> {
             Some(false) => "down",
             None => "disabled",
         };
+        let events = self.events.as_ref().map(|_| events_problem.is_none());
         Ok(response::json(
             StatusCode::OK,
-            &json!({"status": "ready", "checks": {"store": "ok", "redis": state(redis_ok)}}),
+            &json!({"status": "ready", "checks": {
+                "store": "ok",
+                "redis": state(redis_ok),
+                "events": state(events),
+            }}),
         ))
     }
 

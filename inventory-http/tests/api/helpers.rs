@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use event_bus::InProcessBus;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use inventory_core::{InventoryStore, Timestamp};
-use inventory_http::{serve_app, App, Config, ManualClock};
+use inventory_http::{serve_app, AnyStore, App, Config, EventsRelay, ManualClock};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -33,6 +34,7 @@ pub struct TestApp<S: InventoryStore> {
     client: Client<HttpConnector, Full<Bytes>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+    relay: Option<EventsRelay>,
 }
 
 /// A response, fully read.
@@ -77,12 +79,34 @@ pub fn test_config() -> Config {
 
 /// Starts the server on an ephemeral port over `store` with `config`.
 pub async fn spawn_app<S: InventoryStore>(store: S, config: Config) -> TestApp<S> {
+    spawn_app_on(Arc::new(store), config, None).await
+}
+
+/// Starts the server over `store` with its event relay running as `config`
+/// says (`bus` when it names no AMQP URL); the relay stops after the server.
+pub async fn spawn_app_with_events(
+    store: AnyStore,
+    config: Config,
+    bus: &InProcessBus,
+) -> TestApp<AnyStore> {
+    let store = Arc::new(store);
+    let relay = EventsRelay::spawn(&store, &config.events(), bus);
+    spawn_app_on(store, config, Some(relay)).await
+}
+
+async fn spawn_app_on<S: InventoryStore>(
+    store: Arc<S>,
+    config: Config,
+    relay: Option<EventsRelay>,
+) -> TestApp<S> {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(CLOCK_START_MS)));
-    let app = Arc::new(
-        App::new(Arc::new(store), clock.clone(), &config)
-            .await
-            .expect("app builds"),
-    );
+    let mut app = App::new(store, clock.clone(), &config)
+        .await
+        .expect("app builds");
+    if let Some(relay) = &relay {
+        app = app.with_events(relay.status());
+    }
+    let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -101,6 +125,7 @@ pub async fn spawn_app<S: InventoryStore>(store: S, config: Config) -> TestApp<S
         client,
         stop: Some(stop),
         server: Some(server),
+        relay,
     }
 }
 
@@ -204,6 +229,9 @@ impl<S: InventoryStore> TestApp<S> {
         }
         if let Some(server) = self.server.take() {
             server.await.expect("server task");
+        }
+        if let Some(relay) = self.relay.take() {
+            relay.stop().await;
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cache;
+mod events;
 mod flows;
 mod guard;
 mod helpers;
