@@ -11,10 +11,11 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use inventory_core::InventoryStore;
 use prometheus_client::registry::Registry;
+use service_kit::guard::rate_limited;
 use service_kit::server::{Handler, RequestContext};
 use service_kit::{Body, Problem};
 
-use service_guard::{Authenticator, Limiter, RateDecision, RateLimitConfig};
+use service_guard::{Authenticator, Limiter, RateLimitConfig};
 
 use crate::auth::Guard;
 use crate::cache::{AvailabilityCache, Redis};
@@ -233,20 +234,6 @@ impl<S> App<S> {
         }
         service_kit::metrics::render(&self.registry)
     }
-}
-
-fn rate_limited(decision: &RateDecision) -> Problem {
-    let after = decision.retry_after.unwrap_or(decision.reset_after);
-    Problem::new(
-        http::StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "Too many requests",
-        format!(
-            "more than {} requests per minute from this client",
-            decision.limit
-        ),
-    )
-    .with_retry_after(after)
 }
 
 impl<S: InventoryStore> Handler for App<S> {

@@ -2,9 +2,10 @@
 //! request's bearer token into a [`Caller`] or a 401/403 problem, through
 //! service-guard. Public routes are not authenticated at all.
 
-use http::{header, HeaderMap, HeaderValue};
+use http::HeaderMap;
 use inventory_core::Actor;
-use service_guard::{authorize, AuthError, Authenticator, Role};
+use service_guard::{authorize, Authenticator, Role};
+use service_kit::guard::auth_problem;
 use service_kit::Problem;
 
 use crate::routes::Access;
@@ -49,8 +50,8 @@ impl Guard {
         let principal = self
             .authenticator
             .authenticate(headers)
-            .map_err(|e| problem(&e))?;
-        authorize(&principal, roles).map_err(|e| problem(&e))?;
+            .map_err(auth_problem)?;
+        authorize(&principal, roles).map_err(auth_problem)?;
         let actor = Actor::new(&principal.subject).unwrap_or_else(|_| Actor::system());
         Ok(Caller { actor })
     }
@@ -60,20 +61,4 @@ fn anonymous() -> Caller {
     Caller {
         actor: Actor::new(service_guard::auth::OPEN_SUBJECT).unwrap_or_else(|_| Actor::system()),
     }
-}
-
-fn problem(e: &AuthError) -> Problem {
-    let title = if e.status().as_u16() == 403 {
-        "Forbidden"
-    } else {
-        "Unauthorized"
-    };
-    let mut p = Problem::new(e.status(), e.code(), title, e.to_string());
-    if let Some(v) = e
-        .www_authenticate()
-        .and_then(|c| HeaderValue::from_str(&c).ok())
-    {
-        p = p.with_header(header::WWW_AUTHENTICATE, v);
-    }
-    p
 }

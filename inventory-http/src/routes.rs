@@ -1,10 +1,11 @@
 //! The route table: every route the server answers, as a method and a path
-//! template, and the matcher that picks one for a request (404 when no
-//! template fits the path, 405 with `Allow` when the method is wrong).
+//! template, and its matcher (service-kit's [`Router`]: 404 when no template
+//! fits the path, 405 with `Allow` when the method is wrong).
 //!
 //! The table is the single source of truth: the dispatcher, the metrics labels,
 //! authorization and the OpenAPI conformance test all read it.
 
+use service_kit::routing::{self, RouteSpec, Router};
 use service_kit::Problem;
 
 /// Which route a request matched.
@@ -170,81 +171,21 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
-/// Longest path, in segments, any route has; longer paths are 404 at once.
-const PATH_SEGMENTS_MAX: usize = 8;
+impl RouteSpec for Route {
+    fn method(&self) -> &'static str {
+        self.method
+    }
+
+    fn template(&self) -> &'static str {
+        self.template
+    }
+}
 
 /// A matched route and the value of its one path parameter, if any.
-#[derive(Clone, Debug)]
-pub struct Matched<'p> {
-    /// The route.
-    pub route: &'static Route,
-    /// The `{...}` segment's text.
-    pub param: Option<&'p str>,
-}
+pub type Matched<'p> = routing::Matched<'p, Route>;
 
-/// One segment of a parsed template.
-#[derive(Clone, Copy, Debug)]
-enum Part {
-    Literal(&'static str),
-    Param,
-}
-
-/// The table's templates, split into segments once (route matching runs on
-/// every request).
-struct Parsed {
-    route: &'static Route,
-    parts: Vec<Part>,
-    literals: usize,
-}
-
-fn parsed() -> &'static [Parsed] {
-    static PARSED: std::sync::OnceLock<Vec<Parsed>> = std::sync::OnceLock::new();
-    PARSED.get_or_init(|| {
-        ROUTES
-            .iter()
-            .map(|route| {
-                let parts: Vec<Part> = route
-                    .template
-                    .split('/')
-                    .skip(1)
-                    .map(|p| {
-                        if p.starts_with('{') {
-                            Part::Param
-                        } else {
-                            Part::Literal(p)
-                        }
-                    })
-                    .collect();
-                let literals = parts
-                    .iter()
-                    .filter(|p| matches!(p, Part::Literal(_)))
-                    .count();
-                Parsed {
-                    route,
-                    parts,
-                    literals,
-                }
-            })
-            .collect()
-    })
-}
-
-/// The parameter when `parts` fits `segments` (`Some(None)` for a template
-/// without one), `None` when it does not fit.
-fn fit<'p>(parts: &[Part], segments: &[&'p str]) -> Option<Option<&'p str>> {
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut param = None;
-    for (part, seg) in parts.iter().zip(segments) {
-        match part {
-            Part::Param if !seg.is_empty() => param = Some(*seg),
-            Part::Literal(lit) if lit == seg => {}
-            _ => return None,
-        }
-    }
-    Some(param)
-}
+/// The matcher of [`ROUTES`].
+pub static ROUTER: Router<Route> = Router::new(ROUTES);
 
 /// Finds the route for `method` and `path`; the template with the most
 /// literal segments wins. Allocates nothing unless it fails.
@@ -253,52 +194,7 @@ fn fit<'p>(parts: &[Part], segments: &[&'p str]) -> Option<Option<&'p str>> {
 /// 404 `route_not_found` when no template fits the path; 405
 /// `method_not_allowed` (with `Allow`) when templates fit but none has the method.
 pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Problem> {
-    if !path.starts_with('/') {
-        return Err(Problem::route_not_found(path));
-    }
-    let mut buf = [""; PATH_SEGMENTS_MAX];
-    let mut len = 0;
-    for seg in path[1..].split('/') {
-        if len == PATH_SEGMENTS_MAX {
-            return Err(Problem::route_not_found(path));
-        }
-        buf[len] = seg;
-        len += 1;
-    }
-    let segments = &buf[..len];
-    let mut best: Option<(usize, &'static str)> = None;
-    let mut hit: Option<Matched<'p>> = None;
-    for p in parsed() {
-        if best.is_some_and(|(b, _)| p.literals < b) {
-            continue;
-        }
-        let Some(param) = fit(&p.parts, segments) else {
-            continue;
-        };
-        if best.is_none_or(|(b, _)| p.literals > b) {
-            best = Some((p.literals, p.route.template));
-            hit = None;
-        }
-        let same_template = best.is_some_and(|(_, t)| t == p.route.template);
-        if same_template && p.route.method == method {
-            hit = Some(Matched {
-                route: p.route,
-                param,
-            });
-        }
-    }
-    if let Some(m) = hit {
-        return Ok(m);
-    }
-    let Some((_, template)) = best else {
-        return Err(Problem::route_not_found(path));
-    };
-    let allowed: Vec<&str> = ROUTES
-        .iter()
-        .filter(|r| r.template == template)
-        .map(|r| r.method)
-        .collect();
-    Err(Problem::method_not_allowed(&allowed))
+    ROUTER.find(method, path)
 }
 
 #[cfg(test)]

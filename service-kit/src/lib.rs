@@ -7,6 +7,9 @@
 //!
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with a stable `code`.
 //! - [`request_id`]: accept a sane `X-Request-Id` or generate one.
+//! - [`routing`]: the matcher of a server's route table (404, 405 with
+//!   `Allow`), templates parsed once, no allocation per request.
+//! - [`guard`]: service-guard's auth and rate-limit verdicts as problems.
 //! - [`body`]: read a request body under a size limit, check its content type,
 //!   parse JSON (413, 415 and 400 as problems).
 //! - [`response`]: small builders for JSON responses.
@@ -26,10 +29,12 @@
 //!   router, never raw paths.
 
 pub mod body;
+pub mod guard;
 pub mod metrics;
 pub mod problem;
 pub mod request_id;
 pub mod response;
+pub mod routing;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,259 @@
+//! Route matching for a server's route table: a `const` array of rows, each
+//! with a method and a path template whose `{name}` segments match any one
+//! non-empty segment. The table stays the server's single list of routes;
+//! [`Router`] only finds the row for a request: 404 when no template fits
+//! the path, 405 with `Allow` when one fits but not with that method.
+
+use std::sync::OnceLock;
+
+use crate::Problem;
+
+/// Most segments a template may have; a longer path is 404 without looking
+/// at the table (and matching needs no allocation).
+pub const PATH_SEGMENTS_MAX: usize = 16;
+
+/// A row of a route table, as the matcher sees it.
+pub trait RouteSpec: Sync + 'static {
+    /// The HTTP method, e.g. `GET`.
+    fn method(&self) -> &'static str;
+    /// The path template, e.g. `/api/orders/{id}/status`: at most one
+    /// `{...}` segment and [`PATH_SEGMENTS_MAX`] segments.
+    fn template(&self) -> &'static str;
+}
+
+/// A matched row and the value of its path parameter, if it has one.
+#[derive(Debug)]
+pub struct Matched<'p, R: 'static> {
+    /// The row.
+    pub route: &'static R,
+    /// The `{...}` segment's text.
+    pub param: Option<&'p str>,
+}
+
+impl<R> Clone for Matched<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Matched<'_, R> {}
+
+/// One segment of a parsed template.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Literal(&'static str),
+    Param,
+}
+
+/// A template split into segments.
+#[derive(Debug)]
+struct Parsed<R: 'static> {
+    route: &'static R,
+    parts: Vec<Part>,
+    literals: usize,
+}
+
+/// The matcher of one route table. Built in a `static` with [`Router::new`];
+/// the templates are parsed on the first request.
+#[derive(Debug)]
+pub struct Router<R: 'static> {
+    routes: &'static [R],
+    parsed: OnceLock<Vec<Parsed<R>>>,
+}
+
+impl<R: RouteSpec> Router<R> {
+    /// The matcher of `routes`.
+    pub const fn new(routes: &'static [R]) -> Self {
+        Self {
+            routes,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The table.
+    pub fn routes(&self) -> &'static [R] {
+        self.routes
+    }
+
+    fn parsed(&self) -> &[Parsed<R>] {
+        self.parsed
+            .get_or_init(|| self.routes.iter().map(parse).collect())
+    }
+
+    /// Finds the row for `method` and `path`: among the templates that fit
+    /// the path, the one with the most literal segments (the first in the
+    /// table on a tie) decides. Allocates nothing unless it fails.
+    ///
+    /// # Errors
+    /// 404 `route_not_found` when no template fits the path; 405
+    /// `method_not_allowed` (with `Allow`) when the best template has no row
+    /// with `method`.
+    pub fn find<'p>(&self, method: &str, path: &'p str) -> Result<Matched<'p, R>, Problem> {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(Problem::route_not_found(path));
+        };
+        let mut buf = [""; PATH_SEGMENTS_MAX];
+        let mut len = 0;
+        for seg in rest.split('/') {
+            if len == PATH_SEGMENTS_MAX {
+                return Err(Problem::route_not_found(path));
+            }
+            buf[len] = seg;
+            len += 1;
+        }
+        let segments = &buf[..len];
+        let mut best: Option<(usize, &'static str)> = None;
+        let mut hit: Option<Matched<'p, R>> = None;
+        for p in self.parsed() {
+            if best.is_some_and(|(b, _)| p.literals < b) {
+                continue;
+            }
+            let Some(param) = fit(&p.parts, segments) else {
+                continue;
+            };
+            if best.is_none_or(|(b, _)| p.literals > b) {
+                best = Some((p.literals, p.route.template()));
+                hit = None;
+            }
+            let same_template = best.is_some_and(|(_, t)| t == p.route.template());
+            if same_template && hit.is_none() && p.route.method() == method {
+                hit = Some(Matched {
+                    route: p.route,
+                    param,
+                });
+            }
+        }
+        if let Some(m) = hit {
+            return Ok(m);
+        }
+        let Some((_, template)) = best else {
+            return Err(Problem::route_not_found(path));
+        };
+        let allowed: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|r| r.template() == template)
+            .map(RouteSpec::method)
+            .collect();
+        Err(Problem::method_not_allowed(&allowed))
+    }
+}
+
+fn parse<R: RouteSpec>(route: &'static R) -> Parsed<R> {
+    let template = route.template();
+    assert!(
+        template.starts_with('/'),
+        "template {template} starts with /"
+    );
+    let parts: Vec<Part> = template
+        .split('/')
+        .skip(1)
+        .map(|p| {
+            if p.starts_with('{') {
+                Part::Param
+            } else {
+                Part::Literal(p)
+            }
+        })
+        .collect();
+    assert!(
+        parts.len() <= PATH_SEGMENTS_MAX,
+        "template {template} has more than {PATH_SEGMENTS_MAX} segments"
+    );
+    let literals = parts
+        .iter()
+        .filter(|p| matches!(p, Part::Literal(_)))
+        .count();
+    assert!(
+        parts.len() - literals <= 1,
+        "template {template} has more than one parameter"
+    );
+    Parsed {
+        route,
+        parts,
+        literals,
+    }
+}
+
+/// The parameter when `parts` fits `segments` (`Some(None)` for a template
+/// without one), `None` when it does not fit.
+fn fit<'p>(parts: &[Part], segments: &[&'p str]) -> Option<Option<&'p str>> {
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut param = None;
+    for (part, seg) in parts.iter().zip(segments) {
+        match part {
+            Part::Param if !seg.is_empty() => param = Some(*seg),
+            Part::Literal(lit) if lit == seg => {}
+            _ => return None,
+        }
+    }
+    Some(param)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Row(&'static str, &'static str);
+
+    impl RouteSpec for Row {
+        fn method(&self) -> &'static str {
+            self.0
+        }
+        fn template(&self) -> &'static str {
+            self.1
+        }
+    }
+
+    const ROWS: &[Row] = &[
+        Row("GET", "/health"),
+        Row("GET", "/items/{id}"),
+        Row("PUT", "/items/{id}"),
+        Row("POST", "/items/reserve"),
+        Row("DELETE", "/items/reserve/{id}"),
+        Row("GET", "/items/{id}/log"),
+    ];
+
+    static ROUTER: Router<Row> = Router::new(ROWS);
+
+    fn status(method: &str, path: &str) -> u16 {
+        ROUTER.find(method, path).unwrap_err().status().as_u16()
+    }
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        let m = ROUTER.find("POST", "/items/reserve").unwrap();
+        assert_eq!((m.route, m.param), (&ROWS[3], None));
+        let m = ROUTER.find("PUT", "/items/abc").unwrap();
+        assert_eq!((m.route, m.param), (&ROWS[2], Some("abc")));
+        let m = ROUTER.find("DELETE", "/items/reserve/x").unwrap();
+        assert_eq!((m.route, m.param), (&ROWS[4], Some("x")));
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow_and_unknown_path_is_404() {
+        let p = ROUTER.find("DELETE", "/items/abc").unwrap_err();
+        assert_eq!(p.status().as_u16(), 405);
+        let resp = p.into_response(&crate::RequestId::parse("t").unwrap());
+        assert_eq!(resp.headers()["allow"], "GET, PUT");
+        assert_eq!(status("GET", "/items/reserve"), 405);
+        assert_eq!(status("GET", "/nope"), 404);
+        assert_eq!(status("GET", "/items//log"), 404, "empty parameter");
+        assert_eq!(status("GET", "health"), 404, "no leading slash");
+        assert_eq!(
+            status("GET", "/items/reserve/log"),
+            405,
+            "ties go to the first template in the table"
+        );
+    }
+
+    #[test]
+    fn paths_longer_than_any_template_bound_are_404() {
+        let long = "/a".repeat(PATH_SEGMENTS_MAX + 1);
+        assert_eq!(status("GET", &long), 404);
+        assert_eq!(ROUTER.routes().len(), ROWS.len());
+    }
+}
