@@ -11,6 +11,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use inventory_core::InventoryStore;
 use prometheus_client::registry::Registry;
+use service_kit::body::RequestBody;
 use service_kit::guard::rate_limited;
 use service_kit::server::{Handler, RequestContext};
 use service_kit::{Body, Problem};
@@ -152,12 +153,11 @@ impl<S: InventoryStore> App<S> {
 
     /// Handles one request: route, authorize, run the handler, record metrics.
     /// Never fails and never panics on client input: every error is a problem.
-    pub async fn handle<B>(&self, request: Request<B>, ctx: RequestContext) -> Response<Body>
-    where
-        B: hyper::body::Body + Send,
-        B::Data: Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    pub async fn handle<B: RequestBody>(
+        &self,
+        request: Request<B>,
+        ctx: RequestContext,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = request.method().clone();
         let uri = request.uri().clone();
@@ -193,17 +193,12 @@ impl<S: InventoryStore> App<S> {
         response
     }
 
-    async fn authorized<B>(
+    async fn authorized<B: RequestBody>(
         &self,
         matched: Matched<'_>,
         request: Request<B>,
         ctx: &RequestContext,
-    ) -> Result<Response<Body>, Problem>
-    where
-        B: hyper::body::Body + Send,
-        B::Data: Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    ) -> Result<Response<Body>, Problem> {
         let caller = self.guard.check(request.headers(), matched.route.access)?;
         let param = matched.param.unwrap_or("");
         match matched.route.id {

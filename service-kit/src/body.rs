@@ -17,6 +17,19 @@ pub const BODY_BYTES_MAX_DEFAULT: usize = 64 * 1024;
 /// a reset connection. Past this the connection is simply closed.
 pub const DRAIN_BYTES_MAX: usize = 1024 * 1024;
 
+/// A request body handlers can read and move across tasks: a shorthand for
+/// the bounds every handler generic over its body repeats (tests pass
+/// `Full<Bytes>`, the server hyper's `Incoming`).
+pub trait RequestBody:
+    hyper::body::Body<Data: Send, Error: std::error::Error + Send + Sync + 'static> + Send
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data: Send, Error: std::error::Error + Send + Sync + 'static> + Send
+{
+}
+
 /// Reads a whole body, refusing it with 413 once it exceeds `limit_bytes`
 /// (checked against `Content-Length` first, then while reading).
 ///

@@ -5,7 +5,7 @@ use inventory_core::{
     Command, Error, InventoryStore, OrderId, Outcome, ProductId, Quantity, ReservationId, Reserve,
     ReserveLine, LINES_MAX,
 };
-use service_kit::body::read_json;
+use service_kit::body::{read_json, RequestBody};
 use service_kit::response;
 use service_kit::server::RequestContext;
 use service_kit::Problem;
@@ -47,11 +47,11 @@ impl<S: InventoryStore> App<S> {
         }
     }
 
-    pub(crate) async fn reserve<B>(&self, request: Request<B>, ctx: &RequestContext) -> Handled
-    where
-        B: hyper::body::Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    pub(crate) async fn reserve<B: RequestBody>(
+        &self,
+        request: Request<B>,
+        ctx: &RequestContext,
+    ) -> Handled {
         let (parts, body) = request.into_parts();
         let req: ReserveRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         let line = ReserveLine {
@@ -81,15 +81,11 @@ impl<S: InventoryStore> App<S> {
         Ok(resp)
     }
 
-    pub(crate) async fn reserve_lines<B>(
+    pub(crate) async fn reserve_lines<B: RequestBody>(
         &self,
         request: Request<B>,
         ctx: &RequestContext,
-    ) -> Handled
-    where
-        B: hyper::body::Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    ) -> Handled {
         let (parts, body) = request.into_parts();
         let req: ReserveLinesRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         if req.lines.len() > LINES_MAX {
@@ -123,11 +119,11 @@ impl<S: InventoryStore> App<S> {
         ))
     }
 
-    pub(crate) async fn confirm_body<B>(&self, request: Request<B>, ctx: &RequestContext) -> Handled
-    where
-        B: hyper::body::Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    pub(crate) async fn confirm_body<B: RequestBody>(
+        &self,
+        request: Request<B>,
+        ctx: &RequestContext,
+    ) -> Handled {
         let (parts, body) = request.into_parts();
         let req: ConfirmRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         self.finish(

@@ -5,7 +5,7 @@ use http::{header, HeaderValue, Request, StatusCode};
 use inventory_core::{
     Command, Error, InventoryStore, Outcome, ProductId, Reason, StockDelta, StockLevel,
 };
-use service_kit::body::read_json;
+use service_kit::body::{read_json, RequestBody};
 use service_kit::response;
 use service_kit::server::RequestContext;
 
@@ -18,16 +18,12 @@ use crate::dto::{
 use super::{domain, etag, if_match, parse_id, unexpected, Handled};
 
 impl<S: InventoryStore> App<S> {
-    pub(crate) async fn create_item<B>(
+    pub(crate) async fn create_item<B: RequestBody>(
         &self,
         request: Request<B>,
         caller: &Caller,
         ctx: &RequestContext,
-    ) -> Handled
-    where
-        B: hyper::body::Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    ) -> Handled {
         let (parts, body) = request.into_parts();
         let req: CreateItemRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         let product_id = ProductId::from_uuid(req.product_id);
@@ -50,17 +46,13 @@ impl<S: InventoryStore> App<S> {
         Ok(resp)
     }
 
-    pub(crate) async fn set_quantity<B>(
+    pub(crate) async fn set_quantity<B: RequestBody>(
         &self,
         param: &str,
         request: Request<B>,
         caller: &Caller,
         ctx: &RequestContext,
-    ) -> Handled
-    where
-        B: hyper::body::Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    ) -> Handled {
         let product_id: ProductId = parse_id(param, "product_id")?;
         let expected_version = if_match(request.headers())?;
         let (parts, body) = request.into_parts();
@@ -76,17 +68,13 @@ impl<S: InventoryStore> App<S> {
         self.item_outcome(self.execute(command, ctx, &[product_id]).await)
     }
 
-    pub(crate) async fn adjust<B>(
+    pub(crate) async fn adjust<B: RequestBody>(
         &self,
         param: &str,
         request: Request<B>,
         caller: &Caller,
         ctx: &RequestContext,
-    ) -> Handled
-    where
-        B: hyper::body::Body + Send,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    ) -> Handled {
         let product_id: ProductId = parse_id(param, "product_id")?;
         let (parts, body) = request.into_parts();
         let req: AdjustRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;

@@ -29,10 +29,23 @@ const POLL_PAUSE_MS: u64 = 20;
 /// The request id every change of the scripted run carries.
 const REQUEST_ID: &str = "abc";
 
-/// Creates an item, then reserves and confirms with `X-Request-Id: abc`;
+/// The request id of the item's creation.
+const CREATE_REQUEST_ID: &str = "create-1";
+
+/// Creates an item (`X-Request-Id: create-1`), then reserves and confirms
+/// with `X-Request-Id: abc`;
 /// returns the product and the reservation id.
 async fn reserve_and_confirm(t: &TestApp<AnyStore>) -> (Uuid, String) {
-    let product = t.create_item(5).await;
+    let product = Uuid::new_v4();
+    let create = serde_json::to_vec(&json!({"product_id": product, "quantity": 5})).unwrap();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-request-id", CREATE_REQUEST_ID),
+    ];
+    let created = t
+        .send(Method::POST, "/api/inventory/items", &headers, &create)
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
     let body = json!({"product_id": product, "quantity": 2, "order_id": Uuid::new_v4()});
     let bytes = serde_json::to_vec(&body).unwrap();
     let headers = [
@@ -99,8 +112,8 @@ async fn poll(t: &TestApp<AnyStore>, path: &str, done: impl Fn(&Reply) -> bool) 
         .unwrap_or_else(|_| panic!("{path} reached the expected state within {WAIT_MS} ms"))
 }
 
-/// The reserve and confirm envelopes carry the request id and the
-/// reservation, in that order, after the creation's event.
+/// The creation's, the reserve's and the confirm's envelopes, in that order,
+/// each carrying the id of the request that caused it.
 fn assert_reserve_confirm(seen: &[Envelope], reservation_id: &str) {
     let types: Vec<&str> = seen.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
@@ -116,7 +129,7 @@ fn assert_reserve_confirm(seen: &[Envelope], reservation_id: &str) {
         assert_eq!(e.payload["reservation_id"], reservation_id, "{e:?}");
         assert_eq!(e.source, "inventory");
     }
-    assert_ne!(seen[0].correlation_id.as_deref(), Some(REQUEST_ID));
+    assert_eq!(seen[0].correlation_id.as_deref(), Some(CREATE_REQUEST_ID));
 }
 
 /// Without an AMQP URL a reserve and a confirm reach the in-process bus the
