@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app_with_events, test_config, Reply, TestApp};
-use crate::stores::{memory, postgres, skip};
+use crate::stores::{clean_up, memory, postgres, skip};
 
 /// How long a test waits for an event or a readiness change before failing.
 const WAIT_MS: u64 = 15_000;
@@ -201,32 +201,25 @@ struct Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         let (url, spec) = (self.url.clone(), self.spec.clone());
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            runtime.block_on(async {
-                let Ok(connection) = rabbit::connect(&url, "inventory-http-test-cleanup").await
-                else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    for queue in [&spec.queue, &spec.dead_letter_queue] {
-                        let _ = channel
-                            .queue_delete(queue, QueueDeleteOptions::default())
-                            .await;
-                    }
-                    for exchange in [&spec.exchange, &spec.dead_letter_exchange] {
-                        let _ = channel
-                            .exchange_delete(exchange, ExchangeDeleteOptions::default())
-                            .await;
-                    }
+        clean_up(async move {
+            let Ok(connection) = rabbit::connect(&url, "inventory-http-test-cleanup").await else {
+                return;
+            };
+            if let Ok(channel) = connection.create_channel().await {
+                let queues = [&spec.queue, &spec.dead_letter_queue];
+                for queue in queues {
+                    let _ = channel
+                        .queue_delete(queue, QueueDeleteOptions::default())
+                        .await;
                 }
-                let _ = connection.close(200, "cleanup").await;
-            });
+                let exchanges = [&spec.exchange, &spec.dead_letter_exchange];
+                for exchange in exchanges {
+                    let options = ExchangeDeleteOptions::default();
+                    let _ = channel.exchange_delete(exchange, options).await;
+                }
+            }
+            let _ = connection.close(200, "cleanup").await;
         });
-        let _ = cleanup.join();
     }
 }
 
