@@ -16,10 +16,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
-use service_guard::{authorize, AuthError, Authenticator, Limiter, RateDecision, Role};
+use service_guard::{authorize, AuthError, Authenticator, Limiter, Role};
+use service_kit::guard::{auth_problem, rate_limited};
 use service_kit::metrics::HttpMetrics;
 use service_kit::server::{Handler, RequestContext};
 use service_kit::{Body, Problem};
@@ -260,38 +261,6 @@ impl Handler for App {
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
         App::handle(self, request, ctx)
     }
-}
-
-/// The 429 problem of a request over its budget, with `Retry-After`.
-fn rate_limited(decision: &RateDecision) -> Problem {
-    let after = decision.retry_after.unwrap_or(decision.reset_after);
-    Problem::new(
-        http::StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "Too many requests",
-        format!(
-            "more than {} requests per minute from this client",
-            decision.limit
-        ),
-    )
-    .with_retry_after(after)
-}
-
-/// The problem for an authentication or authorization failure, with its
-/// `WWW-Authenticate` challenge.
-fn auth_problem(e: AuthError) -> Problem {
-    let title = if e.status() == http::StatusCode::FORBIDDEN {
-        "Forbidden"
-    } else {
-        "Unauthorized"
-    };
-    let mut p = Problem::new(e.status(), e.code(), title, e.to_string());
-    if let Some(challenge) = e.www_authenticate() {
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            p = p.with_header(header::WWW_AUTHENTICATE, v);
-        }
-    }
-    p
 }
 
 /// Retry hint sent when the store is unavailable, in milliseconds.
