@@ -3,6 +3,7 @@
 //! list of routes: dispatch, metrics labels, authorization and the OpenAPI
 //! conformance test read it.
 
+use service_kit::routing::{self, RouteSpec, Router};
 use service_kit::Problem;
 
 /// Which route a request matched.
@@ -129,39 +130,21 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
-/// Longest path, in segments, worth matching; longer paths are 404 at once.
-const PATH_SEGMENTS_MAX: usize = 6;
+impl RouteSpec for Route {
+    fn method(&self) -> &'static str {
+        self.method
+    }
+
+    fn template(&self) -> &'static str {
+        self.template
+    }
+}
 
 /// A matched route and the value of its path parameter, if any.
-#[derive(Clone, Debug)]
-pub struct Matched<'p> {
-    /// The route.
-    pub route: &'static Route,
-    /// The `{...}` segment's text.
-    pub param: Option<&'p str>,
-}
+pub type Matched<'p> = routing::Matched<'p, Route>;
 
-fn fit<'p>(template: &str, segments: &[&'p str]) -> Option<(usize, Option<&'p str>)> {
-    let parts: Vec<&str> = template.split('/').skip(1).collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut literal = 0;
-    let mut param = None;
-    for (part, seg) in parts.iter().zip(segments) {
-        if part.starts_with('{') {
-            if seg.is_empty() {
-                return None;
-            }
-            param = Some(*seg);
-        } else if part == seg {
-            literal += 1;
-        } else {
-            return None;
-        }
-    }
-    Some((literal, param))
-}
+/// The matcher of [`ROUTES`].
+pub static ROUTER: Router<Route> = Router::new(ROUTES);
 
 /// Finds the route for `method` and `path`.
 ///
@@ -169,28 +152,7 @@ fn fit<'p>(template: &str, segments: &[&'p str]) -> Option<(usize, Option<&'p st
 /// 404 `route_not_found` when no template fits the path; 405
 /// `method_not_allowed` (with `Allow`) when templates fit but none has the method.
 pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Problem> {
-    let segments: Vec<&str> = path
-        .split('/')
-        .skip(1)
-        .take(PATH_SEGMENTS_MAX + 1)
-        .collect();
-    if !path.starts_with('/') || segments.len() > PATH_SEGMENTS_MAX {
-        return Err(Problem::route_not_found(path));
-    }
-    let best = ROUTES
-        .iter()
-        .filter_map(|r| fit(r.template, &segments).map(|(literal, _)| (literal, r.template)))
-        .max_by_key(|(literal, _)| *literal);
-    let Some((_, template)) = best else {
-        return Err(Problem::route_not_found(path));
-    };
-    let same_template = ROUTES.iter().filter(|r| r.template == template);
-    if let Some(r) = same_template.clone().find(|r| r.method == method) {
-        let param = fit(r.template, &segments).and_then(|(_, p)| p);
-        return Ok(Matched { route: r, param });
-    }
-    let allowed: Vec<&str> = same_template.map(|r| r.method).collect();
-    Err(Problem::method_not_allowed(&allowed))
+    ROUTER.find(method, path)
 }
 
 #[cfg(test)]
