@@ -321,10 +321,10 @@ impl Gateway {
         let principal = self
             .auth
             .authenticate(headers)
-            .map_err(problems::auth_problem)?;
+            .map_err(service_kit::guard::auth_problem)?;
         if !public {
             authorize(&principal, rules::required_roles(method, path))
-                .map_err(problems::auth_problem)?;
+                .map_err(service_kit::guard::auth_problem)?;
         }
         Ok(Some(principal))
     }
@@ -451,7 +451,7 @@ async fn check(limiter: Option<&Limiter>, key: &str) -> Result<Option<RateDecisi
     if decision.allowed {
         Ok(Some(decision))
     } else {
-        Err(problems::rate_limited(&decision))
+        Err(service_kit::guard::rate_limited(&decision))
     }
 }
 

@@ -11,9 +11,11 @@
 //!
 //! ## Invariants
 //!
-//! - **The services are the real ones**: [`inventory_http::run`],
-//!   [`orders_http::run`] and [`gateway::run`], configured as their binaries
-//!   would be; nothing here short-cuts their HTTP.
+//! - **The services are the real ones**: [`inventory_http::run_with_bus`],
+//!   [`orders_http::run_with_bus`] and [`gateway::run`], configured as their
+//!   binaries would be; nothing here short-cuts their HTTP. Inventory and
+//!   orders share one in-process event bus, carrying the same envelopes
+//!   RabbitMQ would.
 //! - **No external service is needed**: no database, Redis or broker.
 //! - **Every wait is bounded** ([`READY_TIMEOUT_MS`], [`CALL_TIMEOUT_MS`]).
 
@@ -206,6 +208,11 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     orders_config.inventory_jwt_secret = Some(config.secret.clone());
     orders_config.inventory_jwt_issuer = Some(STACK_ISSUER.to_owned());
     orders_config.inventory_jwt_audience = Some(STACK_AUDIENCE.to_owned());
+    orders_config.rate_limit_per_minute = 0;
+    // One in-process event bus for both services: orders consumes the stock
+    // events inventory relays, as it would through RabbitMQ.
+    let bus = event_bus::InProcessBus::new();
+    let inventory_bus = bus.clone();
 
     let mut gateway_config = gateway::Config::embedded();
     gateway_config.listen = gateway;
@@ -237,9 +244,14 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
             Box::pin({
                 let shutdown = on_stop(stopped.clone());
                 async move {
-                    inventory_http::run(inventory_listener, inventory_config, shutdown)
-                        .await
-                        .map_err(|e| e.to_string())
+                    inventory_http::run_with_bus(
+                        inventory_listener,
+                        inventory_config,
+                        inventory_bus,
+                        shutdown,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
                 }
             }),
         ),
@@ -248,7 +260,7 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
             Box::pin({
                 let shutdown = on_stop(stopped.clone());
                 async move {
-                    orders_http::run(orders_listener, orders_config, shutdown)
+                    orders_http::run_with_bus(orders_listener, orders_config, bus, shutdown)
                         .await
                         .map_err(|e| e.to_string())
                 }

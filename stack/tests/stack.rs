@@ -93,9 +93,24 @@ async fn order_through_the_gateway_is_confirmed_and_private() {
     assert_eq!(stock["quantity"].as_u64(), Some(initial - 2));
     assert_eq!(stock["reserved"].as_u64(), Some(0));
 
+    // Inventory's stock events reach orders over the shared in-process bus:
+    // the order shows its hold, confirmed.
     let order_path = format!("/api/orders/{id}");
-    let (code, mine) = call(gw, Method::GET, &order_path, Some(&alice), None).await;
-    assert_eq!((code, mine["user_id"].as_str()), (200, Some("alice")));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(CONFIRM_WITHIN_MS);
+    let mine = loop {
+        let (code, mine) = call(gw, Method::GET, &order_path, Some(&alice), None).await;
+        assert_eq!((code, mine["user_id"].as_str()), (200, Some("alice")));
+        let held = mine["holds"].as_array().and_then(|h| h.first()).cloned();
+        match held {
+            Some(hold) if hold["status"] == "confirmed" => break mine,
+            _ if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => panic!("no confirmed hold from inventory's events: {mine}"),
+        }
+    };
+    assert_eq!(mine["holds"][0]["product_id"], json!(keyboard));
+    assert_eq!(mine["holds"][0]["quantity"], 2);
     let (code, _) = call(gw, Method::GET, &order_path, Some(&bob), None).await;
     assert_eq!(code, 404, "another customer cannot see it");
     let (code, _) = call(gw, Method::GET, &order_path, None, None).await;
