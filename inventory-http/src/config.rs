@@ -96,14 +96,14 @@ pub struct Config {
     pub rate_limit_key_prefix: String,
 
     /// HS256 secret (at least 32 bytes) that signs access tokens. Set exactly
-    /// one of this, `--jwt-public-key-pem` and `--jwt-jwks-file`; with none the
+    /// one of this, `--jwt-public-key-file` and `--jwt-jwks-file`; with none the
     /// server runs without auth, and only on a loopback address.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
     /// PEM file with the public key that verifies access tokens.
-    #[arg(long, env = "JWT_PUBLIC_KEY_PEM")]
-    pub jwt_public_key_pem: Option<PathBuf>,
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", alias = "jwt-public-key-pem")]
+    pub jwt_public_key_file: Option<PathBuf>,
 
     /// JWKS file with the keys that verify access tokens (chosen by `kid`).
     #[arg(long, env = "JWT_JWKS_FILE")]
@@ -192,7 +192,7 @@ impl Config {
             rate_limit_per_minute: RATE_LIMIT_PER_MINUTE_DEFAULT,
             rate_limit_key_prefix: RATE_LIMIT_KEY_PREFIX_DEFAULT.to_owned(),
             jwt_secret: None,
-            jwt_public_key_pem: None,
+            jwt_public_key_file: None,
             jwt_jwks_file: None,
             jwt_algorithm: None,
             jwt_issuer: None,
@@ -254,7 +254,7 @@ impl Config {
     pub fn auth(&self) -> Result<Option<AuthConfig>, ConfigError> {
         let key = KeySource::from_options(
             self.jwt_secret.clone(),
-            self.jwt_public_key_pem.clone(),
+            self.jwt_public_key_file.clone(),
             self.jwt_jwks_file.clone(),
         )?;
         let Some(key) = key else { return Ok(None) };
