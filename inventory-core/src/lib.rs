@@ -68,8 +68,8 @@ pub use event::{Event, EventPayload, OutboxEntry};
 pub use ids::{OrderId, ProductId, ReservationId};
 pub use item::{Adjustment, InventoryItem};
 pub use port::{
-    check_bulk, InventoryStore, Meta, Outbox, ADJUSTMENTS_PAGE_MAX, AVAILABILITY_BATCH_MAX,
-    OUTBOX_BATCH_MAX,
+    check_batch, check_bulk, BatchResults, InventoryStore, Meta, Outbox, ADJUSTMENTS_PAGE_MAX,
+    AVAILABILITY_BATCH_MAX, BATCH_MAX, OUTBOX_BATCH_MAX,
 };
 pub use reservation::{Reservation, ReservationStatus};
 pub use snapshot::{Changes, Snapshot};

@@ -21,6 +21,16 @@ pub const ADJUSTMENTS_PAGE_MAX: usize = 100;
 /// Most outbox entries one read returns.
 pub const OUTBOX_BATCH_MAX: usize = 1_000;
 
+/// Most commands one [`InventoryStore::execute_batch`] call may hold. A batch
+/// is one atomic step (one transaction in a SQL store), so this bounds how
+/// long it holds its locks and how large its statements grow: at
+/// [`crate::LINES_MAX`] lines per reserve, a full batch touches at most
+/// `BATCH_MAX * LINES_MAX` items.
+pub const BATCH_MAX: usize = 1_000;
+
+/// The answers of a batch: one per command, in the order given.
+pub type BatchResults = Vec<Result<Outcome, Error>>;
+
 /// The context of one change: when it is decided and which request caused it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -57,6 +67,49 @@ pub trait InventoryStore: Send + Sync + 'static {
         command: Command,
         meta: &Meta,
     ) -> impl Future<Output = Result<Outcome, Error>> + Send;
+
+    /// Runs several commands as if one after another, in the order given, and
+    /// commits them in one atomic step: one answer per command, in order.
+    ///
+    /// A business error of one command (sold out, conflict, expired) is that
+    /// command's answer and does not touch the others; later commands see
+    /// what earlier ones did. Each command's events carry its own
+    /// `meta.correlation_id` and each is decided at its own `meta.now`. A batch
+    /// of one means exactly what [`InventoryStore::execute`] means.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `batch` when it holds more than
+    /// [`BATCH_MAX`] commands; [`Error::Unavailable`], [`Error::Contention`]
+    /// or [`Error::Storage`] when the store failed: then no command of the
+    /// batch was committed (but when a commit's answer was lost, whether it
+    /// happened is unknown, as for a single command).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use inventory_core::*;
+    ///
+    /// /// Two buyers for one unit in one batch: the first in line gets it.
+    /// async fn two_buyers<S: InventoryStore>(store: &S, product: ProductId) {
+    ///     let meta = Meta::at(Timestamp::from_millis(1_000));
+    ///     let buyer = |n: u128| {
+    ///         let line = ReserveLine {
+    ///             product_id: product,
+    ///             quantity: Quantity::new(1).unwrap(),
+    ///             reservation_id: ReservationId::from_uuid(uuid::Uuid::from_u128(n)),
+    ///         };
+    ///         let order = OrderId::from_uuid(uuid::Uuid::from_u128(n));
+    ///         (Command::Reserve(Reserve::single(order, line, Ttl::default())), meta.clone())
+    ///     };
+    ///     let answers = store.execute_batch(vec![buyer(1), buyer(2)]).await.unwrap();
+    ///     assert!(answers[0].is_ok());
+    ///     assert!(matches!(answers[1], Err(Error::InsufficientStock { .. })));
+    /// }
+    /// ```
+    fn execute_batch(
+        &self,
+        batch: Vec<(Command, Meta)>,
+    ) -> impl Future<Output = Result<BatchResults, Error>> + Send;
 
     /// The item of one product.
     ///
@@ -149,6 +202,20 @@ pub trait Outbox: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
     fn mark_published(&self, sequences: &[u64]) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Checks the length of a batch.
+///
+/// # Errors
+/// [`Error::InvalidInput`] on field `batch` when longer than [`BATCH_MAX`].
+pub fn check_batch<T>(batch: &[T]) -> Result<(), Error> {
+    if batch.len() > BATCH_MAX {
+        return Err(Error::InvalidInput {
+            field: "batch",
+            reason: format!("must hold at most {BATCH_MAX} commands"),
+        });
+    }
+    Ok(())
 }
 
 /// Checks the length of a bulk read.

@@ -99,6 +99,13 @@ impl Snapshot {
         );
     }
 
+    /// How many events the changes decided so far recorded: a store that
+    /// decides several commands on one snapshot reads this after each to
+    /// know which events belong to which command.
+    pub fn events_recorded(&self) -> usize {
+        self.events.len()
+    }
+
     /// The changes to persist.
     pub fn into_changes(self) -> Changes {
         let mut changes = Changes {

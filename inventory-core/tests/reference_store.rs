@@ -70,21 +70,30 @@ impl ReferenceStore {
     }
 }
 
+/// Decides one command on the locked state and numbers its events.
+fn run(s: &mut State, command: &Command, meta: &Meta) -> Result<Outcome, Error> {
+    let result = decide(s, command, meta.now);
+    for event in std::mem::take(&mut s.pending_events) {
+        s.next_sequence += 1;
+        let entry = OutboxEntry {
+            sequence: s.next_sequence,
+            event_id: Uuid::from_u128(u128::from(s.next_sequence)),
+            correlation_id: meta.correlation_id.clone(),
+            event,
+        };
+        s.outbox.push(entry);
+    }
+    result
+}
+
 impl InventoryStore for ReferenceStore {
     async fn execute(&self, command: Command, meta: &Meta) -> Result<Outcome, Error> {
+        run(&mut self.state(), &command, meta)
+    }
+    async fn execute_batch(&self, batch: Vec<(Command, Meta)>) -> Result<BatchResults, Error> {
+        check_batch(&batch)?;
         let mut s = self.state();
-        let result = decide(&mut *s, &command, meta.now);
-        for event in std::mem::take(&mut s.pending_events) {
-            s.next_sequence += 1;
-            let entry = OutboxEntry {
-                sequence: s.next_sequence,
-                event_id: Uuid::from_u128(u128::from(s.next_sequence)),
-                correlation_id: meta.correlation_id.clone(),
-                event,
-            };
-            s.outbox.push(entry);
-        }
-        result
+        Ok(batch.iter().map(|(c, m)| run(&mut s, c, m)).collect())
     }
     async fn item(&self, p: ProductId) -> Result<Option<InventoryItem>, Error> {
         Ok(self.state().items.get(&p).cloned())

@@ -3,8 +3,8 @@
 //! the port's async methods make it unusable as a trait object.
 
 use inventory_core::{
-    Adjustment, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outcome, ProductId,
-    Reservation, ReservationId,
+    Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId,
+    Outcome, ProductId, Reservation, ReservationId,
 };
 use inventory_memory::MemoryStore;
 use inventory_sqlx::{PgOptions, PgStore};
@@ -62,6 +62,10 @@ macro_rules! dispatch {
 impl InventoryStore for AnyStore {
     async fn execute(&self, command: Command, meta: &Meta) -> Result<Outcome, Error> {
         dispatch!(self, s => s.execute(command, meta).await)
+    }
+
+    async fn execute_batch(&self, batch: Vec<(Command, Meta)>) -> Result<BatchResults, Error> {
+        dispatch!(self, s => s.execute_batch(batch).await)
     }
 
     async fn item(&self, product_id: ProductId) -> Result<Option<InventoryItem>, Error> {

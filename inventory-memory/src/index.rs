@@ -5,6 +5,7 @@
 //! is locked (a reserve's claim of a new id is the one exception: see
 //! [`CLAIMED`]), so whoever holds the cell sees them consistent with it.
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use inventory_core::{OrderId, ProductId, ReservationId};
 
@@ -95,6 +96,21 @@ impl Indexes {
     pub(crate) fn place(&self, id: ReservationId) -> Option<Place> {
         let place = *self.reservations.get(&id)?;
         (place.slot != CLAIMED).then_some(place)
+    }
+
+    /// Claims `id` for a reservation of `product` about to be made, unless
+    /// the id is already known (stored or claimed); true when claimed.
+    pub(crate) fn claim(&self, id: ReservationId, product: ProductId) -> bool {
+        match self.reservations.entry(id) {
+            Entry::Vacant(slot) => {
+                slot.insert(Place {
+                    product,
+                    slot: CLAIMED,
+                });
+                true
+            }
+            Entry::Occupied(_) => false,
+        }
     }
 
     /// The order's reservation of `product`.

@@ -2,8 +2,8 @@
 //! its synchronous twin when first polled (nothing in this store waits).
 
 use inventory_core::{
-    Adjustment, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox, OutboxEntry,
-    Outcome, ProductId, Reservation, ReservationId,
+    Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox,
+    OutboxEntry, Outcome, ProductId, Reservation, ReservationId,
 };
 
 use crate::MemoryStore;
@@ -11,6 +11,10 @@ use crate::MemoryStore;
 impl InventoryStore for MemoryStore {
     async fn execute(&self, command: Command, meta: &Meta) -> Result<Outcome, Error> {
         self.execute_sync(&command, meta)
+    }
+
+    async fn execute_batch(&self, batch: Vec<(Command, Meta)>) -> Result<BatchResults, Error> {
+        self.execute_batch_sync(&batch)
     }
 
     async fn item(&self, product_id: ProductId) -> Result<Option<InventoryItem>, Error> {

@@ -15,12 +15,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use std::collections::HashMap;
+
 use inventory_core::{
-    check_bulk, decide, Adjustment, Command, Error, InventoryItem, Meta, OrderId, OutboxEntry,
-    Outcome, ProductId, Reservation, ReservationId, Reserve, Timestamp, ADJUSTMENTS_PAGE_MAX,
-    EXPIRE_BATCH_MAX, LINES_MAX,
+    check_batch, check_bulk, decide, Adjustment, BatchResults, Command, Error, InventoryItem, Meta,
+    OrderId, OutboxEntry, Outcome, ProductId, Reservation, ReservationId, Reserve, Timestamp,
+    ADJUSTMENTS_PAGE_MAX, EXPIRE_BATCH_MAX, LINES_MAX,
 };
 use parking_lot::Mutex;
 
@@ -145,6 +146,103 @@ impl MemoryStore {
         }
     }
 
+    /// Runs several commands as if one after another, in order, under one
+    /// lock of every cell they touch (taken in product order, so batches never
+    /// deadlock with each other or with single commands); the same as
+    /// [`InventoryStore::execute_batch`](inventory_core::InventoryStore::execute_batch),
+    /// without a future. Each command's events are queued with its own
+    /// correlation id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `batch` for more than
+    /// [`inventory_core::BATCH_MAX`] commands. Each command's own answer is
+    /// as [`MemoryStore::execute_sync`] gives it.
+    pub fn execute_batch_sync(&self, batch: &[(Command, Meta)]) -> Result<BatchResults, Error> {
+        check_batch(batch)?;
+        if let [(command, meta)] = batch {
+            return Ok(vec![self.execute_sync(command, meta)]);
+        }
+        let cells: Vec<Cell> = self
+            .batch_products(batch)
+            .into_iter()
+            .filter_map(|product| self.cell(product))
+            .collect();
+        let mut guards: Vec<Guard<'_>> = cells.iter().map(|cell| cell.lock()).collect();
+        Ok(batch
+            .iter()
+            .map(|(command, meta)| self.run_in_batch(&mut guards, command, meta))
+            .collect())
+    }
+
+    /// Every product a batch may touch, sorted and without repeats. The cell
+    /// of each item a create names is made here, so it can be locked.
+    fn batch_products(&self, batch: &[(Command, Meta)]) -> Vec<ProductId> {
+        let mut products = Vec::with_capacity(batch.len());
+        // Reservations the batch itself makes, for commands that name one
+        // before it exists; built only when such a command is met.
+        let mut made_here: Option<HashMap<ReservationId, ProductId>> = None;
+        for (command, _) in batch {
+            match command {
+                Command::CreateItem { product_id, .. } => {
+                    self.items
+                        .entry(*product_id)
+                        .or_insert_with(|| Arc::new(Mutex::new(ItemCell::new(*product_id))));
+                    products.push(*product_id);
+                }
+                Command::Reserve(reserve) => {
+                    products.extend(reserve.lines().iter().map(|l| l.product_id));
+                }
+                Command::Confirm { reservation_id }
+                | Command::Release { reservation_id }
+                | Command::Expire { reservation_id } => {
+                    let product = self.index.place(*reservation_id).map(|p| p.product);
+                    let product = product.or_else(|| {
+                        made_here
+                            .get_or_insert_with(|| reserved_in(batch))
+                            .get(reservation_id)
+                            .copied()
+                    });
+                    products.extend(product);
+                }
+                Command::Adjust { product_id, .. } | Command::SetQuantity { product_id, .. } => {
+                    products.push(*product_id);
+                }
+            }
+        }
+        products.sort_unstable();
+        products.dedup();
+        products
+    }
+
+    /// Runs one command of a batch over the batch's locked cells (a superset
+    /// of the command's own).
+    fn run_in_batch(
+        &self,
+        cells: &mut [Guard<'_>],
+        command: &Command,
+        meta: &Meta,
+    ) -> Result<Outcome, Error> {
+        match command {
+            Command::Reserve(reserve) => {
+                let mut claimed: u128 = 0;
+                for (i, line) in reserve.lines().iter().enumerate() {
+                    if self.index.claim(line.reservation_id, line.product_id) {
+                        claimed |= 1 << i;
+                    }
+                }
+                self.reserve_locked(cells, reserve, claimed, command, meta)
+            }
+            Command::Confirm { reservation_id }
+            | Command::Release { reservation_id }
+            | Command::Expire { reservation_id } => {
+                let known = self.index.place(*reservation_id);
+                let known = known.map(|place| (*reservation_id, place));
+                self.run(cells, command, meta, known).0
+            }
+            _ => self.run(cells, command, meta, None).0,
+        }
+    }
+
     fn cell(&self, product: ProductId) -> Option<Cell> {
         self.items.get(&product).map(|cell| Arc::clone(&cell))
     }
@@ -172,11 +270,7 @@ impl MemoryStore {
         // then belong to one reservation only, even across products.
         let mut claimed: u128 = 0;
         for (i, line) in lines.iter().enumerate() {
-            if let Entry::Vacant(slot) = self.index.reservations.entry(line.reservation_id) {
-                slot.insert(Place {
-                    product: line.product_id,
-                    slot: CLAIMED,
-                });
+            if self.index.claim(line.reservation_id, line.product_id) {
                 claimed |= 1 << i;
             }
         }
@@ -438,6 +532,19 @@ impl MemoryStore {
         let lines: usize = self.index.orders.iter().map(|o| o.iter().count()).sum();
         assert_eq!(lines, stored, "order index size");
     }
+}
+
+/// The product of each reservation a batch's reserves would make.
+fn reserved_in(batch: &[(Command, Meta)]) -> HashMap<ReservationId, ProductId> {
+    batch
+        .iter()
+        .filter_map(|(command, _)| match command {
+            Command::Reserve(reserve) => Some(reserve.lines()),
+            _ => None,
+        })
+        .flatten()
+        .map(|line| (line.reservation_id, line.product_id))
+        .collect()
 }
 
 /// The locked cell of `product`, if the command locked one.

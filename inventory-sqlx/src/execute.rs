@@ -1,15 +1,25 @@
-//! One command as one transaction: load what it needs into a [`Snapshot`], run
-//! [`decide`], write the snapshot's changes, commit.
+//! A batch of commands as one transaction with a constant number of round
+//! trips, whatever its size: lock every item the batch names with one
+//! statement (in product order), load the reservations it needs with one
+//! more, run [`decide`] for each command in order on one [`Snapshot`], write
+//! every change with one set-based statement, commit. A single command is a
+//! batch of one.
 //!
-//! Loads always read items before the reservations that hang off them, and every
-//! reservation change also changes its item (core bumps the item's version), so
-//! the item's version guards the reservations too: with row locks nothing can
-//! move under the transaction, and without them a concurrent change makes the
-//! versioned `UPDATE` of the item fail and the command runs again.
+//! Items are always read (and, under row locks, locked) before the
+//! reservations that hang off them, in a later statement, so the
+//! reservations are read as the last holder of the item lock left them; and
+//! every reservation change also changes its item (core bumps the item's
+//! version), so the item's version guards the reservations too. What a
+//! concurrent transaction can still slip in (a reservation committed between
+//! the two statements, a reservation id or `(order, product)` taken
+//! meanwhile, an item created meanwhile) makes the attempt fail and the whole
+//! batch run again, bounded.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use inventory_core::{
-    decide, Changes, Command, Error, InventoryItem, Meta, Outcome, ProductId, Reservation,
-    ReservationId, Snapshot, LAZY_EXPIRY_MAX,
+    decide, BatchResults, Changes, Command, InventoryItem, Meta, ProductId, Reservation, Snapshot,
+    Timestamp, LAZY_EXPIRY_MAX,
 };
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
@@ -17,7 +27,7 @@ use uuid::Uuid;
 use crate::fail::{classify, unique_violation, Fail};
 use crate::options::Concurrency;
 use crate::retry::Retrier;
-use crate::rows::{self, to_i64, ITEM_COLUMNS, RESERVATION_COLUMNS, RESERVATION_JOINED_COLUMNS};
+use crate::rows::{self, to_i64, ITEM_COLUMNS, RESERVATION_COLUMNS};
 use crate::store::PgStore;
 
 /// How a load reads item rows.
@@ -49,35 +59,34 @@ impl ItemLock {
     }
 }
 
-/// Runs `command`, again after each conflict, at most `retries_max` more times.
-pub(crate) async fn execute(
+/// Runs `batch`, again after each conflict, at most `retries_max` more times.
+/// The caller has checked its length.
+pub(crate) async fn execute_batch(
     store: &PgStore,
-    command: &Command,
-    meta: &Meta,
-) -> Result<Outcome, Error> {
+    batch: &[(Command, Meta)],
+) -> Result<BatchResults, inventory_core::Error> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut retrier = Retrier::new(store.options(), store.counters());
     loop {
         retrier.attempt();
-        match attempt(store, command, meta).await {
-            Ok(result) => return result,
+        match attempt(store, batch).await {
+            Ok(results) => return Ok(results),
             Err(Fail::Give(e)) => return Err(e),
             Err(Fail::Retry(why)) => {
                 if !retrier.backoff(why).await {
-                    return Err(Error::Contention);
+                    return Err(inventory_core::Error::Contention);
                 }
             }
         }
     }
 }
 
-/// One attempt. The outer `Result` is a failed attempt (rolled back); the
-/// inner one is the command's answer, committed with whatever it changed
-/// (a business error may still have expired overdue reservations on the way).
-async fn attempt(
-    store: &PgStore,
-    command: &Command,
-    meta: &Meta,
-) -> Result<Result<Outcome, Error>, Fail> {
+/// One attempt: the answers of every command, committed together with
+/// whatever they changed (a business error may still have expired overdue
+/// reservations on the way), or a failed attempt, rolled back.
+async fn attempt(store: &PgStore, batch: &[(Command, Meta)]) -> Result<BatchResults, Fail> {
     let mut tx = store
         .pool()
         .begin()
@@ -96,14 +105,23 @@ async fn attempt(
                 .map_err(|e| classify("set isolation", e))?;
         }
         let mut snapshot = Snapshot::new();
-        load(&mut tx, &mut snapshot, command, meta, lock).await?;
-        let result = decide(&mut snapshot, command, meta.now);
+        load(&mut tx, &mut snapshot, batch, lock).await?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut correlation_ids = Vec::new();
+        for (command, meta) in batch {
+            results.push(decide(&mut snapshot, command, meta.now));
+            let recorded = snapshot.events_recorded() - correlation_ids.len();
+            correlation_ids.extend(std::iter::repeat_n(
+                meta.correlation_id.as_deref(),
+                recorded,
+            ));
+        }
         let changes = snapshot.into_changes();
         let wrote = !changes.is_empty();
         if wrote {
-            persist(&mut tx, changes, meta).await?;
+            persist(&mut tx, changes, &correlation_ids).await?;
         }
-        Ok::<_, Fail>((result, wrote))
+        Ok::<_, Fail>((results, wrote))
     }
     .await;
     finish(tx, run).await
@@ -131,58 +149,150 @@ pub(crate) async fn finish<T>(
     }
 }
 
-/// Loads everything `command` may read into `snapshot`.
+/// What a batch names, gathered before anything is read.
+#[derive(Default)]
+struct Wants {
+    /// Products named directly (creates, reserve lines, adjustments).
+    products: BTreeSet<ProductId>,
+    /// Reservations confirmed, released or expired: their items are locked.
+    named: Vec<Uuid>,
+    /// Ids new reservations would take: read only to see whether they are taken.
+    probed: Vec<Uuid>,
+    /// `(order, product)` of every reserve line.
+    lines: (Vec<Uuid>, Vec<Uuid>),
+    /// Units the batch's reserves ask of each product.
+    asked: BTreeMap<ProductId, u64>,
+    /// The latest instant of the batch.
+    now: Timestamp,
+}
+
+impl Wants {
+    fn of(batch: &[(Command, Meta)]) -> Self {
+        let mut wants = Wants::default();
+        for (command, meta) in batch {
+            wants.now = wants.now.max(meta.now);
+            wants.products.extend(command.products());
+            if let Some(id) = command.reservation_id() {
+                wants.named.push(id.as_uuid());
+            }
+            if let Command::Reserve(reserve) = command {
+                for line in reserve.lines() {
+                    wants.probed.push(line.reservation_id.as_uuid());
+                    wants.lines.0.push(reserve.order_id().as_uuid());
+                    wants.lines.1.push(line.product_id.as_uuid());
+                    *wants.asked.entry(line.product_id).or_default() += line.quantity.get();
+                }
+            }
+        }
+        wants
+    }
+
+    /// Products whose stock cannot serve every reserve of the batch as it
+    /// stands: only there can lazy expiry run.
+    fn short(&self, items: &[InventoryItem]) -> Vec<Uuid> {
+        items
+            .iter()
+            .filter(|item| {
+                self.asked
+                    .get(&item.product_id())
+                    .is_some_and(|asked| item.available() < *asked)
+            })
+            .map(|item| item.product_id().as_uuid())
+            .collect()
+    }
+}
+
+/// Loads everything `batch` may read into `snapshot`: two statements.
 async fn load(
     conn: &mut PgConnection,
     snapshot: &mut Snapshot,
-    command: &Command,
-    meta: &Meta,
+    batch: &[(Command, Meta)],
     lock: ItemLock,
 ) -> Result<(), Fail> {
-    if let Some(id) = command.reservation_id() {
-        // Lock (or read) the item the reservation names, then read the
-        // reservation in a later statement: it then sees every change that
-        // whoever held the lock before committed.
-        for item in fetch_item_of_reservation(conn, id, lock).await? {
-            snapshot.load_item(item);
-        }
-        if let Some(reservation) = fetch_reservation(conn, id).await? {
-            snapshot.load_reservation(reservation);
-        }
-        return Ok(());
-    }
-    let products = command.products();
-    let Command::Reserve(reserve) = command else {
-        for item in fetch_items(conn, &products, lock).await? {
-            snapshot.load_item(item);
-        }
-        return Ok(());
-    };
-    let (items, lines) =
-        fetch_items_with_lines(conn, &products, reserve.order_id().as_uuid(), lock).await?;
-    // Lazy expiry only runs for a line its item cannot serve as it stands.
-    let short: Vec<ProductId> = reserve
-        .lines()
-        .iter()
-        .filter(|line| {
-            items.iter().any(|item| {
-                item.product_id() == line.product_id && item.available() < line.quantity.get()
-            })
-        })
-        .map(|line| line.product_id)
-        .collect();
+    let wants = Wants::of(batch);
+    let products: Vec<Uuid> = wants.products.iter().map(ProductId::as_uuid).collect();
+    let items = lock_items(conn, &products, &wants.named, lock).await?;
+    let locked: BTreeSet<ProductId> = items.iter().map(InventoryItem::product_id).collect();
+    let short = wants.short(&items);
     for item in items {
         snapshot.load_item(item);
     }
-    for r in lines {
-        snapshot.load_reservation(r);
+    if wants.named.is_empty() && wants.probed.is_empty() {
+        return Ok(());
     }
-    if !short.is_empty() {
-        for r in fetch_overdue(conn, &short, meta).await? {
-            snapshot.load_reservation(r);
+    for reservation in fetch_reservations(conn, &wants, &short).await? {
+        // A reservation a command names must have its item locked. One
+        // committed after the items were locked names an item that may not
+        // be: run again, and the lock statement finds it.
+        let named = wants.named.contains(&reservation.id().as_uuid());
+        if named && !locked.contains(&reservation.product_id()) {
+            return Err(Fail::Retry(
+                "reservation committed after its item was locked",
+            ));
         }
+        snapshot.load_reservation(reservation);
     }
     Ok(())
+}
+
+/// Locks (or reads) the items of `products` and of the reservations `named`,
+/// in ascending product order (the lock order), in one statement.
+async fn lock_items(
+    conn: &mut PgConnection,
+    products: &[Uuid],
+    named: &[Uuid],
+    lock: ItemLock,
+) -> Result<Vec<InventoryItem>, Fail> {
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM inventory_items WHERE product_id = ANY($1::uuid[] || \
+           ARRAY(SELECT product_id FROM reservations WHERE id = ANY($2))) \
+         ORDER BY product_id{}",
+        lock.clause()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(products)
+        .bind(named)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| classify("lock items", e))?;
+    Ok(rows.iter().map(rows::item).collect::<Result<_, _>>()?)
+}
+
+/// The reservations a batch names or probes, the existing lines of its
+/// reserves, and up to [`LAZY_EXPIRY_MAX`] overdue pending reservations of
+/// each `short` product, in one statement (a reservation may come twice).
+async fn fetch_reservations(
+    conn: &mut PgConnection,
+    wants: &Wants,
+    short: &[Uuid],
+) -> Result<Vec<Reservation>, Fail> {
+    let sql = format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = ANY($1::uuid[] || $2::uuid[]) \
+         UNION ALL \
+         SELECT r.* FROM UNNEST($3::uuid[], $4::uuid[]) AS l(order_id, product_id) \
+           CROSS JOIN LATERAL (SELECT {RESERVATION_COLUMNS} FROM reservations \
+             WHERE order_id = l.order_id AND product_id = l.product_id) AS r \
+         UNION ALL \
+         SELECT r.* FROM UNNEST($5::uuid[]) AS p(product_id) CROSS JOIN LATERAL ( \
+           SELECT {RESERVATION_COLUMNS} FROM reservations \
+           WHERE product_id = p.product_id AND status = 'pending' AND expires_at_ms <= $6 \
+           ORDER BY expires_at_ms, id LIMIT $7) AS r"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&wants.named)
+        .bind(&wants.probed)
+        .bind(&wants.lines.0)
+        .bind(&wants.lines.1)
+        .bind(short)
+        .bind(wants.now.as_millis())
+        .bind(LAZY_EXPIRY_MAX as i64)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| classify("load reservations", e))?;
+    Ok(rows
+        .iter()
+        .map(rows::reservation)
+        .collect::<Result<_, _>>()?)
 }
 
 fn uuids(products: &[ProductId]) -> Vec<Uuid> {
@@ -211,105 +321,10 @@ pub(crate) async fn fetch_items(
     Ok(rows.iter().map(rows::item).collect::<Result<_, _>>()?)
 }
 
-async fn fetch_reservation(
-    conn: &mut PgConnection,
-    id: ReservationId,
-) -> Result<Option<Reservation>, Fail> {
-    let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1");
-    let row = sqlx::query(&sql)
-        .bind(id.as_uuid())
-        .fetch_optional(conn)
-        .await
-        .map_err(|e| classify("load reservation", e))?;
-    Ok(row.as_ref().map(rows::reservation).transpose()?)
-}
-
-/// The item a reservation names (none when the reservation does not exist).
-async fn fetch_item_of_reservation(
-    conn: &mut PgConnection,
-    id: ReservationId,
-    lock: ItemLock,
-) -> Result<Vec<InventoryItem>, Fail> {
-    let sql = format!(
-        "SELECT {ITEM_COLUMNS} FROM inventory_items \
-         WHERE product_id = (SELECT product_id FROM reservations WHERE id = $1){}",
-        lock.clause()
-    );
-    let rows = sqlx::query(&sql)
-        .bind(id.as_uuid())
-        .fetch_all(conn)
-        .await
-        .map_err(|e| classify("load item of reservation", e))?;
-    Ok(rows.iter().map(rows::item).collect::<Result<_, _>>()?)
-}
-
-/// The items of `products` in ascending product order (the lock order), and
-/// the order's existing reservation of each, in one round trip.
-///
-/// Under row locks the join reads the statement's snapshot, taken before a
-/// lock wait: a line that the previous lock holder created may be missing.
-/// Core then creates it again and the unique key on `(order_id, product_id)`
-/// refuses the insert, which runs the command again (and the repeat finds the
-/// line). The items themselves are read after the wait, as they are then.
-async fn fetch_items_with_lines(
-    conn: &mut PgConnection,
-    products: &[ProductId],
-    order_id: Uuid,
-    lock: ItemLock,
-) -> Result<(Vec<InventoryItem>, Vec<Reservation>), Fail> {
-    let sql = format!(
-        "WITH items AS MATERIALIZED ( \
-           SELECT {ITEM_COLUMNS} FROM inventory_items WHERE product_id = ANY($1) \
-           ORDER BY product_id{}) \
-         SELECT items.*, {RESERVATION_JOINED_COLUMNS} FROM items \
-         LEFT JOIN reservations AS r ON r.order_id = $2 AND r.product_id = items.product_id \
-         ORDER BY items.product_id",
-        lock.clause()
-    );
-    let found = sqlx::query(&sql)
-        .bind(uuids(products))
-        .bind(order_id)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| classify("load items and order lines", e))?;
-    let mut items = Vec::with_capacity(found.len());
-    let mut lines = Vec::new();
-    for row in &found {
-        items.push(rows::item(row)?);
-        lines.extend(rows::joined_reservation(row)?);
-    }
-    Ok((items, lines))
-}
-
-/// Up to [`LAZY_EXPIRY_MAX`] overdue pending reservations of each product.
-async fn fetch_overdue(
-    conn: &mut PgConnection,
-    products: &[ProductId],
-    meta: &Meta,
-) -> Result<Vec<Reservation>, Fail> {
-    let sql = format!(
-        "SELECT r.* FROM UNNEST($1::uuid[]) AS p(product_id) CROSS JOIN LATERAL ( \
-           SELECT {RESERVATION_COLUMNS} FROM reservations \
-           WHERE product_id = p.product_id AND status = 'pending' AND expires_at_ms <= $2 \
-           ORDER BY expires_at_ms, id LIMIT $3) AS r"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(uuids(products))
-        .bind(meta.now.as_millis())
-        .bind(LAZY_EXPIRY_MAX as i64)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| classify("load overdue reservations", e))?;
-    Ok(rows
-        .iter()
-        .map(rows::reservation)
-        .collect::<Result<_, _>>()?)
-}
-
-/// Every write of a change but new items, in one statement (one round
-/// trip): versioned item updates, new reservations, settled reservations,
-/// ledger entries and outbox entries. Returns how many items and reservations
-/// the guarded updates found.
+/// Every write of a change in one statement (one round trip): versioned
+/// item updates, new items, new reservations, settled reservations, ledger
+/// entries and outbox entries. Returns how many items and reservations the
+/// guarded updates found.
 const PERSIST_SQL: &str = "WITH \
   items AS ( \
     UPDATE inventory_items AS i SET quantity = u.quantity, reserved = u.reserved, \
@@ -318,188 +333,95 @@ const PERSIST_SQL: &str = "WITH \
                 $6::bigint[]) AS u(product_id, loaded, quantity, reserved, version, updated_at_ms) \
     WHERE i.product_id = ANY($1) AND i.product_id = u.product_id AND i.version = u.loaded \
     RETURNING 1), \
+  new_items AS ( \
+    INSERT INTO inventory_items \
+      (product_id, quantity, reserved, version, created_at_ms, updated_at_ms) \
+    SELECT * FROM UNNEST($7::uuid[], $8::bigint[], $9::bigint[], $10::bigint[], \
+                         $11::bigint[], $12::bigint[]) RETURNING 1), \
   created AS ( \
     INSERT INTO reservations (id, order_id, product_id, quantity, status, expires_at_ms, \
       created_at_ms, updated_at_ms) \
-    SELECT * FROM UNNEST($7::uuid[], $8::uuid[], $9::uuid[], $10::bigint[], $11::text[], \
-                         $12::bigint[], $13::bigint[], $14::bigint[]) RETURNING 1), \
+    SELECT * FROM UNNEST($13::uuid[], $14::uuid[], $15::uuid[], $16::bigint[], $17::text[], \
+                         $18::bigint[], $19::bigint[], $20::bigint[]) RETURNING 1), \
   settled AS ( \
     UPDATE reservations AS r SET status = u.status, updated_at_ms = u.updated_at_ms \
-    FROM UNNEST($15::uuid[], $16::text[], $17::bigint[]) AS u(id, status, updated_at_ms) \
+    FROM UNNEST($21::uuid[], $22::text[], $23::bigint[]) AS u(id, status, updated_at_ms) \
     WHERE r.id = u.id AND r.status = 'pending' RETURNING 1), \
   ledger AS ( \
     INSERT INTO stock_adjustments \
       (product_id, delta, quantity_before, quantity_after, reason, actor, at_ms) \
     SELECT product_id, delta, quantity_before, quantity_after, reason, actor, at_ms \
-    FROM UNNEST($18::uuid[], $19::bigint[], $20::bigint[], $21::bigint[], $22::text[], \
-                $23::text[], $24::bigint[]) WITH ORDINALITY \
+    FROM UNNEST($24::uuid[], $25::bigint[], $26::bigint[], $27::bigint[], $28::text[], \
+                $29::text[], $30::bigint[]) WITH ORDINALITY \
       AS a(product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, n) \
     ORDER BY n RETURNING 1), \
   events AS ( \
     INSERT INTO outbox \
       (event_id, event_type, product_id, payload, correlation_id, occurred_at_ms) \
-    SELECT event_id, event_type, product_id, payload, $30, occurred_at_ms \
-    FROM UNNEST($25::uuid[], $26::text[], $27::uuid[], $28::jsonb[], $29::bigint[]) \
-      WITH ORDINALITY AS e(event_id, event_type, product_id, payload, occurred_at_ms, n) \
+    SELECT event_id, event_type, product_id, payload, correlation_id, occurred_at_ms \
+    FROM UNNEST($31::uuid[], $32::text[], $33::uuid[], $34::jsonb[], $35::text[], \
+                $36::bigint[]) WITH ORDINALITY \
+      AS e(event_id, event_type, product_id, payload, correlation_id, occurred_at_ms, n) \
     ORDER BY n RETURNING 1) \
 SELECT (SELECT COUNT(*) FROM items) AS items, (SELECT COUNT(*) FROM settled) AS settled";
 
-/// Writes what a change did. An item whose version moved, or a reservation
-/// that is no longer pending, is a conflict (run the command again).
+/// One column of a set-based write: a field of every row.
+fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
+}
+
+/// Writes what a change did; `correlation_ids` has one entry per event. An
+/// item whose version moved, or a reservation that is no longer pending, is
+/// a conflict (run the batch again).
 pub(crate) async fn persist(
     conn: &mut PgConnection,
     changes: Changes,
-    meta: &Meta,
+    correlation_ids: &[Option<&str>],
 ) -> Result<(), Fail> {
-    for item in &changes.new_items {
-        insert_item(conn, item).await?;
-    }
+    debug_assert_eq!(correlation_ids.len(), changes.events.len());
     let items = &changes.updated_items;
+    let fresh = &changes.new_items;
     let created = &changes.new_reservations;
     let settled = &changes.updated_reservations;
     let ledger = &changes.adjustments;
     let events = &changes.events;
     let found: (i64, i64) = sqlx::query_as(PERSIST_SQL)
-        .bind(
-            items
-                .iter()
-                .map(|(i, _)| i.product_id().as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            items
-                .iter()
-                .map(|(_, v)| to_i64(v.get()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            items
-                .iter()
-                .map(|(i, _)| to_i64(i.quantity()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            items
-                .iter()
-                .map(|(i, _)| to_i64(i.reserved()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            items
-                .iter()
-                .map(|(i, _)| to_i64(i.version().get()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            items
-                .iter()
-                .map(|(i, _)| i.updated_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(created.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
-        .bind(
-            created
-                .iter()
-                .map(|r| r.order_id().as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            created
-                .iter()
-                .map(|r| r.product_id().as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            created
-                .iter()
-                .map(|r| to_i64(r.quantity().get()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            created
-                .iter()
-                .map(|r| r.status().as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            created
-                .iter()
-                .map(|r| r.expires_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            created
-                .iter()
-                .map(|r| r.created_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            created
-                .iter()
-                .map(|r| r.updated_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(settled.iter().map(|r| r.id().as_uuid()).collect::<Vec<_>>())
-        .bind(
-            settled
-                .iter()
-                .map(|r| r.status().as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            settled
-                .iter()
-                .map(|r| r.updated_at().as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ledger
-                .iter()
-                .map(|a| a.product_id.as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(ledger.iter().map(|a| a.delta).collect::<Vec<_>>())
-        .bind(
-            ledger
-                .iter()
-                .map(|a| to_i64(a.quantity_before))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ledger
-                .iter()
-                .map(|a| to_i64(a.quantity_after))
-                .collect::<Vec<_>>(),
-        )
-        .bind(ledger.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>())
-        .bind(ledger.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
-        .bind(ledger.iter().map(|a| a.at.as_millis()).collect::<Vec<_>>())
-        .bind(events.iter().map(|_| Uuid::new_v4()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.payload.event_type())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.payload.product_id().as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| rows::payload_to_json(&e.payload))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.occurred_at.as_millis())
-                .collect::<Vec<_>>(),
-        )
-        .bind(meta.correlation_id.as_deref())
+        .bind(column(items, |(i, _)| i.product_id().as_uuid()))
+        .bind(column(items, |(_, v)| to_i64(v.get())))
+        .bind(column(items, |(i, _)| to_i64(i.quantity())))
+        .bind(column(items, |(i, _)| to_i64(i.reserved())))
+        .bind(column(items, |(i, _)| to_i64(i.version().get())))
+        .bind(column(items, |(i, _)| i.updated_at().as_millis()))
+        .bind(column(fresh, |i| i.product_id().as_uuid()))
+        .bind(column(fresh, |i| to_i64(i.quantity())))
+        .bind(column(fresh, |i| to_i64(i.reserved())))
+        .bind(column(fresh, |i| to_i64(i.version().get())))
+        .bind(column(fresh, |i| i.created_at().as_millis()))
+        .bind(column(fresh, |i| i.updated_at().as_millis()))
+        .bind(column(created, |r| r.id().as_uuid()))
+        .bind(column(created, |r| r.order_id().as_uuid()))
+        .bind(column(created, |r| r.product_id().as_uuid()))
+        .bind(column(created, |r| to_i64(r.quantity().get())))
+        .bind(column(created, |r| r.status().as_str()))
+        .bind(column(created, |r| r.expires_at().as_millis()))
+        .bind(column(created, |r| r.created_at().as_millis()))
+        .bind(column(created, |r| r.updated_at().as_millis()))
+        .bind(column(settled, |r| r.id().as_uuid()))
+        .bind(column(settled, |r| r.status().as_str()))
+        .bind(column(settled, |r| r.updated_at().as_millis()))
+        .bind(column(ledger, |a| a.product_id.as_uuid()))
+        .bind(column(ledger, |a| a.delta))
+        .bind(column(ledger, |a| to_i64(a.quantity_before)))
+        .bind(column(ledger, |a| to_i64(a.quantity_after)))
+        .bind(column(ledger, |a| a.reason.as_str()))
+        .bind(column(ledger, |a| a.actor.as_str()))
+        .bind(column(ledger, |a| a.at.as_millis()))
+        .bind(column(events, |_| Uuid::new_v4()))
+        .bind(column(events, |e| e.payload.event_type()))
+        .bind(column(events, |e| e.payload.product_id().as_uuid()))
+        .bind(column(events, |e| rows::payload_to_json(&e.payload)))
+        .bind(correlation_ids)
+        .bind(column(events, |e| e.occurred_at.as_millis()))
         .fetch_one(conn)
         .await
         .map_err(persist_error)?;
@@ -512,36 +434,14 @@ pub(crate) async fn persist(
     Ok(())
 }
 
+/// A key taken by a concurrent transaction is a conflict: the batch runs
+/// again, and the repeat reads what that transaction wrote, so the rules
+/// answer (an idempotent reserve, a refused id, an item that exists).
 fn persist_error(e: sqlx::Error) -> Fail {
     match unique_violation(&e).as_deref() {
-        // A concurrent reserve of the same (order, product) won: run again,
-        // and the repeat finds its reservation (an idempotent answer).
         Some("reservations_order_product_key") => Fail::Retry("order line reserved concurrently"),
-        Some("reservations_pkey") => Fail::Give(Error::InvalidInput {
-            field: "reservation_id",
-            reason: "already used by another reservation".to_owned(),
-        }),
+        Some("reservations_pkey") => Fail::Retry("reservation id taken concurrently"),
+        Some("inventory_items_pkey") => Fail::Retry("item created concurrently"),
         _ => classify("write changes", e),
     }
-}
-
-async fn insert_item(conn: &mut PgConnection, item: &InventoryItem) -> Result<(), Fail> {
-    let sql =
-        format!("INSERT INTO inventory_items ({ITEM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
-    sqlx::query(&sql)
-        .bind(item.product_id().as_uuid())
-        .bind(to_i64(item.quantity()))
-        .bind(to_i64(item.reserved()))
-        .bind(to_i64(item.version().get()))
-        .bind(item.created_at().as_millis())
-        .bind(item.updated_at().as_millis())
-        .execute(conn)
-        .await
-        .map_err(|e| match unique_violation(&e) {
-            Some(_) => Fail::Give(Error::AlreadyExists {
-                product_id: item.product_id(),
-            }),
-            None => classify("insert item", e),
-        })?;
-    Ok(())
 }

@@ -67,34 +67,9 @@ const RESERVATION_NAMES: [&str; 8] = [
     "updated_at_ms",
 ];
 
-/// Column names of a reservation joined next to an item, each prefixed `r_`.
-const RESERVATION_JOINED_NAMES: [&str; 8] = [
-    "r_id",
-    "r_order_id",
-    "r_product_id",
-    "r_quantity",
-    "r_status",
-    "r_expires_at_ms",
-    "r_created_at_ms",
-    "r_updated_at_ms",
-];
-
-/// The reservation columns, each prefixed `r_`, for a join with items.
-pub(crate) const RESERVATION_JOINED_COLUMNS: &str = "r.id AS r_id, r.order_id AS r_order_id, \
-     r.product_id AS r_product_id, r.quantity AS r_quantity, r.status AS r_status, \
-     r.expires_at_ms AS r_expires_at_ms, r.created_at_ms AS r_created_at_ms, \
-     r.updated_at_ms AS r_updated_at_ms";
-
 /// Reads a `reservations` row.
 pub(crate) fn reservation(row: &PgRow) -> Result<Reservation, Error> {
     reservation_named(row, &RESERVATION_NAMES)
-}
-
-/// Reads the reservation joined into an item row, if the join found one.
-pub(crate) fn joined_reservation(row: &PgRow) -> Result<Option<Reservation>, Error> {
-    let id: Option<Uuid> = get(row, RESERVATION_JOINED_NAMES[0])?;
-    id.map(|_| reservation_named(row, &RESERVATION_JOINED_NAMES))
-        .transpose()
 }
 
 fn reservation_named(row: &PgRow, names: &[&'static str; 8]) -> Result<Reservation, Error> {

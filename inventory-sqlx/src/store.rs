@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inventory_core::{
-    check_bulk, Adjustment, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox,
-    OutboxEntry, Outcome, ProductId, Reservation, ReservationId, ADJUSTMENTS_PAGE_MAX,
-    OUTBOX_BATCH_MAX,
+    check_batch, check_bulk, Adjustment, BatchResults, Command, Error, InventoryItem,
+    InventoryStore, Meta, OrderId, Outbox, OutboxEntry, Outcome, ProductId, Reservation,
+    ReservationId, ADJUSTMENTS_PAGE_MAX, OUTBOX_BATCH_MAX,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -121,7 +121,15 @@ impl PgStore {
 impl InventoryStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn execute(&self, command: Command, meta: &Meta) -> Result<Outcome, Error> {
-        execute::execute(self, &command, meta).await
+        let batch = [(command, meta.clone())];
+        let mut results = execute::execute_batch(self, &batch).await?;
+        results.pop().expect("one answer per command")
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(size = batch.len()), err(level = "debug"))]
+    async fn execute_batch(&self, batch: Vec<(Command, Meta)>) -> Result<BatchResults, Error> {
+        check_batch(&batch)?;
+        execute::execute_batch(self, &batch).await
     }
 
     async fn item(&self, product_id: ProductId) -> Result<Option<InventoryItem>, Error> {

@@ -111,7 +111,9 @@ async fn batch(conn: &mut PgConnection, meta: &Meta, limit: usize) -> Result<usi
         }
     }
     if expired > 0 {
-        persist(conn, snapshot.into_changes(), meta).await?;
+        let changes = snapshot.into_changes();
+        let correlation_ids = vec![meta.correlation_id.as_deref(); changes.events.len()];
+        persist(conn, changes, &correlation_ids).await?;
     }
     Ok(expired)
 }
