@@ -7,10 +7,10 @@ use crate::value::{Timestamp, Version};
 
 /// Why an inventory operation did not happen.
 ///
-/// Every variant but [`Error::Unavailable`], [`Error::Contention`] and
-/// [`Error::Storage`] is a business outcome: the state is unchanged (except that
+/// Every variant but [`Error::Unavailable`], [`Error::Contention`],
+/// [`Error::Overloaded`] and [`Error::Storage`] is a business outcome: the state is unchanged (except that
 /// overdue reservations met on the way may have been expired) and retrying the
-/// same request gives the same answer. Those three are operating errors.
+/// same request gives the same answer. Those four are operating errors.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -114,6 +114,10 @@ pub enum Error {
         /// Units asked for now.
         requested: u64,
     },
+    /// Too many changes are already waiting for the store (a bounded queue in
+    /// front of it is full); nothing was done, retry after a short while.
+    #[error("too many changes are waiting for the store, try again")]
+    Overloaded,
     /// The store gave up after a bounded number of optimistic retries.
     #[error("too much contention on the store, try again")]
     Contention,
@@ -147,6 +151,7 @@ impl Error {
             Error::InvalidInput { .. } => "invalid_request",
             Error::IdempotencyConflict { .. } => "idempotency_conflict",
             Error::Contention => "contention",
+            Error::Overloaded => "overloaded",
             Error::Unavailable { .. } => "store_unavailable",
             Error::Storage { .. } => "internal_error",
         }
@@ -154,7 +159,10 @@ impl Error {
 
     /// True for operating errors (the request may succeed if retried later).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Contention | Error::Unavailable { .. })
+        matches!(
+            self,
+            Error::Contention | Error::Overloaded | Error::Unavailable { .. }
+        )
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use inventory_combiner::Combiner;
 use inventory_core::InventoryStore;
 use prometheus_client::registry::Registry;
 use service_kit::body::RequestBody;
@@ -57,6 +58,8 @@ pub enum StartError {
 /// can run on any [`InventoryStore`].
 pub struct App<S> {
     pub(crate) store: Arc<S>,
+    /// Every write goes through here: concurrent writes commit in batches.
+    pub(crate) writes: Combiner<S>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) redis: Option<Arc<Redis>>,
     pub(crate) cache: Option<AvailabilityCache>,
@@ -118,8 +121,11 @@ impl<S: InventoryStore> App<S> {
                 .await,
             )
         };
+        let writes = Combiner::new(Arc::clone(&store), config.combiner())
+            .with_observer(Arc::new(metrics.batches().clone()));
         Ok(Self {
             store,
+            writes,
             clock,
             redis,
             cache,

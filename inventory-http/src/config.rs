@@ -1,6 +1,7 @@
 //! Configuration: command-line flags, each also readable from an environment
 //! variable (see `.env.example`). Every limit is named with its unit last.
 
+use inventory_combiner::CombinerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -61,6 +62,21 @@ pub const STOCK_EVENTS_BINDING: &str = "inventory.stock.#";
 #[derive(Clone, Debug, Parser)]
 #[command(name = "inventory-http", version, about = "The inventory HTTP server")]
 pub struct Config {
+    /// Most writes committed together as one batch (group commit); 1 turns
+    /// batching off, so every write is its own transaction.
+    #[arg(long, env = "BATCH_MAX", default_value_t = inventory_combiner::BATCH_MAX_DEFAULT)]
+    pub batch_max: usize,
+
+    /// Most writes waiting for a batch; one more is answered 503 with
+    /// `Retry-After` (code `overloaded`).
+    #[arg(long, env = "BATCH_QUEUE_MAX", default_value_t = inventory_combiner::QUEUE_MAX_DEFAULT)]
+    pub batch_queue_max: usize,
+
+    /// Most batches committing at once (each holds one database connection
+    /// while it commits).
+    #[arg(long, env = "BATCH_COMMITTERS", default_value_t = inventory_combiner::COMMITTERS_MAX_DEFAULT)]
+    pub batch_committers: usize,
+
     /// Address to listen on.
     #[arg(long, env = "LISTEN_ADDR", default_value = LISTEN_DEFAULT)]
     pub listen: SocketAddr,
@@ -183,6 +199,9 @@ impl Config {
     /// the environment: what tests and embedders start from.
     pub fn embedded() -> Self {
         Self {
+            batch_max: inventory_combiner::BATCH_MAX_DEFAULT,
+            batch_queue_max: inventory_combiner::QUEUE_MAX_DEFAULT,
+            batch_committers: inventory_combiner::COMMITTERS_MAX_DEFAULT,
             listen: LISTEN_DEFAULT.parse().expect("valid default address"),
             database_url: None,
             db_pool_size: DB_POOL_SIZE_DEFAULT,
@@ -232,6 +251,15 @@ impl Config {
                 retention_ms: self.outbox_retention_secs.saturating_mul(1_000),
                 ..RelayConfig::default()
             },
+        }
+    }
+
+    /// How writes are batched.
+    pub fn combiner(&self) -> CombinerConfig {
+        CombinerConfig {
+            batch_max: self.batch_max,
+            queue_max: self.batch_queue_max,
+            committers_max: self.batch_committers,
         }
     }
 

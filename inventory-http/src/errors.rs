@@ -10,6 +10,9 @@ use service_kit::Problem;
 /// `Retry-After` sent when the store gave up under contention.
 pub const CONTENTION_RETRY_AFTER_MS: u64 = 1_000;
 
+/// `Retry-After` sent when the queue of changes waiting for the store is full.
+pub const OVERLOADED_RETRY_AFTER_MS: u64 = 1_000;
+
 /// `Retry-After` sent when the store is unreachable.
 pub const UNAVAILABLE_RETRY_AFTER_MS: u64 = 5_000;
 
@@ -45,6 +48,14 @@ pub fn problem(error: &Error) -> Problem {
                 code,
                 "the store is busy; retry shortly",
                 Duration::from_millis(CONTENTION_RETRY_AFTER_MS),
+            )
+        }
+        Error::Overloaded => {
+            tracing::warn!(error = %error, "write queue full");
+            Problem::unavailable(
+                code,
+                "too many changes are waiting; retry shortly",
+                Duration::from_millis(OVERLOADED_RETRY_AFTER_MS),
             )
         }
         Error::Unavailable { .. } => {
@@ -115,6 +126,7 @@ mod tests {
                 "invalid_quantity",
             ),
             (Error::Contention, 503, "contention"),
+            (Error::Overloaded, 503, "overloaded"),
             (
                 Error::Unavailable {
                     reason: "secret host".into(),

@@ -4,14 +4,17 @@
 //! most a configured number of product ids.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use event_bus::RelayHealth;
+use inventory_combiner::BatchObserver;
 use inventory_core::{InventoryItem, ProductId};
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use service_kit::metrics::HttpMetrics;
 
@@ -43,6 +46,44 @@ pub struct InventoryMetrics {
     outbox_depth: Gauge,
     events_published: Counter,
     event_relay_failures: Counter,
+    batches: BatchMetrics,
+}
+
+/// Sizes of the batches writes are committed in, and how long each write
+/// waited for its batch: what the write combiner reports.
+#[derive(Clone, Debug)]
+pub struct BatchMetrics {
+    size: Histogram,
+    queue_wait: Histogram,
+}
+
+impl BatchMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        // 1, 2, 4 ... 1024 commands.
+        let size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "inventory_batch_size",
+            "Writes committed together in one batch",
+            size.clone(),
+        );
+        // 50 us to about 3 s.
+        let queue_wait = Histogram::new(exponential_buckets(0.000_05, 3.0, 11));
+        registry.register(
+            "inventory_batch_queue_wait_seconds",
+            "Time a write waited in line before its batch started",
+            queue_wait.clone(),
+        );
+        Self { size, queue_wait }
+    }
+}
+
+impl BatchObserver for BatchMetrics {
+    fn batch_started(&self, size: usize, queue_waits: &[Duration]) {
+        self.size.observe(size as f64);
+        for wait in queue_waits {
+            self.queue_wait.observe(wait.as_secs_f64());
+        }
+    }
 }
 
 impl InventoryMetrics {
@@ -92,6 +133,7 @@ impl InventoryMetrics {
             "Failed relay attempts (broker or outbox), each followed by a back-off",
             event_relay_failures.clone(),
         );
+        let batches = BatchMetrics::register(registry);
         Self {
             http,
             reservations,
@@ -103,7 +145,13 @@ impl InventoryMetrics {
             outbox_depth,
             events_published,
             event_relay_failures,
+            batches,
         }
+    }
+
+    /// What the write combiner reports to.
+    pub fn batches(&self) -> &BatchMetrics {
+        &self.batches
     }
 
     /// Brings the event metrics up to `health`'s counts (called before

@@ -102,7 +102,7 @@ impl<S: InventoryStore> App<S> {
         ctx: &RequestContext,
         touched: &[ProductId],
     ) -> Result<Outcome, Error> {
-        let outcome = self.store.execute(command, &self.meta(ctx)).await;
+        let outcome = self.writes.execute(command, &self.meta(ctx)).await;
         // Business errors may still have expired overdue reservations on the
         // way, so only operating errors (nothing committed) skip invalidation.
         let committed_something = outcome.as_ref().map_or_else(|e| !is_operating(e), |_| true);
@@ -116,7 +116,7 @@ impl<S: InventoryStore> App<S> {
 fn is_operating(e: &Error) -> bool {
     matches!(
         e,
-        Error::Contention | Error::Unavailable { .. } | Error::Storage { .. }
+        Error::Contention | Error::Overloaded | Error::Unavailable { .. } | Error::Storage { .. }
     )
 }
 

@@ -149,7 +149,7 @@ impl<S: InventoryStore> App<S> {
     /// outcome, so its cache entry is dropped afterwards.
     async fn finish(&self, command: Command, ctx: &RequestContext) -> Handled {
         let reservation_id = command.reservation_id();
-        let outcome = self.store.execute(command, &self.meta(ctx)).await;
+        let outcome = self.writes.execute(command, &self.meta(ctx)).await;
         if let (Err(Error::ReservationExpired { .. }), Some(cache), Some(id)) =
             (&outcome, &self.cache, reservation_id)
         {
