@@ -152,6 +152,11 @@ impl<S: InventoryStore> App<S> {
         self
     }
 
+    /// How many writes wait for a batch now.
+    pub fn queued_writes(&self) -> usize {
+        self.writes.queued()
+    }
+
     /// The store the application runs on.
     pub fn store(&self) -> &Arc<S> {
         &self.store

@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)]
 
 mod bad_input;
+mod batching;
 mod cache;
 mod events;
 mod flows;

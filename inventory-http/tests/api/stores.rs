@@ -52,6 +52,16 @@ where
     let _ = worker.join();
 }
 
+impl Schema {
+    /// A connection of its own to this schema.
+    pub async fn connect(&self) -> PgConnection {
+        let options = PgConnectOptions::from_str(&self.url)
+            .expect("valid TEST_DATABASE_URL")
+            .options([("search_path", self.name.as_str())]);
+        PgConnection::connect_with(&options).await.expect("connect")
+    }
+}
+
 impl Drop for Schema {
     fn drop(&mut self) {
         let (url, name) = (self.url.clone(), self.name.clone());
