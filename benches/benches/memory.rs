@@ -1,6 +1,8 @@
 //! Throughput of the in-memory store: reserve, reserve + confirm and a 5-line
 //! reserve on one thread; reserve + confirm with 2 threads on one hot product
-//! and on distinct products; and 100 threads on one product.
+//! and on distinct products; 100 threads on one product, straight to the
+//! store and through the group-commit combiner; and a batch of reserves as
+//! one `execute_batch` call against the same reserves one call each.
 //!
 //! Run with `cargo bench -p benches --bench memory`. Every sample starts from
 //! a fresh store (made and dropped outside the timed part). Every
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_main, BenchmarkGroup, Criterion, Throughput};
+use inventory_combiner::{Combiner, CombinerConfig};
 use inventory_core::{
     Actor, Command, Meta, OrderId, ProductId, Quantity, ReservationId, Reserve, ReserveLine,
     StockLevel, Timestamp, Ttl, STOCK_MAX,
@@ -42,6 +45,9 @@ const MAINTENANCE_EVERY: u64 = 1_024;
 
 /// Threads of the crowd case.
 const CROWD_THREADS: usize = 100;
+
+/// Commands per batch in the batch-against-loop case.
+const BATCH_SIZE: u64 = 128;
 
 /// Each benchmark measures for this long (plus its warm-up).
 const MEASUREMENT_TIME: Duration = Duration::from_secs(3);
@@ -75,7 +81,8 @@ fn id(thread: u64, n: u64) -> Uuid {
     Uuid::from_u128((u128::from(thread) + 1) << 64 | u128::from(n))
 }
 
-fn reserve_one(store: &MemoryStore, product_id: ProductId, thread: u64, n: u64) -> ReservationId {
+/// A reserve of one unit, with ids tagged by `thread` and `n`.
+fn reserve_command(product_id: ProductId, thread: u64, n: u64) -> (Command, ReservationId) {
     let reservation_id = ReservationId::from_uuid(id(thread, n));
     let line = ReserveLine {
         product_id,
@@ -84,6 +91,11 @@ fn reserve_one(store: &MemoryStore, product_id: ProductId, thread: u64, n: u64) 
     };
     let order = OrderId::from_uuid(id(thread, n));
     let command = Command::Reserve(Reserve::single(order, line, Ttl::default()));
+    (command, reservation_id)
+}
+
+fn reserve_one(store: &MemoryStore, product_id: ProductId, thread: u64, n: u64) -> ReservationId {
+    let (command, reservation_id) = reserve_command(product_id, thread, n);
     black_box(store.execute_sync(&command, &meta()).expect("reserve"));
     reservation_id
 }
@@ -248,6 +260,117 @@ fn crowd(group: &mut BenchmarkGroup<'_, WallTime>) {
     }
 }
 
+/// Like [`pairs`], each command through `combiner` (the calling thread
+/// blocks on its answer, as a thread-per-request server would).
+fn pairs_combined(
+    combiner: &Combiner<MemoryStore>,
+    product_id: ProductId,
+    thread: u64,
+    count: u64,
+    regime: Regime,
+) {
+    use inventory_core::InventoryStore;
+    for n in 0..count {
+        let (reserve, reservation_id) = reserve_command(product_id, thread, n);
+        black_box(pollster::block_on(combiner.execute(reserve, &meta())).expect("reserve"));
+        let confirm = Command::Confirm { reservation_id };
+        black_box(pollster::block_on(combiner.execute(confirm, &meta())).expect("confirm"));
+        maintain(combiner.store(), n, regime);
+    }
+}
+
+/// [`pairs_on_threads`] through a combiner whose committers run on `runtime`.
+fn combined_pairs_on_threads(
+    iters: u64,
+    threads: u64,
+    runtime: &tokio::runtime::Runtime,
+    regime: Regime,
+) -> Duration {
+    let store = Arc::new(store_with(1));
+    let combiner = Combiner::with_runtime(
+        Arc::clone(&store),
+        CombinerConfig::default(),
+        runtime.handle().clone(),
+    );
+    let barrier = Arc::new(Barrier::new(threads as usize + 1));
+    let per_thread = iters.div_ceil(threads);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (combiner, barrier) = (combiner.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                pairs_combined(&combiner, product(0), t, per_thread, regime);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for worker in workers {
+        worker.join().expect("worker panicked");
+    }
+    let elapsed = start.elapsed();
+    drain_all(&store);
+    elapsed
+}
+
+fn crowd_combined(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("tokio runtime");
+    for (name, regime) in [
+        ("reserve_confirm_one_product_combined", Regime::Retaining),
+        (
+            "reserve_confirm_one_product_steady_combined",
+            Regime::Steady,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                combined_pairs_on_threads(iters, CROWD_THREADS as u64, &runtime, regime)
+            });
+        });
+    }
+}
+
+/// [`BATCH_SIZE`] reserves as one `execute_batch` call against the same
+/// reserves one `execute_sync` call each, on one product and on as many
+/// products as reserves.
+fn batch_against_loop(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let hot: fn(u64) -> ProductId = |_| product(0);
+    let distinct: fn(u64) -> ProductId = product;
+    for (spread, product_of) in [("one_product", hot), ("distinct_products", distinct)] {
+        for batched in [false, true] {
+            let name = format!("{}_{spread}", if batched { "batch" } else { "loop" });
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let store = store_with(BATCH_SIZE);
+                    let mut elapsed = Duration::ZERO;
+                    for round in 0..iters.div_ceil(BATCH_SIZE) {
+                        let commands: Vec<(Command, Meta)> = (0..BATCH_SIZE)
+                            .map(|n| {
+                                let product_id = product_of(n);
+                                (reserve_command(product_id, round, n).0, meta())
+                            })
+                            .collect();
+                        let start = Instant::now();
+                        if batched {
+                            black_box(store.execute_batch_sync(&commands).expect("batch"));
+                        } else {
+                            for (command, meta) in &commands {
+                                black_box(store.execute_sync(command, meta).expect("reserve"));
+                            }
+                        }
+                        elapsed += start.elapsed();
+                        drain_all(&store);
+                    }
+                    elapsed
+                });
+            });
+        }
+    }
+}
+
 /// Time this thread has spent on a CPU, from `/proc/thread-self/schedstat`
 /// (Linux only).
 fn thread_cpu_time() -> Option<Duration> {
@@ -318,6 +441,16 @@ fn benches(c: &mut Criterion) {
         .warm_up_time(WARM_UP_TIME)
         .sample_size(20);
     crowd(&mut group);
+    crowd_combined(&mut group);
+    group.finish();
+
+    let mut group = c.benchmark_group("memory_batch_against_loop");
+    group
+        .throughput(Throughput::Elements(1))
+        .measurement_time(MEASUREMENT_TIME)
+        .warm_up_time(WARM_UP_TIME)
+        .sample_size(20);
+    batch_against_loop(&mut group);
     group.finish();
 }
 

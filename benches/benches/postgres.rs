@@ -11,6 +11,10 @@
 //! store with many tasks on one hot product and reports how many attempts
 //! conflicted.
 //!
+//! It also measures [`BATCH_SIZE`] reserves as one `execute_batch` call (one
+//! transaction) against the same reserves as one `execute` call each, on the
+//! hot product and on random products.
+//!
 //! Run with `cargo bench -p benches --bench postgres`. The database comes from
 //! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); without a reachable server the
@@ -54,6 +58,9 @@ const PROBE_TASKS: usize = 64;
 
 /// Operations each task of the contention probe runs.
 const PROBE_OPS_PER_TASK: usize = 20;
+
+/// Reserves per batch in the batch-against-loop case.
+const BATCH_SIZE: u64 = 64;
 
 /// Rounds of the paired comparison.
 const PAIRED_ROUNDS: usize = 5;
@@ -263,6 +270,35 @@ async fn run_batch(
     (started.elapsed(), failed)
 }
 
+/// At least `ops` reserves in rounds of [`BATCH_SIZE`], each round one
+/// `execute_batch` call or one `execute` call per reserve; the time of the
+/// calls.
+async fn batch_or_loop(
+    store: &PgStore,
+    products: &Products,
+    spread: Spread,
+    batched: bool,
+    ops: u64,
+) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..ops.div_ceil(BATCH_SIZE) {
+        let commands: Vec<(Command, Meta)> = (0..BATCH_SIZE)
+            .map(|_| (reserve_command(products.pick(spread)).0, meta()))
+            .collect();
+        let started = Instant::now();
+        if batched {
+            let answers = store.execute_batch(commands).await.expect("batch");
+            assert!(answers.iter().all(Result::is_ok), "every reserve holds");
+        } else {
+            for (command, meta) in commands {
+                store.execute(command, &meta).await.expect("reserve");
+            }
+        }
+        elapsed += started.elapsed();
+    }
+    elapsed
+}
+
 /// A schema of its own on the bench server, and one pool on it.
 struct BenchDb {
     url: String,
@@ -386,6 +422,20 @@ fn main() {
         }
         group.finish();
     }
+    let mut group = criterion.benchmark_group("postgres_batch_against_loop");
+    group.throughput(Throughput::Elements(1));
+    for spread in [Spread::Random, Spread::Hot] {
+        for batched in [false, true] {
+            let name = if batched { "batch" } else { "loop" };
+            let id = BenchmarkId::new(name, format!("{}/{BATCH_SIZE}", spread.name()));
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    runtime.block_on(batch_or_loop(&locking, &products, spread, batched, iters))
+                });
+            });
+        }
+    }
+    group.finish();
     criterion.final_summary();
     runtime.block_on(paired_ratios(&runners, &optimistic, &products));
     runtime.block_on(pool.close());
