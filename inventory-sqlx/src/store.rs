@@ -121,15 +121,25 @@ impl PgStore {
 impl InventoryStore for PgStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn execute(&self, command: Command, meta: &Meta) -> Result<Outcome, Error> {
-        let batch = [(command, meta.clone())];
-        let mut results = execute::execute_batch(self, &batch).await?;
+        let mut results = self.execute_batch(vec![(command, meta.clone())]).await?;
         results.pop().expect("one answer per command")
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(size = batch.len()), err(level = "debug"))]
     async fn execute_batch(&self, batch: Vec<(Command, Meta)>) -> Result<BatchResults, Error> {
         check_batch(&batch)?;
-        execute::execute_batch(self, &batch).await
+        // The transaction runs on a task of its own, to the end, even when
+        // the caller stops waiting: a transaction cut off between sending a
+        // statement and reading its answer could hand its connection back
+        // to the pool still inside that transaction.
+        let store = self.clone();
+        tokio::spawn(async move { execute::execute_batch(&store, &batch).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::Storage {
+                    reason: format!("batch task failed: {e}"),
+                })
+            })
     }
 
     async fn item(&self, product_id: ProductId) -> Result<Option<InventoryItem>, Error> {
