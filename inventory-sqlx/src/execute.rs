@@ -18,8 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use inventory_core::{
-    decide, BatchResults, Changes, Command, InventoryItem, Meta, ProductId, Reservation, Snapshot,
-    Timestamp, LAZY_EXPIRY_MAX,
+    decide, BatchResults, Changes, Command, Error, InventoryItem, Meta, ProductId, Reservation,
+    Snapshot, Timestamp, LAZY_EXPIRY_MAX,
 };
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
@@ -64,7 +64,7 @@ impl ItemLock {
 pub(crate) async fn execute_batch(
     store: &PgStore,
     batch: &[(Command, Meta)],
-) -> Result<BatchResults, inventory_core::Error> {
+) -> Result<BatchResults, Error> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
@@ -76,7 +76,7 @@ pub(crate) async fn execute_batch(
             Err(Fail::Give(e)) => return Err(e),
             Err(Fail::Retry(why)) => {
                 if !retrier.backoff(why).await {
-                    return Err(inventory_core::Error::Contention);
+                    return Err(Error::Contention);
                 }
             }
         }
@@ -104,17 +104,15 @@ async fn attempt(store: &PgStore, batch: &[(Command, Meta)]) -> Result<BatchResu
                 .await
                 .map_err(|e| classify("set isolation", e))?;
         }
-        let mut snapshot = Snapshot::new();
-        load(&mut tx, &mut snapshot, batch, lock).await?;
-        let mut results = Vec::with_capacity(batch.len());
-        let mut correlation_ids = Vec::new();
-        for (command, meta) in batch {
-            results.push(decide(&mut snapshot, command, meta.now));
-            let recorded = snapshot.events_recorded() - correlation_ids.len();
-            correlation_ids.extend(std::iter::repeat_n(
-                meta.correlation_id.as_deref(),
-                recorded,
-            ));
+        let (wants, mut loaded) = load(&mut tx, batch, lock).await?;
+        let (mut snapshot, mut results, mut correlation_ids) = loaded.decide_all(batch);
+        // Holds of a product are loaded only where the batch looked short of
+        // stock; a reserve that still ran short elsewhere (an earlier command
+        // of the batch took the stock) is decided again with them all.
+        if loaded.missed_expiry(&results) {
+            let rest = wants.reserved_not_in(&loaded.overdue_loaded);
+            loaded.add_overdue(fetch_overdue(&mut tx, &rest, wants.now).await?, rest);
+            (snapshot, results, correlation_ids) = loaded.decide_all(batch);
         }
         let changes = snapshot.into_changes();
         let wrote = !changes.is_empty();
@@ -160,8 +158,9 @@ struct Wants {
     probed: Vec<Uuid>,
     /// `(order, product)` of every reserve line.
     lines: (Vec<Uuid>, Vec<Uuid>),
-    /// Units the batch's reserves ask of each product.
-    asked: BTreeMap<ProductId, u64>,
+    /// Units the batch's reserves ask of each product, and how many reserves
+    /// ask.
+    asked: BTreeMap<ProductId, (u64, i64)>,
     /// The latest instant of the batch.
     now: Timestamp,
 }
@@ -180,7 +179,9 @@ impl Wants {
                     wants.probed.push(line.reservation_id.as_uuid());
                     wants.lines.0.push(reserve.order_id().as_uuid());
                     wants.lines.1.push(line.product_id.as_uuid());
-                    *wants.asked.entry(line.product_id).or_default() += line.quantity.get();
+                    let asked = wants.asked.entry(line.product_id).or_default();
+                    asked.0 += line.quantity.get();
+                    asked.1 += 1;
                 }
             }
         }
@@ -188,51 +189,130 @@ impl Wants {
     }
 
     /// Products whose stock cannot serve every reserve of the batch as it
-    /// stands: only there can lazy expiry run.
-    fn short(&self, items: &[InventoryItem]) -> Vec<Uuid> {
-        items
-            .iter()
-            .filter(|item| {
-                self.asked
-                    .get(&item.product_id())
-                    .is_some_and(|asked| item.available() < *asked)
-            })
-            .map(|item| item.product_id().as_uuid())
-            .collect()
+    /// stands: only there can lazy expiry run, unless an earlier command of
+    /// the batch takes stock.
+    fn short(&self, items: &[InventoryItem]) -> Overdue {
+        let short = items.iter().filter(|item| {
+            let asked = self.asked.get(&item.product_id()).map_or(0, |a| a.0);
+            item.available() < asked
+        });
+        self.overdue_limits(short.map(InventoryItem::product_id))
+    }
+
+    /// Products the batch reserves whose holds are not in `loaded`.
+    fn reserved_not_in(&self, loaded: &BTreeSet<ProductId>) -> Overdue {
+        self.overdue_limits(self.asked.keys().copied().filter(|p| !loaded.contains(p)))
+    }
+
+    /// Each product with the most overdue holds the batch's reserves of it
+    /// may expire: [`LAZY_EXPIRY_MAX`] per reserve.
+    fn overdue_limits(&self, products: impl Iterator<Item = ProductId>) -> Overdue {
+        let mut overdue = Overdue::default();
+        for product in products {
+            let reserves = self.asked.get(&product).map_or(0, |a| a.1);
+            overdue.products.push(product.as_uuid());
+            overdue.limits.push(reserves * LAZY_EXPIRY_MAX as i64);
+        }
+        overdue
     }
 }
 
-/// Loads everything `batch` may read into `snapshot`: two statements.
+/// Products whose overdue holds to load, each with how many at most.
+#[derive(Default)]
+struct Overdue {
+    products: Vec<Uuid>,
+    limits: Vec<i64>,
+}
+
+/// What an attempt read, decided on afresh for each pass.
+struct Loaded {
+    items: Vec<InventoryItem>,
+    reservations: Vec<Reservation>,
+    /// Products whose overdue holds are loaded, as many as the batch may
+    /// expire.
+    overdue_loaded: BTreeSet<ProductId>,
+}
+
+impl Loaded {
+    /// Every command of `batch` in order on one fresh snapshot of what was
+    /// read: the snapshot, the answers, and each event's correlation id.
+    fn decide_all<'b>(
+        &self,
+        batch: &'b [(Command, Meta)],
+    ) -> (Snapshot, BatchResults, Vec<Option<&'b str>>) {
+        let mut snapshot = Snapshot::new();
+        self.items
+            .iter()
+            .cloned()
+            .for_each(|i| snapshot.load_item(i));
+        for reservation in &self.reservations {
+            snapshot.load_reservation(reservation.clone());
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        let mut correlation_ids = Vec::new();
+        for (command, meta) in batch {
+            results.push(decide(&mut snapshot, command, meta.now));
+            let recorded = snapshot.events_recorded() - correlation_ids.len();
+            correlation_ids.extend(std::iter::repeat_n(
+                meta.correlation_id.as_deref(),
+                recorded,
+            ));
+        }
+        (snapshot, results, correlation_ids)
+    }
+
+    /// True when a reserve ran short on a product whose overdue holds were
+    /// not loaded (lazy expiry could have served it).
+    fn missed_expiry(&self, results: &BatchResults) -> bool {
+        results.iter().any(|result| match result {
+            Err(Error::InsufficientStock { product_id, .. }) => {
+                !self.overdue_loaded.contains(product_id)
+            }
+            _ => false,
+        })
+    }
+
+    fn add_overdue(&mut self, holds: Vec<Reservation>, loaded: Overdue) {
+        self.reservations.extend(holds);
+        let products = loaded.products.into_iter().map(ProductId::from_uuid);
+        self.overdue_loaded.extend(products);
+    }
+}
+
+/// Reads everything `batch` may need: two statements.
 async fn load(
     conn: &mut PgConnection,
-    snapshot: &mut Snapshot,
     batch: &[(Command, Meta)],
     lock: ItemLock,
-) -> Result<(), Fail> {
+) -> Result<(Wants, Loaded), Fail> {
     let wants = Wants::of(batch);
     let products: Vec<Uuid> = wants.products.iter().map(ProductId::as_uuid).collect();
     let items = lock_items(conn, &products, &wants.named, lock).await?;
-    let locked: BTreeSet<ProductId> = items.iter().map(InventoryItem::product_id).collect();
     let short = wants.short(&items);
-    for item in items {
-        snapshot.load_item(item);
-    }
+    let mut loaded = Loaded {
+        items,
+        reservations: Vec::new(),
+        overdue_loaded: BTreeSet::new(),
+    };
     if wants.named.is_empty() && wants.probed.is_empty() {
-        return Ok(());
+        return Ok((wants, loaded));
     }
-    for reservation in fetch_reservations(conn, &wants, &short).await? {
+    let locked: BTreeSet<ProductId> = loaded.items.iter().map(InventoryItem::product_id).collect();
+    let named: BTreeSet<Uuid> = wants.named.iter().copied().collect();
+    let reservations = fetch_reservations(conn, &wants, &short).await?;
+    for reservation in &reservations {
         // A reservation a command names must have its item locked. One
         // committed after the items were locked names an item that may not
         // be: run again, and the lock statement finds it.
-        let named = wants.named.contains(&reservation.id().as_uuid());
-        if named && !locked.contains(&reservation.product_id()) {
+        let is_named = named.contains(&reservation.id().as_uuid());
+        if is_named && !locked.contains(&reservation.product_id()) {
             return Err(Fail::Retry(
                 "reservation committed after its item was locked",
             ));
         }
-        snapshot.load_reservation(reservation);
     }
-    Ok(())
+    loaded.add_overdue(reservations, short);
+    Ok((wants, loaded))
 }
 
 /// Locks (or reads) the items of `products` and of the reservations `named`,
@@ -259,12 +339,12 @@ async fn lock_items(
 }
 
 /// The reservations a batch names or probes, the existing lines of its
-/// reserves, and up to [`LAZY_EXPIRY_MAX`] overdue pending reservations of
-/// each `short` product, in one statement (a reservation may come twice).
+/// reserves, and the overdue pending holds of the `short` products (each up
+/// to its limit), in one statement (a reservation may come twice).
 async fn fetch_reservations(
     conn: &mut PgConnection,
     wants: &Wants,
-    short: &[Uuid],
+    short: &Overdue,
 ) -> Result<Vec<Reservation>, Fail> {
     let sql = format!(
         "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = ANY($1::uuid[] || $2::uuid[]) \
@@ -272,23 +352,52 @@ async fn fetch_reservations(
          SELECT r.* FROM UNNEST($3::uuid[], $4::uuid[]) AS l(order_id, product_id) \
            CROSS JOIN LATERAL (SELECT {RESERVATION_COLUMNS} FROM reservations \
              WHERE order_id = l.order_id AND product_id = l.product_id) AS r \
-         UNION ALL \
-         SELECT r.* FROM UNNEST($5::uuid[]) AS p(product_id) CROSS JOIN LATERAL ( \
-           SELECT {RESERVATION_COLUMNS} FROM reservations \
-           WHERE product_id = p.product_id AND status = 'pending' AND expires_at_ms <= $6 \
-           ORDER BY expires_at_ms, id LIMIT $7) AS r"
+         UNION ALL {OVERDUE_SQL}",
+        OVERDUE_SQL = overdue_sql(5)
     );
     let rows = sqlx::query(&sql)
         .bind(&wants.named)
         .bind(&wants.probed)
         .bind(&wants.lines.0)
         .bind(&wants.lines.1)
-        .bind(short)
+        .bind(&short.products)
+        .bind(&short.limits)
         .bind(wants.now.as_millis())
-        .bind(LAZY_EXPIRY_MAX as i64)
         .fetch_all(conn)
         .await
         .map_err(|e| classify("load reservations", e))?;
+    Ok(rows
+        .iter()
+        .map(rows::reservation)
+        .collect::<Result<_, _>>()?)
+}
+
+/// The overdue pending holds of each product (`$n`), earliest first, at most
+/// its limit (`$n+1`), due at `$n+2`.
+fn overdue_sql(n: usize) -> String {
+    format!(
+        "SELECT r.* FROM UNNEST(${n}::uuid[], ${}::bigint[]) AS p(product_id, lim) \
+         CROSS JOIN LATERAL (SELECT {RESERVATION_COLUMNS} FROM reservations \
+           WHERE product_id = p.product_id AND status = 'pending' AND expires_at_ms <= ${} \
+           ORDER BY expires_at_ms, id LIMIT p.lim) AS r",
+        n + 1,
+        n + 2
+    )
+}
+
+/// The overdue holds of `overdue`'s products, due at `now`.
+async fn fetch_overdue(
+    conn: &mut PgConnection,
+    overdue: &Overdue,
+    now: Timestamp,
+) -> Result<Vec<Reservation>, Fail> {
+    let rows = sqlx::query(&overdue_sql(1))
+        .bind(&overdue.products)
+        .bind(&overdue.limits)
+        .bind(now.as_millis())
+        .fetch_all(conn)
+        .await
+        .map_err(|e| classify("load overdue reservations", e))?;
     Ok(rows
         .iter()
         .map(rows::reservation)

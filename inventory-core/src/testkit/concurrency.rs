@@ -3,13 +3,16 @@
 //! multi-thread runtime, several connection pools).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::model::XorShift;
 use super::{
-    assert_item_consistent, at, create, item, new_order, reserve_many, reserve_one, Harness, Task,
+    assert_item_consistent, at, create, drain_outbox, item, new_order, reserve_many, reserve_one,
+    Harness, Task,
 };
-use crate::{Command, Error, EventPayload, InventoryStore, Outbox, Outcome, ReservationId};
+use crate::{
+    Command, Error, EventPayload, InventoryStore, Meta, Outcome, ProductId, ReservationId,
+};
 
 /// Counts outcomes of many tasks without locks.
 #[derive(Default)]
@@ -206,16 +209,7 @@ pub(super) async fn concurrent_sweepers_expire_once<H: Harness>(harness: &H) {
         (it.quantity(), it.reserved()),
         (SWEEP_RESERVATIONS as u64, 0)
     );
-    let mut events = Vec::new();
-    loop {
-        let batch = store.unpublished(crate::OUTBOX_BATCH_MAX).await.unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        let sequences: Vec<u64> = batch.iter().map(|e| e.sequence).collect();
-        store.mark_published(&sequences).await.unwrap();
-        events.extend(batch);
-    }
+    let events = drain_outbox(&*store).await;
     let mut expired_ids: Vec<_> = events
         .iter()
         .filter_map(|e| match e.event.payload {
@@ -274,4 +268,165 @@ pub(super) async fn multi_line_orders_do_not_deadlock<H: Harness>(harness: &H) {
         );
         assert_item_consistent(&*store, *p).await;
     }
+}
+
+/// Tasks sending batches at once.
+const BATCH_TASKS: usize = 8;
+/// Batches each task sends.
+const BATCHES_PER_TASK: usize = 6;
+/// Commands in each batch.
+const COMMANDS_PER_BATCH: usize = 5;
+/// Products every batch draws its lines from.
+const SHARED_PRODUCTS: usize = 4;
+/// Units of each product: fewer than the tasks ask for, so reserves fail too.
+const SHARED_STOCK: i64 = 30;
+
+/// What each command of a task's batch was, to read its answer.
+enum Sent {
+    /// Reserve lines of `(product index, units)`.
+    Reserve(Vec<(usize, u64)>),
+    /// Confirm a reservation the task holds, of `(product index, units)`.
+    Confirm(usize, u64),
+    /// Release a reservation the task holds, of `(product index, units)`.
+    Release(usize, u64),
+}
+
+/// A reservation a task holds: its id, product index and units.
+type Held = (ReservationId, usize, u64);
+
+/// Units per product that the tasks hold and sold, counted without locks.
+struct Units {
+    held: Vec<AtomicU64>,
+    sold: Vec<AtomicU64>,
+}
+
+impl Units {
+    fn new() -> Self {
+        let zeros = || (0..SHARED_PRODUCTS).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            held: zeros(),
+            sold: zeros(),
+        }
+    }
+
+    /// Counts what one answer did (a won reserve joins `mine`); false for
+    /// an answer the case does not allow.
+    fn count(&self, sent: &Sent, answer: &Result<Outcome, Error>, mine: &mut Vec<Held>) -> bool {
+        let moved = matches!(answer, Ok(Outcome::Reservation { changed: true, .. }));
+        match (sent, answer) {
+            (Sent::Reserve(lines), Ok(Outcome::Reserved { reservations, .. })) => {
+                for (r, &(k, q)) in reservations.iter().zip(lines) {
+                    mine.push((r.id(), k, q));
+                    self.held[k].fetch_add(q, Ordering::Relaxed);
+                }
+                true
+            }
+            (Sent::Reserve(_), Err(Error::InsufficientStock { .. })) => true,
+            (&Sent::Confirm(k, q), _) if moved => {
+                self.held[k].fetch_sub(q, Ordering::Relaxed);
+                self.sold[k].fetch_add(q, Ordering::Relaxed);
+                true
+            }
+            (&Sent::Release(k, q), _) if moved => {
+                self.held[k].fetch_sub(q, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Several tasks send batches of multi-line reserves (lines over shared
+/// products, in random order), confirms and releases at once: every batch
+/// finishes (batches lock in product order, so nothing deadlocks), nothing
+/// is oversold, and every unit is held, sold or on the shelf exactly once.
+pub(super) async fn concurrent_batches_keep_invariants<H: Harness>(harness: &H) {
+    let store = Arc::new(harness.store().await);
+    let mut products = Vec::new();
+    for _ in 0..SHARED_PRODUCTS {
+        products.push(create(&*store, SHARED_STOCK).await);
+    }
+    let products = Arc::new(products);
+    let units = Arc::new(Units::new());
+    let unexpected = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<Task> = (0..BATCH_TASKS)
+        .map(|task| {
+            let (store, products) = (Arc::clone(&store), Arc::clone(&products));
+            let (units, unexpected) = (Arc::clone(&units), Arc::clone(&unexpected));
+            Box::pin(async move {
+                let mut rng = XorShift::new(task as u64 + 1_000);
+                let mut mine: Vec<Held> = Vec::new();
+                for round in 0..BATCHES_PER_TASK {
+                    let (batch, sent) = plan_batch(&mut rng, &products, &mut mine, round);
+                    let answers = store.execute_batch(batch).await.expect("batch runs");
+                    assert_eq!(answers.len(), sent.len(), "one answer per command");
+                    for (sent, answer) in sent.iter().zip(answers) {
+                        if !units.count(sent, &answer, &mut mine) {
+                            let mut unexpected = unexpected.lock().expect("tally");
+                            unexpected.push(format!("{answer:?}"));
+                        }
+                    }
+                }
+            }) as Task
+        })
+        .collect();
+    harness.run_concurrently(tasks).await;
+    let unexpected = std::mem::take(&mut *unexpected.lock().expect("tally"));
+    assert!(
+        unexpected.is_empty(),
+        "only business answers: {unexpected:?}"
+    );
+    for (k, p) in products.iter().enumerate() {
+        assert_item_consistent(&*store, *p).await;
+        let it = item(&*store, *p).await;
+        let held = units.held[k].load(Ordering::Relaxed);
+        let sold = units.sold[k].load(Ordering::Relaxed);
+        assert_eq!(it.reserved(), held, "held units counted once");
+        assert_eq!(
+            it.quantity() + sold,
+            SHARED_STOCK as u64,
+            "sold units counted once"
+        );
+    }
+}
+
+/// One batch of a task: mostly reserves of 1 to 3 lines over the shared
+/// products in random order, and confirms or releases of reservations the
+/// task won earlier (each settled once: it leaves `mine`).
+fn plan_batch(
+    rng: &mut XorShift,
+    products: &[ProductId],
+    mine: &mut Vec<Held>,
+    round: usize,
+) -> (Vec<(Command, Meta)>, Vec<Sent>) {
+    let meta = at(round as i64);
+    let mut batch = Vec::with_capacity(COMMANDS_PER_BATCH);
+    let mut sent = Vec::with_capacity(COMMANDS_PER_BATCH);
+    for _ in 0..COMMANDS_PER_BATCH {
+        let settle = !mine.is_empty() && rng.below(3) == 0;
+        if settle {
+            let (id, k, q) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
+            if rng.below(2) == 0 {
+                batch.push((Command::Confirm { reservation_id: id }, meta.clone()));
+                sent.push(Sent::Confirm(k, q));
+            } else {
+                batch.push((Command::Release { reservation_id: id }, meta.clone()));
+                sent.push(Sent::Release(k, q));
+            }
+            continue;
+        }
+        let mut order: Vec<usize> = (0..SHARED_PRODUCTS).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        order.truncate(1 + rng.below(3) as usize);
+        let lines: Vec<(usize, u64)> = order.iter().map(|k| (*k, 1 + rng.below(3))).collect();
+        let wanted: Vec<_> = lines
+            .iter()
+            .map(|(k, q)| (products[*k], *q as i64))
+            .collect();
+        batch.push((reserve_many(new_order(), &wanted, 600), meta.clone()));
+        sent.push(Sent::Reserve(lines));
+    }
+    (batch, sent)
 }

@@ -13,16 +13,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
 use crate::{
-    Actor, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox, Outcome,
-    ProductId, Quantity, Reservation, ReservationId, Reserve, ReserveLine, StockLevel, Timestamp,
-    Ttl,
+    Actor, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox, OutboxEntry,
+    Outcome, ProductId, Quantity, Reservation, ReservationId, Reserve, ReserveLine, StockLevel,
+    Timestamp, Ttl, OUTBOX_BATCH_MAX,
 };
 
+mod batch;
 mod concurrency;
 mod model;
+mod replay;
 mod rules;
 
-pub use model::{check_sequence, random_ops, Model, Op, MODEL_ORDERS, MODEL_PRODUCTS};
+pub use model::{random_ops, Model, Op, MODEL_ORDERS, MODEL_PRODUCTS};
+pub use replay::{check_batches, check_sequence, BATCH_CHECK_OPS, BATCH_CHECK_SIZE_MAX};
 
 /// A task the kit hands to [`Harness::run_concurrently`].
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -42,6 +45,8 @@ pub struct KitConfig {
     pub model_seeds: u64,
     /// Operations per model sequence.
     pub model_ops: usize,
+    /// Seeds of the random batched model check ([`check_batches`]).
+    pub batch_seeds: u64,
 }
 
 impl Default for KitConfig {
@@ -53,6 +58,7 @@ impl Default for KitConfig {
             mix_ops_per_task: 40,
             model_seeds: 8,
             model_ops: 120,
+            batch_seeds: 24,
         }
     }
 }
@@ -82,9 +88,12 @@ pub trait Harness: Sync {
 /// When the store breaks a rule; the message names the case and the rule.
 pub async fn run_all<H: Harness>(harness: &H) {
     macro_rules! case {
-        ($name:ident) => {{
+        ($name:ident) => {
+            case!(rules::$name)
+        };
+        ($module:ident :: $name:ident) => {{
             eprintln!("conformance: {}", stringify!($name));
-            rules::$name(&harness.store().await).await;
+            $module::$name(&harness.store().await).await;
         }};
     }
     case!(create_and_read);
@@ -108,11 +117,28 @@ pub async fn run_all<H: Harness>(harness: &H) {
     case!(events_follow_every_change_in_order);
     case!(bulk_read_and_order_lookup);
     case!(reservation_id_is_never_reused);
+    case!(batch::same_order_twice_in_one_batch);
+    case!(batch::reserve_then_confirm_in_one_batch);
+    case!(batch::reserve_then_release_in_one_batch);
+    case!(batch::unknown_reservation_fails_alone);
+    case!(batch::failures_change_nothing_and_later_commands_see_earlier);
+    case!(batch::last_unit_goes_to_the_first_in_the_batch);
+    case!(batch::overlapping_orders_in_one_batch);
+    case!(batch::create_then_reserve_in_one_batch);
+    case!(batch::each_command_at_its_own_instant);
+    case!(batch::lazy_expiry_inside_a_batch);
+    case!(batch::lazy_expiry_bound_is_per_command);
+    case!(batch::each_command_has_its_own_correlation_id);
+    case!(batch::empty_and_oversized_batches);
     eprintln!("conformance: model_sequences");
     let cfg = harness.config();
     for seed in 0..cfg.model_seeds {
         let ops = random_ops(seed, cfg.model_ops);
         check_sequence(&harness.store().await, &ops).await;
+    }
+    eprintln!("conformance: model_batches");
+    for seed in 0..cfg.batch_seeds {
+        check_batches(&harness.store().await, seed).await;
     }
     eprintln!("conformance: race_for_last_unit");
     concurrency::race_for_last_unit(harness).await;
@@ -122,6 +148,8 @@ pub async fn run_all<H: Harness>(harness: &H) {
     concurrency::concurrent_sweepers_expire_once(harness).await;
     eprintln!("conformance: multi_line_orders_do_not_deadlock");
     concurrency::multi_line_orders_do_not_deadlock(harness).await;
+    eprintln!("conformance: concurrent_batches_keep_invariants");
+    concurrency::concurrent_batches_keep_invariants(harness).await;
 }
 
 /// An instant well after the epoch, where the kit's clocks start.
@@ -204,6 +232,35 @@ pub fn reserve_many(order_id: OrderId, lines: &[(ProductId, i64)], ttl_secs: i64
         )
         .expect("valid lines"),
     )
+}
+
+/// The ids a reserve command gives its lines (empty for other commands).
+pub fn line_ids(command: &Command) -> Vec<ReservationId> {
+    match command {
+        Command::Reserve(reserve) => reserve.lines().iter().map(|l| l.reservation_id).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Takes every unpublished outbox entry, lowest sequence first, and marks
+/// them published.
+pub async fn drain_outbox<S: Outbox>(store: &S) -> Vec<OutboxEntry> {
+    let mut entries = Vec::new();
+    loop {
+        let batch = store
+            .unpublished(OUTBOX_BATCH_MAX)
+            .await
+            .expect("read outbox");
+        if batch.is_empty() {
+            return entries;
+        }
+        let sequences: Vec<u64> = batch.iter().map(|e| e.sequence).collect();
+        store
+            .mark_published(&sequences)
+            .await
+            .expect("mark published");
+        entries.extend(batch);
+    }
 }
 
 /// The reservations of a successful reserve.

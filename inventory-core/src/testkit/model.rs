@@ -1,13 +1,11 @@
 //! A reference model of the rules, simple enough to be obviously right, and a
-//! checker that runs a sequence of operations against a store and the model
-//! side by side, comparing every answer and every invariant after every step.
+//! generator of random operations to run against it (the checkers that run
+//! them against a store and the model side by side live in `replay`).
 
 use std::collections::BTreeMap;
 
-use super::{at, new_order, new_product, reserve_many};
 use crate::{
-    Actor, Command, Error, InventoryStore, OrderId, Outcome, ProductId, Reason, Reservation,
-    ReservationId, ReservationStatus, StockDelta, StockLevel, Timestamp, Version, EXPIRE_BATCH_MAX,
+    Command, Error, OrderId, ProductId, ReservationId, ReservationStatus, Timestamp, Version,
     LAZY_EXPIRY_MAX,
 };
 
@@ -147,28 +145,31 @@ pub fn random_ops(seed: u64, len: usize) -> Vec<Op> {
     ops
 }
 
+/// An item as the model sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct ModelItem {
-    quantity: u64,
-    reserved: u64,
-    version: u64,
+pub(super) struct ModelItem {
+    pub(super) quantity: u64,
+    pub(super) reserved: u64,
+    pub(super) version: u64,
 }
 
+/// A reservation as the model sees it.
 #[derive(Clone, Debug)]
-struct ModelReservation {
-    id: ReservationId,
+pub(super) struct ModelReservation {
+    pub(super) id: ReservationId,
     order: OrderId,
     product: ProductId,
-    quantity: u64,
-    status: ReservationStatus,
-    expires_at: Timestamp,
+    pub(super) quantity: u64,
+    pub(super) status: ReservationStatus,
+    pub(super) expires_at: Timestamp,
 }
 
 /// The reference model: items and reservations as plain data.
 #[derive(Debug, Default)]
 pub struct Model {
-    items: BTreeMap<ProductId, ModelItem>,
-    reservations: Vec<ModelReservation>,
+    pub(super) items: BTreeMap<ProductId, ModelItem>,
+    /// Every reservation ever made, in the order made.
+    pub(super) reservations: Vec<ModelReservation>,
 }
 
 impl Model {
@@ -204,12 +205,13 @@ impl Model {
         due
     }
 
-    fn index_of(&self, id: ReservationId) -> Option<usize> {
+    /// Where the reservation `id` is in [`Model::reservations`], if made.
+    pub(super) fn index_of(&self, id: ReservationId) -> Option<usize> {
         self.reservations.iter().position(|r| r.id == id)
     }
 
     /// Applies a command the way the rules say, returning the expected error.
-    fn apply(&mut self, command: &Command, now: Timestamp) -> Result<(), Error> {
+    pub(super) fn apply(&mut self, command: &Command, now: Timestamp) -> Result<(), Error> {
         let mut touched = Vec::new();
         let result = self.apply_inner(command, now, &mut touched);
         for p in touched {
@@ -390,7 +392,8 @@ impl Model {
         Ok(())
     }
 
-    fn sweep(&mut self, now: Timestamp) -> usize {
+    /// Expires every pending reservation due at `now`; returns how many.
+    pub(super) fn sweep(&mut self, now: Timestamp) -> usize {
         let mut touched = Vec::new();
         let due: Vec<usize> = (0..self.reservations.len())
             .filter(|&i| {
@@ -408,150 +411,5 @@ impl Model {
             self.items.get_mut(&p).expect("touched item").version += 1;
         }
         due.len()
-    }
-}
-
-/// Runs `ops` against `store` (which must be empty) and the model side by side.
-///
-/// # Panics
-/// At the first step where the store and the model disagree, or an invariant
-/// breaks; the message shows the step.
-pub async fn check_sequence<S: InventoryStore>(store: &S, ops: &[Op]) {
-    let products: Vec<ProductId> = (0..MODEL_PRODUCTS).map(|_| new_product()).collect();
-    let orders: Vec<OrderId> = (0..MODEL_ORDERS).map(|_| new_order()).collect();
-    let mut model = Model::default();
-    let mut clock = 0i64;
-    for (step, op) in ops.iter().enumerate() {
-        let meta = at(clock);
-        let command = match op {
-            Op::Advance { secs } => {
-                clock += secs;
-                continue;
-            }
-            Op::Sweep => {
-                let expected = model.sweep(meta.now);
-                let got = store.expire_due(&meta, EXPIRE_BATCH_MAX).await;
-                assert_eq!(got, Ok(expected), "step {step}: {op:?}");
-                check_state(store, &model, &products, step).await;
-                continue;
-            }
-            Op::Create { product, quantity } => Command::CreateItem {
-                product_id: products[usize::from(*product)],
-                quantity: StockLevel::new(*quantity).expect("generated in range"),
-                actor: Actor::system(),
-            },
-            Op::Reserve {
-                order,
-                lines,
-                ttl_secs,
-            } => {
-                let lines: Vec<_> = lines
-                    .iter()
-                    .map(|(p, q)| (products[usize::from(*p)], *q))
-                    .collect();
-                reserve_many(orders[usize::from(*order)], &lines, *ttl_secs)
-            }
-            Op::Confirm { pick } | Op::Release { pick } => {
-                if model.reservations.is_empty() {
-                    continue;
-                }
-                let reservation_id = model.reservations[pick % model.reservations.len()].id;
-                if matches!(op, Op::Confirm { .. }) {
-                    Command::Confirm { reservation_id }
-                } else {
-                    Command::Release { reservation_id }
-                }
-            }
-            Op::Adjust { product, delta } => {
-                let Ok(delta) = StockDelta::new(*delta) else {
-                    continue;
-                };
-                Command::Adjust {
-                    product_id: products[usize::from(*product)],
-                    delta,
-                    reason: Reason::new("model").expect("valid"),
-                    actor: Actor::system(),
-                }
-            }
-            Op::Set {
-                product,
-                quantity,
-                stale,
-            } => {
-                let p = products[usize::from(*product)];
-                let current = model.items.get(&p).map_or(1, |i| i.version);
-                let version = if *stale { current + 100 } else { current };
-                Command::SetQuantity {
-                    product_id: p,
-                    quantity: StockLevel::new(*quantity).expect("generated in range"),
-                    expected_version: Version::new(version),
-                    reason: Reason::new("model").expect("valid"),
-                    actor: Actor::system(),
-                }
-            }
-        };
-        let expected = model.apply(&command, meta.now);
-        let got = store.execute(command.clone(), &meta).await;
-        match (&expected, &got) {
-            (Ok(()), Ok(outcome)) => check_outcome(&model, &command, outcome, step),
-            (Err(e), Err(g)) => assert_eq!(e, g, "step {step}: {op:?}"),
-            _ => panic!("step {step}: {op:?}: model says {expected:?}, store says {got:?}"),
-        }
-        check_state(store, &model, &products, step).await;
-    }
-}
-
-fn check_outcome(model: &Model, command: &Command, outcome: &Outcome, step: usize) {
-    if let (Command::Reserve(reserve), Outcome::Reserved { reservations, .. }) = (command, outcome)
-    {
-        assert_eq!(
-            reservations.len(),
-            reserve.lines().len(),
-            "step {step}: one per line"
-        );
-        for (line, r) in reserve.lines().iter().zip(reservations) {
-            assert_eq!(r.product_id(), line.product_id, "step {step}");
-            assert!(
-                model.index_of(r.id()).is_some(),
-                "step {step}: unknown reservation"
-            );
-        }
-    }
-}
-
-async fn check_state<S: InventoryStore>(
-    store: &S,
-    model: &Model,
-    products: &[ProductId],
-    step: usize,
-) {
-    for p in products {
-        let stored = store.item(*p).await.expect("read item");
-        let expected = model.items.get(p);
-        match (stored, expected) {
-            (None, None) => {}
-            (Some(item), Some(m)) => {
-                let got = ModelItem {
-                    quantity: item.quantity(),
-                    reserved: item.reserved(),
-                    version: item.version().get(),
-                };
-                assert_eq!(&got, m, "step {step}: item {p}");
-                super::assert_item_consistent(store, *p).await;
-            }
-            (got, _) => panic!("step {step}: item {p}: store has {got:?}, model has {expected:?}"),
-        }
-    }
-    for r in &model.reservations {
-        let stored: Option<Reservation> = store.reservation(r.id).await.expect("read reservation");
-        let stored = stored.unwrap_or_else(|| panic!("step {step}: reservation {} missing", r.id));
-        assert_eq!(
-            stored.status(),
-            r.status,
-            "step {step}: reservation {}",
-            r.id
-        );
-        assert_eq!(stored.expires_at(), r.expires_at, "step {step}");
-        assert_eq!(stored.quantity().get(), r.quantity, "step {step}");
     }
 }
