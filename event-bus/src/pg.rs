@@ -14,7 +14,7 @@
 //! (held by another relay that has not committed yet); otherwise it and the
 //! product's later rows are left for a later claim.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::postgres::PgRow;
@@ -200,9 +200,28 @@ impl Claim for PgClaim {
     }
 }
 
+/// The claimed rows that have an earlier unsent row of their key outside the
+/// claim, given the unsent rows before the claim's last one.
+fn held_back(claimed: &[(i64, String, Envelope)], unsent: Vec<(i64, String)>) -> Vec<i64> {
+    let in_claim: HashSet<i64> = claimed.iter().map(|c| c.0).collect();
+    let mut first_outside: HashMap<String, i64> = HashMap::new();
+    for (sequence, key) in unsent {
+        if !in_claim.contains(&sequence) {
+            let first = first_outside.entry(key).or_insert(sequence);
+            *first = (*first).min(sequence);
+        }
+    }
+    claimed
+        .iter()
+        .filter(|(sequence, key, _)| first_outside.get(key).is_some_and(|first| first < sequence))
+        .map(|c| c.0)
+        .collect()
+}
+
 /// The claimed rows that may be published now: for each key, those before
 /// its first row that has an unsent predecessor outside the claim (`gaps`).
 fn publishable(claimed: Vec<(i64, String, Envelope)>, gaps: &[i64]) -> (Vec<i64>, Vec<Envelope>) {
+    let gaps: HashSet<i64> = gaps.iter().copied().collect();
     let mut held_from: HashMap<String, i64> = HashMap::new();
     for (sequence, key, _) in &claimed {
         if gaps.contains(sequence) {
@@ -237,27 +256,27 @@ impl OutboxSource for PgOutbox {
             .iter()
             .map(|row| envelope(self.layout, row))
             .collect::<Result<Vec<_>, _>>()?;
-        let gaps: Vec<i64> = if claimed.is_empty() {
+        let gaps = if claimed.is_empty() {
             Vec::new()
         } else {
-            let sequences: Vec<i64> = claimed.iter().map(|c| c.0).collect();
-            let keys: Vec<&str> = claimed.iter().map(|c| c.1.as_str()).collect();
-            // Claimed rows with an earlier unsent row of their key outside
-            // this claim: another relay holds it and has not committed, so
-            // publishing ours first would reorder that key's events.
-            let check = format!(
-                "SELECT t.sequence \
-                 FROM unnest($1::bigint[], $2::text[]) AS t(sequence, key) \
-                 WHERE EXISTS (SELECT 1 FROM {table} o \
-                               WHERE o.published_at IS NULL AND o.sequence < t.sequence \
-                                 AND o.{key} = t.key AND o.sequence <> ALL($1))"
+            // Unsent rows before the claim's last one that the claim skipped:
+            // another relay holds them and has not committed (or their
+            // transaction has not), so publishing a later row of their key
+            // first would reorder that key's events. The claim took the
+            // lowest unsent rows it could lock, so this reads the claim
+            // itself plus what others hold: linear in the claim, whatever
+            // the backlog.
+            let last = claimed.iter().map(|c| c.0).max().unwrap_or_default();
+            let earlier = format!(
+                "SELECT sequence, {key} FROM {table} \
+                 WHERE published_at IS NULL AND sequence < $1"
             );
-            sqlx::query_scalar(&check)
-                .bind(&sequences)
-                .bind(&keys)
+            let unsent: Vec<(i64, String)> = sqlx::query_as(&earlier)
+                .bind(last)
                 .fetch_all(&mut *transaction)
                 .await
-                .map_err(failed("check order of claimed rows"))?
+                .map_err(failed("check order of claimed rows"))?;
+            held_back(&claimed, unsent)
         };
         let (sequences, envelopes) = publishable(claimed, &gaps);
         Ok(PgClaim {
@@ -405,5 +424,25 @@ mod tests {
         assert_eq!(envelopes.len(), 3);
         let rows = claimed(&[(11, "p"), (12, "q")]);
         assert_eq!(publishable(rows, &[]).0, [11, 12]);
+    }
+
+    /// A claimed row is held back when an unsent row of its key, outside the
+    /// claim, comes before it; the claim's own rows never hold it back.
+    #[test]
+    fn held_back_by_unsent_rows_outside_the_claim() {
+        let rows = claimed(&[(11, "p"), (13, "p"), (14, "q"), (16, "p")]);
+        let unsent = [
+            (10, "q"),
+            (11, "p"),
+            (12, "p"),
+            (13, "p"),
+            (14, "q"),
+            (15, "r"),
+        ]
+        .map(|(s, k)| (s, k.to_owned()))
+        .to_vec();
+        assert_eq!(held_back(&rows, unsent), [13, 14, 16]);
+        let own_only = vec![(11, "p".to_owned()), (13, "p".to_owned())];
+        assert!(held_back(&rows, own_only).is_empty());
     }
 }
