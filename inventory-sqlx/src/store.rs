@@ -19,6 +19,14 @@ use crate::retry::{Counters, RetryStats};
 use crate::rows::{self, ITEM_COLUMNS, RESERVATION_COLUMNS};
 use crate::{execute, sweep, MIGRATOR};
 
+/// How the store's connections plan prepared statements. The store's
+/// statements take arrays whose lengths vary with every batch, so PostgreSQL
+/// would plan them afresh on every call (a custom plan looks cheaper than the
+/// generic one), which cost more than running them; their generic plans are
+/// index lookups whatever the lengths. A pool handed to
+/// [`PgStore::from_pool`] should set the same.
+pub const PLAN_CACHE_MODE: &str = "force_generic_plan";
+
 /// The PostgreSQL inventory store. Cheap to clone: clones share one pool and
 /// one set of retry counters.
 ///
@@ -47,7 +55,8 @@ impl PgStore {
     }
 
     /// Like [`PgStore::connect`], with connection options built by the caller
-    /// (for example with a `search_path` set).
+    /// (for example with a `search_path` set). The store adds
+    /// `plan_cache_mode = force_generic_plan` to them (see [`PLAN_CACHE_MODE`]).
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the database cannot be reached;
@@ -56,6 +65,7 @@ impl PgStore {
         connect: PgConnectOptions,
         options: PgOptions,
     ) -> Result<Self, Error> {
+        let connect = connect.options([("plan_cache_mode", PLAN_CACHE_MODE)]);
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size_max)
             .acquire_timeout(Duration::from_millis(options.acquire_timeout_ms))
