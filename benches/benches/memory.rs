@@ -194,6 +194,27 @@ fn single_thread(group: &mut BenchmarkGroup<'_, WallTime>) {
     });
 }
 
+/// Runs `work(thread)` on `threads` threads released together; returns the
+/// wall time from their common start until the last one finished.
+fn on_threads(threads: u64, work: impl Fn(u64) + Clone + Send + 'static) -> Duration {
+    let barrier = Arc::new(Barrier::new(threads as usize + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (work, barrier) = (work.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                work(t);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for worker in workers {
+        worker.join().expect("worker panicked");
+    }
+    start.elapsed()
+}
+
 /// Runs `iters` reserve + confirm pairs split over `threads` threads, each on
 /// the product `product_of(thread)`; returns the wall time from a common start.
 fn pairs_on_threads(
@@ -203,23 +224,11 @@ fn pairs_on_threads(
     regime: Regime,
 ) -> Duration {
     let store = Arc::new(store_with(threads));
-    let barrier = Arc::new(Barrier::new(threads as usize + 1));
     let per_thread = iters.div_ceil(threads);
-    let workers: Vec<_> = (0..threads)
-        .map(|t| {
-            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
-            thread::spawn(move || {
-                barrier.wait();
-                pairs(&store, product_of(t), t, per_thread, regime);
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for worker in workers {
-        worker.join().expect("worker panicked");
-    }
-    let elapsed = start.elapsed();
+    let shared = Arc::clone(&store);
+    let elapsed = on_threads(threads, move |t| {
+        pairs(&shared, product_of(t), t, per_thread, regime);
+    });
     drain_all(&store);
     elapsed
 }
@@ -292,23 +301,10 @@ fn combined_pairs_on_threads(
         CombinerConfig::default(),
         runtime.handle().clone(),
     );
-    let barrier = Arc::new(Barrier::new(threads as usize + 1));
     let per_thread = iters.div_ceil(threads);
-    let workers: Vec<_> = (0..threads)
-        .map(|t| {
-            let (combiner, barrier) = (combiner.clone(), Arc::clone(&barrier));
-            thread::spawn(move || {
-                barrier.wait();
-                pairs_combined(&combiner, product(0), t, per_thread, regime);
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for worker in workers {
-        worker.join().expect("worker panicked");
-    }
-    let elapsed = start.elapsed();
+    let elapsed = on_threads(threads, move |t| {
+        pairs_combined(&combiner, product(0), t, per_thread, regime);
+    });
     drain_all(&store);
     elapsed
 }

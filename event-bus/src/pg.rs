@@ -45,7 +45,9 @@ pub const ENVELOPE_OUTBOX_DDL: &str = "CREATE TABLE IF NOT EXISTS event_outbox (
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(), \
     published_at TIMESTAMPTZ); \
     CREATE INDEX IF NOT EXISTS event_outbox_unpublished_idx \
-    ON event_outbox (sequence) WHERE published_at IS NULL";
+    ON event_outbox (sequence) WHERE published_at IS NULL; \
+    CREATE INDEX IF NOT EXISTS event_outbox_published_idx \
+    ON event_outbox (published_at) WHERE published_at IS NOT NULL";
 
 /// Which outbox table a [`PgOutbox`] drains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,7 +306,7 @@ impl OutboxSource for PgOutbox {
             "DELETE FROM {table} WHERE sequence IN (\
                  SELECT sequence FROM {table} \
                  WHERE published_at < now() - make_interval(secs => $1) \
-                 ORDER BY sequence LIMIT $2)",
+                 ORDER BY published_at LIMIT $2)",
             table = self.layout.table()
         );
         let done = sqlx::query(&prune)
