@@ -83,8 +83,10 @@ pub const QUEUE_MAX_DEFAULT: usize = 4_096;
 
 /// Default most batches in flight at once. Each holds one store connection
 /// while it commits; more committers mean more parallel transactions but
-/// smaller batches.
-pub const COMMITTERS_MAX_DEFAULT: usize = 4;
+/// smaller batches. Two keep a hot product's batches from holding up the
+/// rest, and on PostgreSQL served random products faster than four (fewer,
+/// larger transactions: `docs/benchmarks.md`).
+pub const COMMITTERS_MAX_DEFAULT: usize = 2;
 
 /// How a [`Combiner`] batches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

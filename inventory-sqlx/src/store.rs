@@ -10,7 +10,7 @@ use inventory_core::{
     ReservationId, ADJUSTMENTS_PAGE_MAX, OUTBOX_BATCH_MAX,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use crate::fail::to_error;
@@ -26,6 +26,11 @@ use crate::{execute, sweep, MIGRATOR};
 /// index lookups whatever the lengths. A pool handed to
 /// [`PgStore::from_pool`] should set the same.
 pub const PLAN_CACHE_MODE: &str = "force_generic_plan";
+
+/// A pooled connection idle at least this long is checked (one round trip)
+/// before use; one in steady use is not, since the pool checks every
+/// connection as it comes back.
+pub const PING_IDLE_AFTER_MS: u64 = 1_000;
 
 /// The PostgreSQL inventory store. Cheap to clone: clones share one pool and
 /// one set of retry counters.
@@ -56,7 +61,9 @@ impl PgStore {
 
     /// Like [`PgStore::connect`], with connection options built by the caller
     /// (for example with a `search_path` set). The store adds
-    /// `plan_cache_mode = force_generic_plan` to them (see [`PLAN_CACHE_MODE`]).
+    /// `plan_cache_mode = force_generic_plan` to them (see [`PLAN_CACHE_MODE`]),
+    /// and checks a pooled connection before use only when it was idle
+    /// [`PING_IDLE_AFTER_MS`] or more.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the database cannot be reached;
@@ -69,6 +76,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size_max)
             .acquire_timeout(Duration::from_millis(options.acquire_timeout_ms))
+            // The pool already checks a connection when it comes back (a
+            // round trip); checking it again on the way out only pays off
+            // when it has been idle a while.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= Duration::from_millis(PING_IDLE_AFTER_MS) {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(|e| to_error("connect", e))?;
