@@ -25,12 +25,14 @@
 #   PG_URL [postgres://postgres@127.0.0.1:5432]  DB_NAME [flash_sale] (dropped and re-created)
 #   SKIP_BUILD=1 uses the release binary already built; KEEP_LOGS=1 keeps the work directory
 #   TIME_LIMIT_SECS [see Time below]: the watchdog's limit, counted after the build
+#   SETTLE_SECS [60]: before each measured run, the longest wait for the outbox to drain
 #   BATCH_MAX, BATCH_QUEUE_MAX, BATCH_COMMITTERS, DB_POOL_SIZE: passed to the "batching on"
 #   servers as set (unset = the server's defaults); the "batching off" server gets BATCH_MAX=1.
 #
-# Time: about ROUNDS * (9 * (WARMUP_SECS + DURATION_SECS) + 2 * FINITE_SECS + 25) s plus
-# ~15 s of setup after the build (~7 min at the defaults, ~1 min for "quick"); a watchdog
-# stops the script (and everything it started) at 1.5 times that plus 60 s.
+# Time: about ROUNDS * (9 * (WARMUP_SECS + DURATION_SECS) + 2 * FINITE_SECS + 45) s plus
+# ~15 s of setup after the build (~8 min at the defaults, ~1.5 min for "quick"), counting a
+# few seconds per run to settle; a watchdog stops the script (and everything it started) at
+# 1.5 times that plus 60 s.
 #
 # Runs take turns in each round (product, baseline, ...; reversed every other round)
 # and the tables show medians over the rounds. With taskset and 2+ cores the servers
@@ -51,6 +53,7 @@ CONNECTIONS="${3:-${CONNECTIONS:-100}}"
 WARMUP_SECS="${WARMUP_SECS:-$w_def}"
 FINITE_SECS="${FINITE_SECS:-$f_def}"
 FINITE_STOCK="${FINITE_STOCK:-2000}"
+SETTLE_SECS="${SETTLE_SECS:-60}"
 PRODUCTS="${PRODUCTS:-1000}"
 RANDOM_CONNECTIONS="${RANDOM_CONNECTIONS:-32}"
 UNIFORM_CONNECTIONS="${UNIFORM_CONNECTIONS:-16}"
@@ -237,10 +240,24 @@ fresh_bench_row() {
 # --- runs --------------------------------------------------------------------
 # Each appends one line of numbers to $TMP/<name>.
 
+# settle: every measured run starts from the same state: the running server's
+# relay has sent what earlier runs left in the outbox (waiting at most
+# SETTLE_SECS), and a checkpoint has written out their dirty pages, so neither
+# a backlog nor a checkpoint of an earlier run lands in this one.
+settle() {
+  local i
+  for ((i = 0; i < SETTLE_SECS * 10; i++)); do
+    [ "$(psql_db -c 'SELECT count(*) FROM outbox WHERE published_at IS NULL')" = 0 ] && break
+    sleep 0.1
+  done
+  psql_db -c CHECKPOINT
+}
+
 # wrk_measured NAME SERVER_PID CONNECTIONS PORT TARGET: warm-up, then a measured
 # run with CPU samples; appends "rps reserved_rps p50 p99 mean non2xx server_us pg_us".
 wrk_measured() {
   local name=$1 pid=$2 conns=$3 port=$4 target=$5 out="$TMP/$1.out" s0 p0 s1 p1 n
+  settle
   wrk_run "$TMP/warmup.out" "$conns" "$WARMUP_SECS" "$port" "$target"
   s0="$(proc_ticks "$pid")"
   p0="$(pg_ticks)"
@@ -290,6 +307,7 @@ pgbench_measured() {
     local cmd=(timeout -s KILL $((WARMUP_SECS + DURATION_SECS + 90)) "${CLIENT_PIN[@]}" pgbench -n -M prepared
       -c "$clients" -j "$((CLIENT_THREADS < clients ? CLIENT_THREADS : clients))" "$@" -f "$script")
     rc=0
+    settle
     bg "$TMP/warmup.out" "${cmd[@]}" -T "$WARMUP_SECS" "$DB_URL"
     await "$BG_PID" || rc=$?
     if [ "$rc" -eq 0 ]; then
@@ -343,6 +361,7 @@ finite_one() {
   pid=$SERVER_PID
   fresh_product "$PORT_A" 5a1e0000 "$FINITE_STOCK"
   product=$FRESH_ID
+  settle
   wrk_run "$out" "$CONNECTIONS" "$FINITE_SECS" "$PORT_A" "$product"
   check="$(item_check "$product" "$PORT_A")"
   stop_server "$pid"
@@ -364,6 +383,7 @@ finite_two() {
   pid_b=$SERVER_PID
   fresh_product "$PORT_A" 5a2e0000 "$FINITE_STOCK"
   product=$FRESH_ID
+  settle
   wrk_cmd "$half" "$FINITE_SECS" "$PORT_A" "$product"
   bg "$TMP/finite_a.out" "${WRK_CMD[@]}"
   wa=$BG_PID
@@ -394,6 +414,7 @@ uniform_alone() {
   local pid out="$TMP/uniform.out"
   start_server "$PORT_A"
   pid=$SERVER_PID
+  settle
   wrk_run "$TMP/warmup.out" "$UNIFORM_CONNECTIONS" "$WARMUP_SECS" "$PORT_A" "random:$PRODUCTS"
   wrk_run "$out" "$UNIFORM_CONNECTIONS" "$DURATION_SECS" "$PORT_A" "random:$PRODUCTS"
   stop_server "$pid"
@@ -407,6 +428,7 @@ uniform_flash() {
   pid=$SERVER_PID
   fresh_product "$PORT_A" f1a50000 "$HUGE_STOCK"
   product=$FRESH_ID
+  settle
   wrk_run "$TMP/warmup.out" "$UNIFORM_CONNECTIONS" "$WARMUP_SECS" "$PORT_A" "random:$PRODUCTS"
   wrk_cmd "$CONNECTIONS" $((DURATION_SECS + 2)) "$PORT_A" "$product"
   bg "$flash" "${WRK_CMD[@]}"
@@ -432,7 +454,7 @@ runs_in_turn() {
 
 # --- setup -------------------------------------------------------------------
 
-PER_ROUND=$((9 * (WARMUP_SECS + DURATION_SECS) + 2 * FINITE_SECS + 25))
+PER_ROUND=$((9 * (WARMUP_SECS + DURATION_SECS) + 2 * FINITE_SECS + 45))
 EXPECTED=$((ROUNDS * PER_ROUND + 15))
 BOUND="${TIME_LIMIT_SECS:-$((EXPECTED * 3 / 2 + 60))}"
 echo "flash-sale: about ${EXPECTED} s (${ROUNDS} rounds); stops itself after ${BOUND} s at most" >&2
