@@ -434,6 +434,11 @@ pub(crate) async fn fetch_items(
 /// item updates, new items, new reservations, settled reservations, ledger
 /// entries and outbox entries. Returns how many items and reservations the
 /// guarded updates found.
+///
+/// The updates find their rows by primary key (`= ANY` of the ids), whatever
+/// the table's statistics (see [`crate::SESSION_SETTINGS`]); a settled
+/// reservation is "not yet finished" rather than `status = 'pending'`, which
+/// would let the planner walk the whole partial index of pending holds.
 const PERSIST_SQL: &str = "WITH \
   items AS ( \
     UPDATE inventory_items AS i SET quantity = u.quantity, reserved = u.reserved, \
@@ -455,7 +460,8 @@ const PERSIST_SQL: &str = "WITH \
   settled AS ( \
     UPDATE reservations AS r SET status = u.status, updated_at_ms = u.updated_at_ms \
     FROM UNNEST($21::uuid[], $22::text[], $23::bigint[]) AS u(id, status, updated_at_ms) \
-    WHERE r.id = u.id AND r.status = 'pending' RETURNING 1), \
+    WHERE r.id = ANY($21) AND r.id = u.id \
+      AND r.status <> ALL ('{confirmed,released,expired}') RETURNING 1), \
   ledger AS ( \
     INSERT INTO stock_adjustments \
       (product_id, delta, quantity_before, quantity_after, reason, actor, at_ms) \

@@ -69,7 +69,7 @@ pub use options::{
     BACKOFF_CAP_DEFAULT_MS, POOL_SIZE_DEFAULT, RETRIES_DEFAULT_MAX,
 };
 pub use retry::RetryStats;
-pub use store::{PgStore, PING_IDLE_AFTER_MS, PLAN_CACHE_MODE};
+pub use store::{PgStore, PING_IDLE_AFTER_MS, SESSION_SETTINGS};
 
 /// The embedded migrations (the files of `migrations/`), for callers that run
 /// them on a pool of their own.

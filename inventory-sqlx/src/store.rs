@@ -19,13 +19,26 @@ use crate::retry::{Counters, RetryStats};
 use crate::rows::{self, ITEM_COLUMNS, RESERVATION_COLUMNS};
 use crate::{execute, sweep, MIGRATOR};
 
-/// How the store's connections plan prepared statements. The store's
-/// statements take arrays whose lengths vary with every batch, so PostgreSQL
-/// would plan them afresh on every call (a custom plan looks cheaper than the
-/// generic one), which cost more than running them; their generic plans are
-/// index lookups whatever the lengths. A pool handed to
-/// [`PgStore::from_pool`] should set the same.
-pub const PLAN_CACHE_MODE: &str = "force_generic_plan";
+/// Session settings of the store's connections: how they plan the store's
+/// prepared statements.
+///
+/// - `plan_cache_mode = force_generic_plan`: the statements take arrays whose
+///   lengths vary with every batch, so PostgreSQL would plan them afresh on
+///   every call (a custom plan looks cheaper than the generic one), which
+///   cost more than running them.
+/// - `enable_seqscan = off`: a generic plan is made once per connection, from
+///   the statistics of that moment; made while a table is still small (a
+///   fresh database, or one whose statistics are stale), it could scan the
+///   table, and keep scanning it as the table grows. Every statement of the
+///   store reads by key, so an index plan is always the right one; this makes
+///   the planner choose it whatever the statistics say (a scan still runs
+///   where no index serves).
+///
+/// A pool handed to [`PgStore::from_pool`] should set the same.
+pub const SESSION_SETTINGS: [(&str, &str); 2] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+];
 
 /// A pooled connection idle at least this long is checked (one round trip)
 /// before use; one in steady use is not, since the pool checks every
@@ -61,7 +74,7 @@ impl PgStore {
 
     /// Like [`PgStore::connect`], with connection options built by the caller
     /// (for example with a `search_path` set). The store adds
-    /// `plan_cache_mode = force_generic_plan` to them (see [`PLAN_CACHE_MODE`]),
+    /// [`SESSION_SETTINGS`] to them,
     /// and checks a pooled connection before use only when it was idle
     /// [`PING_IDLE_AFTER_MS`] or more.
     ///
@@ -72,7 +85,7 @@ impl PgStore {
         connect: PgConnectOptions,
         options: PgOptions,
     ) -> Result<Self, Error> {
-        let connect = connect.options([("plan_cache_mode", PLAN_CACHE_MODE)]);
+        let connect = connect.options(SESSION_SETTINGS);
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size_max)
             .acquire_timeout(Duration::from_millis(options.acquire_timeout_ms))
