@@ -341,6 +341,11 @@ async fn lock_items(
 /// The reservations a batch names or probes, the existing lines of its
 /// reserves, and the overdue pending holds of the `short` products (each up
 /// to its limit), in one statement (a reservation may come twice).
+///
+/// Each lateral lookup has a `LIMIT` (at most one line per order and
+/// product), which keeps it a lookup per line: without it PostgreSQL may join
+/// the whole table instead, a plan it favours while the table is small and
+/// then keeps (the statements are planned once per connection).
 async fn fetch_reservations(
     conn: &mut PgConnection,
     wants: &Wants,
@@ -351,7 +356,7 @@ async fn fetch_reservations(
          UNION ALL \
          SELECT r.* FROM UNNEST($3::uuid[], $4::uuid[]) AS l(order_id, product_id) \
            CROSS JOIN LATERAL (SELECT {RESERVATION_COLUMNS} FROM reservations \
-             WHERE order_id = l.order_id AND product_id = l.product_id) AS r \
+             WHERE order_id = l.order_id AND product_id = l.product_id LIMIT 1) AS r \
          UNION ALL {OVERDUE_SQL}",
         OVERDUE_SQL = overdue_sql(5)
     );
@@ -373,13 +378,15 @@ async fn fetch_reservations(
 }
 
 /// The overdue pending holds of each product (`$n`), earliest first, at most
-/// its limit (`$n+1`), due at `$n+2`.
+/// its limit (`$n+1`), due at `$n+2`. Ordered by the whole key of the index
+/// of pending holds by product (the product is fixed, so the order is by
+/// expiry), which makes that index the planner's only sensible choice.
 fn overdue_sql(n: usize) -> String {
     format!(
         "SELECT r.* FROM UNNEST(${n}::uuid[], ${}::bigint[]) AS p(product_id, lim) \
          CROSS JOIN LATERAL (SELECT {RESERVATION_COLUMNS} FROM reservations \
            WHERE product_id = p.product_id AND status = 'pending' AND expires_at_ms <= ${} \
-           ORDER BY expires_at_ms, id LIMIT p.lim) AS r",
+           ORDER BY product_id, expires_at_ms, id LIMIT p.lim) AS r",
         n + 1,
         n + 2
     )

@@ -233,6 +233,8 @@ impl InventoryStore for PgStore {
         found.iter().map(rows::reservation).collect()
     }
 
+    /// Reads the whole table (no index leads with the product: see the
+    /// migration that dropped it): for operators and tests, as the port says.
     async fn reservations_of_product(
         &self,
         product_id: ProductId,
