@@ -67,6 +67,8 @@ PORT_B=18302
 HUGE_STOCK=1000000 # the API's largest quantity; every hot run gets a fresh product
 TTL_SECS=3600      # reservations outlive the run: the expiry sweep gives nothing back
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 ROOT="$PWD"
 LUA="$ROOT/scripts/wrk/reserve.lua"
 
@@ -77,10 +79,7 @@ done
 if [ "$CONNECTIONS" -lt 2 ]; then echo "CONNECTIONS must be at least 2 (two servers get half each)" >&2; exit 2; fi
 if [ "$FINITE_STOCK" -gt 1000000 ]; then echo "FINITE_STOCK must be at most 1000000" >&2; exit 2; fi
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk (Debian package)" >&2
-  apt-get install -y wrk >/dev/null
-fi
+need_wrk
 for tool in pgbench psql curl; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (PostgreSQL client tools, curl)" >&2; exit 1; }
 done
@@ -88,19 +87,14 @@ done
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p inventory-http --bin inventory-http
 fi
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+TARGET_DIR="$(target_dir)"
 TMP="$(mktemp -d /tmp/flash-sale.XXXXXX)"
 # A copy, so a rebuild during the run cannot change the server between rounds.
 SERVER_BIN="$TMP/inventory-http"
 cp "$TARGET_DIR/release/inventory-http" "$SERVER_BIN"
 REVISION="$(git describe --always --dirty 2>/dev/null || echo unknown)"
 
-SERVER_PIN=()
-CLIENT_PIN=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  SERVER_PIN=(taskset -c 0)
-  CLIENT_PIN=(taskset -c 1)
-fi
+pin_cpus
 
 # Every background process this script starts, so the exit trap can stop it.
 pids=()

@@ -19,15 +19,14 @@ INVENTORY_ADDR=127.0.0.1:18180
 GATEWAY_ADDR=127.0.0.1:18100
 SERVER_LOG="${SERVER_LOG:-warn}"
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk (Debian package)" >&2
-  apt-get install -y wrk >/dev/null
-fi
+need_wrk
 
 cargo build --release -q -p stack
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+TARGET_DIR="$(target_dir)"
 SHOP="$TARGET_DIR/release/shop"
 JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export JWT_SECRET

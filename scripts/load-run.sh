@@ -21,22 +21,16 @@ INVENTORY_ADDR=127.0.0.1:18090
 BARE_ADDR=127.0.0.1:18091
 INVENTORY_LOG="${INVENTORY_LOG:-warn}"
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk (Debian package)" >&2
-  apt-get install -y wrk >/dev/null
-fi
+need_wrk
 
 cargo build --release -q -p inventory-http --bin inventory-http
 cargo build --release -q -p benches --example bare_server
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+TARGET_DIR="$(target_dir)"
 
-SERVER_PIN=()
-CLIENT_PIN=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  SERVER_PIN=(taskset -c 0)
-  CLIENT_PIN=(taskset -c 1)
-fi
+pin_cpus
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
