@@ -35,15 +35,19 @@ async fn hold_row(schema: &Schema, product: Uuid) -> (PgConnection, i32) {
     (conn, pid)
 }
 
-/// Waits until a server connection waits on `holder`'s lock; returns its pid.
-async fn blocked_by(schema: &Schema, holder: i32) -> i32 {
+/// Waits until a server connection other than `gone` (one just terminated,
+/// which may still show for a moment) waits on `holder`'s lock; returns its
+/// pid.
+async fn blocked_by(schema: &Schema, holder: i32, gone: Option<i32>) -> i32 {
     let mut conn = schema.connect().await;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
     loop {
         let waiting: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            "SELECT pid FROM pg_stat_activity \
+             WHERE $1 = ANY(pg_blocking_pids(pid)) AND pid <> $2",
         )
         .bind(holder)
+        .bind(gone.unwrap_or(0))
         .fetch_optional(&mut conn)
         .await
         .unwrap();
@@ -131,7 +135,7 @@ async fn last_unit_goes_to_the_first_in_line() {
     let product = t.create_item(2).await;
     let (holder, holder_pid) = hold_row(&schema, product).await;
     let first = send_reserve(&t, product, Uuid::new_v4());
-    blocked_by(&schema, holder_pid).await;
+    blocked_by(&schema, holder_pid, None).await;
     let orders: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
     let waiting = queue_in_order(&t, product, &orders).await;
 
@@ -165,7 +169,7 @@ async fn full_line_answers_503_and_commits_nothing_twice() {
     let product = t.create_item(100).await;
     let (holder, holder_pid) = hold_row(&schema, product).await;
     let first = send_reserve(&t, product, Uuid::new_v4());
-    blocked_by(&schema, holder_pid).await;
+    blocked_by(&schema, holder_pid, None).await;
     let orders: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     let waiting = queue_in_order(&t, product, &orders).await;
     let refused_order = Uuid::new_v4();
@@ -203,7 +207,7 @@ async fn killed_connection_fails_every_caller_of_its_batch() {
     let mut admin = schema.connect().await;
     let first_order = Uuid::new_v4();
     let first = send_reserve(&t, product, first_order);
-    let first_pid = blocked_by(&schema, holder_pid).await;
+    let first_pid = blocked_by(&schema, holder_pid, None).await;
     let orders: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     let waiting = queue_in_order(&t, product, &orders).await;
 
@@ -215,7 +219,7 @@ async fn killed_connection_fails_every_caller_of_its_batch() {
         .await
         .unwrap();
     let first = first.await.unwrap();
-    let batch_pid = blocked_by(&schema, holder_pid).await;
+    let batch_pid = blocked_by(&schema, holder_pid, Some(first_pid)).await;
     assert_ne!(batch_pid, first_pid);
     sqlx::query("SELECT pg_terminate_backend($1)")
         .bind(batch_pid)
