@@ -1,19 +1,19 @@
 //! The rules of batches, one case each, checked through the port: a batch
 //! means its commands run one after another in the order given, each with
-//! its own answer, instant and correlation id.
+//! its own answer (the cases of each command's instant, correlation id and
+//! the batch's bounds are in `batch_context`), and the helpers both share.
 
 use super::{
     assert_item_consistent, at, create, drain_outbox, item, line_ids, new_order, new_product,
-    new_reservation, reserve_many, reserve_one, reserved,
+    new_reservation, reserve_many, reserve_one,
 };
 use crate::{
     Actor, BatchResults, Command, Error, InventoryStore, Meta, OrderId, Outbox, Outcome, ProductId,
-    Reason, Reservation, ReservationId, ReservationStatus, StockDelta, StockLevel, Timestamp,
-    BATCH_MAX, LAZY_EXPIRY_MAX,
+    Reason, Reservation, ReservationId, ReservationStatus, StockDelta, StockLevel,
 };
 
 /// Runs a batch that the store must accept as a whole; one answer each.
-async fn run<S: InventoryStore>(store: &S, batch: Vec<(Command, Meta)>) -> BatchResults {
+pub(super) async fn run<S: InventoryStore>(store: &S, batch: Vec<(Command, Meta)>) -> BatchResults {
     let len = batch.len();
     let answers = store.execute_batch(batch).await.expect("batch accepted");
     assert_eq!(answers.len(), len, "one answer per command");
@@ -22,7 +22,7 @@ async fn run<S: InventoryStore>(store: &S, batch: Vec<(Command, Meta)>) -> Batch
 
 /// The reservations of an answer that made new ones.
 #[track_caller]
-fn created(answer: &Result<Outcome, Error>) -> Vec<Reservation> {
+pub(super) fn created(answer: &Result<Outcome, Error>) -> Vec<Reservation> {
     match answer {
         Ok(Outcome::Reserved {
             reservations,
@@ -34,7 +34,7 @@ fn created(answer: &Result<Outcome, Error>) -> Vec<Reservation> {
 
 /// The reservation of an answer that moved it.
 #[track_caller]
-fn moved(answer: &Result<Outcome, Error>) -> Reservation {
+pub(super) fn moved(answer: &Result<Outcome, Error>) -> Reservation {
     match answer {
         Ok(Outcome::Reservation {
             reservation,
@@ -45,7 +45,10 @@ fn moved(answer: &Result<Outcome, Error>) -> Reservation {
 }
 
 /// `(quantity, reserved, available, version)` of an item that must exist.
-async fn stock<S: InventoryStore>(store: &S, product_id: ProductId) -> (u64, u64, u64, u64) {
+pub(super) async fn stock<S: InventoryStore>(
+    store: &S,
+    product_id: ProductId,
+) -> (u64, u64, u64, u64) {
     let it = item(store, product_id).await;
     (
         it.quantity(),
@@ -56,7 +59,7 @@ async fn stock<S: InventoryStore>(store: &S, product_id: ProductId) -> (u64, u64
 }
 
 /// The status of a reservation that must exist.
-async fn status<S: InventoryStore>(store: &S, id: ReservationId) -> ReservationStatus {
+pub(super) async fn status<S: InventoryStore>(store: &S, id: ReservationId) -> ReservationStatus {
     store
         .reservation(id)
         .await
@@ -66,7 +69,7 @@ async fn status<S: InventoryStore>(store: &S, id: ReservationId) -> ReservationS
 }
 
 /// `(product, quantity)` of each reservation, in order.
-fn lines(reservations: &[Reservation]) -> Vec<(ProductId, u64)> {
+pub(super) fn lines(reservations: &[Reservation]) -> Vec<(ProductId, u64)> {
     reservations
         .iter()
         .map(|r| (r.product_id(), r.quantity().get()))
@@ -74,7 +77,7 @@ fn lines(reservations: &[Reservation]) -> Vec<(ProductId, u64)> {
 }
 
 /// The types of the events committed since the outbox was last drained.
-async fn event_types<S: Outbox>(store: &S) -> Vec<&'static str> {
+pub(super) async fn event_types<S: Outbox>(store: &S) -> Vec<&'static str> {
     drain_outbox(store)
         .await
         .iter()
@@ -83,7 +86,7 @@ async fn event_types<S: Outbox>(store: &S) -> Vec<&'static str> {
 }
 
 /// A change of `delta` units to the stock of `product_id`.
-fn adjust(product_id: ProductId, delta: i64) -> Command {
+pub(super) fn adjust(product_id: ProductId, delta: i64) -> Command {
     Command::Adjust {
         product_id,
         delta: StockDelta::new(delta).expect("valid delta"),
@@ -499,265 +502,5 @@ pub(super) async fn create_then_reserve_in_one_batch<S: InventoryStore + Outbox>
         event_types(store).await,
         ["inventory.stock.adjusted", "inventory.stock.reserved"]
     );
-    assert_item_consistent(store, p).await;
-}
-
-/// Each command of a batch is decided at its own instant: a hold made in
-/// the batch has run out for a later confirm, and its units serve a later
-/// reserve.
-pub(super) async fn each_command_at_its_own_instant<S: InventoryStore + Outbox>(store: &S) {
-    // Arrange
-    let p = create(store, 3).await;
-    let short = reserve_one(new_order(), p, 2, 5);
-    let id = line_ids(&short)[0];
-    let batch = vec![
-        (short, at(0)),
-        (Command::Confirm { reservation_id: id }, at(5)),
-        (reserve_one(new_order(), p, 3, 60), at(6)),
-    ];
-
-    // Act
-    let answers = run(store, batch).await;
-
-    // Assert
-    assert_eq!(created(&answers[0])[0].expires_at(), at(5).now);
-    assert_eq!(
-        answers[1],
-        Err(Error::ReservationExpired {
-            reservation_id: id,
-            expires_at: at(5).now
-        })
-    );
-    assert_eq!(created(&answers[2])[0].expires_at(), at(66).now);
-    assert_eq!(stock(store, p).await, (3, 3, 0, 4));
-    assert_eq!(status(store, id).await, ReservationStatus::Expired);
-    let events: Vec<(&str, Timestamp)> = drain_outbox(store)
-        .await
-        .iter()
-        .map(|e| (e.event.payload.event_type(), e.event.occurred_at))
-        .collect();
-    assert_eq!(
-        events,
-        [
-            ("inventory.stock.adjusted", at(0).now),
-            ("inventory.stock.reserved", at(0).now),
-            ("inventory.stock.expired", at(5).now),
-            ("inventory.stock.reserved", at(6).now),
-            ("inventory.stock.depleted", at(6).now),
-        ]
-    );
-    assert_item_consistent(store, p).await;
-}
-
-/// A reserve in a batch expires overdue reservations on the way as a lone
-/// reserve would: one made earlier in the batch and one stored before it,
-/// even when the stock was short only because an adjustment earlier in the
-/// batch lowered it.
-pub(super) async fn lazy_expiry_inside_a_batch<S: InventoryStore + Outbox>(store: &S) {
-    // Arrange
-    let p = create(store, 4).await;
-    let before = store
-        .execute(reserve_one(new_order(), p, 1, 5), &at(0))
-        .await;
-    let before = reserved(before)[0].id();
-    let inside = reserve_one(new_order(), p, 1, 5);
-    let late = reserve_one(new_order(), p, 2, 60);
-    let (inside_id, late_id) = (line_ids(&inside)[0], line_ids(&late)[0]);
-    let batch = vec![(inside, at(1)), (adjust(p, -2), at(10)), (late, at(10))];
-    drain_outbox(store).await;
-
-    // Act
-    let answers = run(store, batch).await;
-
-    // Assert
-    created(&answers[0]);
-    assert!(
-        matches!(&answers[1], Ok(Outcome::Item { item, changed: true })
-            if (item.quantity(), item.available()) == (2, 0)),
-        "{:?}",
-        answers[1]
-    );
-    assert_eq!(
-        lines(&created(&answers[2])),
-        [(p, 2)],
-        "both overdue holds expired on the way"
-    );
-    assert_eq!(stock(store, p).await, (2, 2, 0, 5));
-    assert_eq!(status(store, before).await, ReservationStatus::Expired);
-    assert_eq!(status(store, inside_id).await, ReservationStatus::Expired);
-    assert_eq!(status(store, late_id).await, ReservationStatus::Pending);
-    assert_eq!(
-        event_types(store).await,
-        [
-            "inventory.stock.reserved",
-            "inventory.stock.adjusted",
-            "inventory.stock.depleted",
-            "inventory.stock.expired",
-            "inventory.stock.expired",
-            "inventory.stock.reserved",
-            "inventory.stock.depleted",
-        ]
-    );
-    assert_item_consistent(store, p).await;
-}
-
-/// Overdue holds on one product: more than one reserve may expire on the way.
-const OVERDUE_HOLDS: usize = LAZY_EXPIRY_MAX + 6;
-
-/// The bound on lazy expiry is per reserve in a batch too: after a first
-/// reserve expired [`LAZY_EXPIRY_MAX`] overdue holds, a second one expires
-/// the rest it needs, as it would alone.
-pub(super) async fn lazy_expiry_bound_is_per_command<S: InventoryStore>(store: &S) {
-    // Arrange
-    let p = create(store, OVERDUE_HOLDS as i64).await;
-    for _ in 0..OVERDUE_HOLDS {
-        let hold = store
-            .execute(reserve_one(new_order(), p, 1, 5), &at(0))
-            .await;
-        reserved(hold);
-    }
-    let batch = vec![
-        (
-            reserve_one(new_order(), p, LAZY_EXPIRY_MAX as i64, 60),
-            at(10),
-        ),
-        (reserve_one(new_order(), p, 1, 60), at(10)),
-    ];
-
-    // Act
-    let answers = run(store, batch).await;
-
-    // Assert
-    created(&answers[0]);
-    created(&answers[1]);
-    let holds = OVERDUE_HOLDS as u64;
-    let wanted = LAZY_EXPIRY_MAX as u64 + 1;
-    assert_eq!(
-        stock(store, p).await,
-        (holds, wanted, holds - wanted, 1 + holds + 2)
-    );
-    let expired = store
-        .reservations_of_product(p)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.status() == ReservationStatus::Expired)
-        .count();
-    assert_eq!(expired, OVERDUE_HOLDS, "every overdue hold expired once");
-    assert_item_consistent(store, p).await;
-}
-
-/// `at(secs)` with a correlation id.
-fn traced(secs: i64, correlation_id: &str) -> Meta {
-    Meta {
-        correlation_id: Some(correlation_id.to_owned()),
-        ..at(secs)
-    }
-}
-
-/// Each command's events carry that command's correlation id (or none) and
-/// its instant, in the order of the commands.
-pub(super) async fn each_command_has_its_own_correlation_id<S: InventoryStore + Outbox>(store: &S) {
-    // Arrange
-    let p = create(store, 10).await;
-    let first = reserve_one(new_order(), p, 3, 60);
-    let first_id = line_ids(&first)[0];
-    let unknown = new_reservation();
-    let batch = vec![
-        (first, traced(1, "req-a")),
-        (reserve_one(new_order(), p, 7, 60), traced(2, "req-b")),
-        (
-            Command::Release {
-                reservation_id: first_id,
-            },
-            traced(3, "req-c"),
-        ),
-        (
-            Command::Confirm {
-                reservation_id: unknown,
-            },
-            traced(3, "req-d"),
-        ),
-        (adjust(p, 2), traced(4, "req-e")),
-        (reserve_one(new_order(), p, 1, 60), at(5)),
-    ];
-
-    // Act
-    let answers = run(store, batch).await;
-
-    // Assert
-    assert_eq!(
-        answers[3],
-        Err(Error::ReservationNotFound {
-            reservation_id: unknown
-        })
-    );
-    for i in [0, 1, 2, 4, 5] {
-        assert!(answers[i].is_ok(), "command {i}: {:?}", answers[i]);
-    }
-    let entries = drain_outbox(store).await;
-    assert!(
-        entries.windows(2).all(|w| w[0].sequence < w[1].sequence),
-        "commit order"
-    );
-    let events: Vec<(&str, Option<&str>, Timestamp)> = entries
-        .iter()
-        .map(|e| {
-            (
-                e.event.payload.event_type(),
-                e.correlation_id.as_deref(),
-                e.event.occurred_at,
-            )
-        })
-        .collect();
-    assert_eq!(
-        events,
-        [
-            ("inventory.stock.adjusted", None, at(0).now),
-            ("inventory.stock.reserved", Some("req-a"), at(1).now),
-            ("inventory.stock.reserved", Some("req-b"), at(2).now),
-            ("inventory.stock.depleted", Some("req-b"), at(2).now),
-            ("inventory.stock.released", Some("req-c"), at(3).now),
-            ("inventory.stock.adjusted", Some("req-e"), at(4).now),
-            ("inventory.stock.reserved", None, at(5).now),
-        ]
-    );
-    assert_eq!(stock(store, p).await, (12, 8, 4, 6));
-}
-
-/// An empty batch answers nothing; one command over [`BATCH_MAX`] is
-/// refused as a whole and changes nothing; [`BATCH_MAX`] itself runs.
-pub(super) async fn empty_and_oversized_batches<S: InventoryStore + Outbox>(store: &S) {
-    // Arrange
-    let max = BATCH_MAX as u64;
-    let p = create(store, BATCH_MAX as i64).await;
-    let buyers = |n: usize| -> Vec<(Command, Meta)> {
-        (0..n)
-            .map(|_| (reserve_one(new_order(), p, 1, 60), at(1)))
-            .collect()
-    };
-
-    // Act
-    let empty = store.execute_batch(Vec::new()).await;
-    let oversized = store.execute_batch(buyers(BATCH_MAX + 1)).await;
-
-    // Assert
-    assert_eq!(empty, Ok(Vec::new()));
-    assert!(
-        matches!(oversized, Err(Error::InvalidInput { field: "batch", .. })),
-        "{oversized:?}"
-    );
-    assert_eq!(stock(store, p).await, (max, 0, max, 1), "nothing changed");
-    assert!(store.reservations_of_product(p).await.unwrap().is_empty());
-    assert_eq!(event_types(store).await, ["inventory.stock.adjusted"]);
-
-    // Act: the bound itself
-    let answers = run(store, buyers(BATCH_MAX)).await;
-
-    // Assert
-    for (i, answer) in answers.iter().enumerate() {
-        assert_eq!(created(answer).len(), 1, "buyer {i}");
-    }
-    assert_eq!(stock(store, p).await, (max, max, 0, max + 1));
     assert_item_consistent(store, p).await;
 }

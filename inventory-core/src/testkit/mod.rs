@@ -19,6 +19,7 @@ use crate::{
 };
 
 mod batch;
+mod batch_context;
 mod concurrency;
 mod model;
 mod replay;
@@ -125,11 +126,11 @@ pub async fn run_all<H: Harness>(harness: &H) {
     case!(batch::last_unit_goes_to_the_first_in_the_batch);
     case!(batch::overlapping_orders_in_one_batch);
     case!(batch::create_then_reserve_in_one_batch);
-    case!(batch::each_command_at_its_own_instant);
-    case!(batch::lazy_expiry_inside_a_batch);
-    case!(batch::lazy_expiry_bound_is_per_command);
-    case!(batch::each_command_has_its_own_correlation_id);
-    case!(batch::empty_and_oversized_batches);
+    case!(batch_context::each_command_at_its_own_instant);
+    case!(batch_context::lazy_expiry_inside_a_batch);
+    case!(batch_context::lazy_expiry_bound_is_per_command);
+    case!(batch_context::each_command_has_its_own_correlation_id);
+    case!(batch_context::empty_and_oversized_batches);
     eprintln!("conformance: model_sequences");
     let cfg = harness.config();
     for seed in 0..cfg.model_seeds {
