@@ -65,6 +65,10 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    // Whether the gateway may run open depends on where it really listens,
+    // not on the address configured (a caller may bind elsewhere).
+    let mut config = config;
+    config.listen = listener.local_addr()?;
     let gateway = Arc::new(Gateway::new(&config).await?);
     server::serve(listener, gateway, config.server_limits(), shutdown).await;
     Ok(())

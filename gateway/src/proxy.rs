@@ -56,6 +56,9 @@ pub enum StartError {
     /// No key is configured and the listen address is not loopback.
     #[error("no jwt key configured: refusing to run open on {0} (configure a key or listen on loopback)")]
     OpenOffLoopback(SocketAddr),
+    /// The listener's address could not be read.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
 }
 
 /// One upstream: where it is and how long it may take.

@@ -240,6 +240,12 @@ pub async fn run_with_bus(
     bus: InProcessBus,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    // Whether the service may run open depends on where it really listens,
+    // not on the address configured (a caller may bind elsewhere).
+    let mut config = config;
+    config.listen = listener
+        .local_addr()
+        .map_err(|e| StartError::Config(format!("listener: {e}")))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open_store(&config, clock.now_ms()).await?;
     let services = Services {

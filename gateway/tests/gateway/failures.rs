@@ -71,3 +71,23 @@ async fn health_reports_each_upstream() {
     assert_eq!(body["upstreams"][1]["name"], "inventory");
     assert_eq!(body["upstreams"][1]["ready"], true);
 }
+
+/// Without a key the gateway refuses a listener bound beyond loopback, even
+/// when the configured address is a loopback one (what counts is where it
+/// really listens).
+#[tokio::test]
+async fn open_gateway_refuses_a_public_listener() {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let config = gateway::Config::embedded();
+    assert!(
+        config.listen.ip().is_loopback(),
+        "the configured address is loopback"
+    );
+
+    let result = gateway::run(listener, config, std::future::ready(())).await;
+
+    assert!(
+        matches!(result, Err(gateway::StartError::OpenOffLoopback(addr)) if addr.ip().is_unspecified()),
+        "{result:?}"
+    );
+}

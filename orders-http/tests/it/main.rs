@@ -215,3 +215,23 @@ async fn not_ready_while_broker_down() {
 async fn rate_limit_refuses_the_101st_request() {
     events::the_101st_request_is_rate_limited().await;
 }
+
+/// Without a key the service refuses a listener bound beyond loopback, even
+/// when the configured address is a loopback one (what counts is where it
+/// really listens).
+#[tokio::test]
+async fn open_service_refuses_a_public_listener() {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let config = orders_http::config::Config::embedded();
+    assert!(
+        config.listen.ip().is_loopback(),
+        "the configured address is loopback"
+    );
+
+    let result = orders_http::run(listener, config, std::future::ready(())).await;
+
+    assert!(
+        matches!(result, Err(orders_http::StartError::Config(_))),
+        "{result:?}"
+    );
+}
