@@ -53,6 +53,10 @@ pub const POOL_IDLE_TIMEOUT_SECS_DEFAULT: u64 = 30;
 /// buffered; the cap stops a client from pushing unbounded data upstream.
 pub const BODY_BYTES_MAX_DEFAULT: u64 = 1024 * 1024;
 
+/// Default number of trusted proxies in front of the gateway when forwarded
+/// headers are trusted: one load balancer.
+pub const TRUSTED_PROXY_HOPS_DEFAULT: usize = 1;
+
 /// Default requests per client IP per minute (0 disables).
 pub const RATE_LIMIT_IP_PER_MINUTE_DEFAULT: u32 = 600;
 
@@ -188,6 +192,13 @@ pub struct Config {
     #[arg(long, env = "TRUST_FORWARDED_HEADERS")]
     pub trust_forwarded_headers: bool,
 
+    /// With trusted forwarded headers, how many proxies in front of the
+    /// gateway append to `X-Forwarded-For`: the client address for per-IP
+    /// limits is the entry the outermost of them appended (that many from
+    /// the right), never one the client wrote itself.
+    #[arg(long, env = "TRUSTED_PROXY_HOPS", default_value_t = TRUSTED_PROXY_HOPS_DEFAULT)]
+    pub trusted_proxy_hops: usize,
+
     /// Requests per client IP per minute (0 disables).
     #[arg(long, env = "RATE_LIMIT_IP_PER_MINUTE", default_value_t = RATE_LIMIT_IP_PER_MINUTE_DEFAULT)]
     pub rate_limit_ip_per_minute: u32,
@@ -247,6 +258,7 @@ impl Config {
             strip_headers: Vec::new(),
             no_identity_headers: false,
             trust_forwarded_headers: false,
+            trusted_proxy_hops: TRUSTED_PROXY_HOPS_DEFAULT,
             rate_limit_ip_per_minute: RATE_LIMIT_IP_PER_MINUTE_DEFAULT,
             rate_limit_user_per_minute: RATE_LIMIT_USER_PER_MINUTE_DEFAULT,
             redis_url: None,
@@ -255,6 +267,16 @@ impl Config {
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             shutdown_drain_timeout_ms: SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
+        }
+    }
+
+    /// How many proxies' `X-Forwarded-For` entries to believe: 0 unless
+    /// forwarded headers are trusted, then at least one.
+    pub fn trusted_hops(&self) -> usize {
+        if self.trust_forwarded_headers {
+            self.trusted_proxy_hops.max(1)
+        } else {
+            0
         }
     }
 

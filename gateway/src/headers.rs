@@ -109,18 +109,22 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trust_client: bool) 
     }
 }
 
-/// The client address used for per-IP limits: the left-most `X-Forwarded-For`
-/// entry when the chain is trusted and parses, else the TCP peer.
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_client: bool) -> IpAddr {
-    if !trust_client {
+/// The client address used for per-IP limits. With `trusted_hops` proxies in
+/// front of the gateway, each appending the address it was reached from to
+/// `X-Forwarded-For`, it is the entry the outermost one appended:
+/// `trusted_hops` from the right (the left-most when the chain is shorter).
+/// Entries further left were written by the client and are never believed.
+/// With 0 trusted hops, or a chain that does not parse, the TCP peer.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted_hops: usize) -> IpAddr {
+    if trusted_hops == 0 {
         return peer;
     }
-    headers
-        .get(X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|first| first.trim().parse().ok())
-        .unwrap_or(peer)
+    let Some(chain) = joined(headers, &X_FORWARDED_FOR) else {
+        return peer;
+    };
+    let entries: Vec<&str> = chain.split(',').map(str::trim).collect();
+    let outermost = entries.len().saturating_sub(trusted_hops);
+    entries[outermost].parse().unwrap_or(peer)
 }
 
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -182,14 +186,44 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example");
-        assert_eq!(client_ip(&map(&sent), peer, false), peer);
+        assert_eq!(client_ip(&map(&sent), peer, 0), peer);
         let mut h = map(&sent);
         set_forwarded(&mut h, peer, true);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    /// Behind trusted proxies the client is the address the outermost one
+    /// appended; what the client wrote to the left of it is ignored, so a
+    /// forged entry cannot dodge the per-IP limit.
+    #[test]
+    fn client_ip_is_what_the_trusted_proxies_appended() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // One load balancer: it appended the client's address last.
+        let forged = map(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4")]);
+        assert_eq!(client_ip(&forged, peer, 1), ip("1.2.3.4"));
+        // Two proxies: the outer one appended the client, the inner one the
+        // outer one.
+        let two = map(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7")]);
+        assert_eq!(client_ip(&two, peer, 2), ip("1.2.3.4"));
+        // Several header lines count as one chain.
+        let split = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ]);
+        assert_eq!(client_ip(&split, peer, 1), ip("1.2.3.4"));
+        // A chain shorter than the hops: its left-most entry.
         assert_eq!(
-            client_ip(&h, peer, true),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            client_ip(&map(&[("x-forwarded-for", "1.2.3.4")]), peer, 3),
+            ip("1.2.3.4")
+        );
+        // Nothing trusted, nothing sent, or garbage: the peer.
+        assert_eq!(client_ip(&forged, peer, 0), peer);
+        assert_eq!(client_ip(&HeaderMap::new(), peer, 1), peer);
+        assert_eq!(
+            client_ip(&map(&[("x-forwarded-for", "nonsense")]), peer, 1),
+            peer
         );
     }
 }

@@ -109,7 +109,8 @@ pub struct Gateway {
     public: Vec<AccessRule>,
     strip: Vec<HeaderName>,
     identity_headers: bool,
-    trust_forwarded: bool,
+    /// Proxies in front whose `X-Forwarded-For` entries are believed (0: none).
+    trusted_hops: usize,
     ip_limiter: Option<Limiter>,
     user_limiter: Option<Limiter>,
     body_bytes_max: u64,
@@ -186,7 +187,7 @@ impl Gateway {
             public: config.public_rules(),
             strip,
             identity_headers: !config.no_identity_headers,
-            trust_forwarded: config.trust_forwarded_headers,
+            trusted_hops: config.trusted_hops(),
             ip_limiter: limiter(
                 config.rate_limit_ip_per_minute,
                 config.redis_url.as_ref(),
@@ -271,7 +272,7 @@ impl Gateway {
             Target::Health => {
                 // Each call probes every upstream: limit it like the API, so
                 // it cannot be used to multiply load on the services.
-                let ip = headers::client_ip(request.headers(), peer.ip(), self.trust_forwarded);
+                let ip = headers::client_ip(request.headers(), peer.ip(), self.trusted_hops);
                 check(self.ip_limiter.as_ref(), &format!("ip:{ip}")).await?;
                 Ok(boxed(health::report(self).await))
             }
@@ -281,7 +282,7 @@ impl Gateway {
             ))),
             Target::Metrics => Ok(boxed(service_kit::metrics::render(&self.registry))),
             Target::Proxy { upstream, .. } => {
-                let ip = headers::client_ip(request.headers(), peer.ip(), self.trust_forwarded);
+                let ip = headers::client_ip(request.headers(), peer.ip(), self.trusted_hops);
                 let ip_decision = check(self.ip_limiter.as_ref(), &format!("ip:{ip}")).await?;
                 let principal =
                     self.admit(request.method(), request.uri().path(), request.headers())?;
@@ -366,7 +367,7 @@ impl Gateway {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h);
         headers::strip_identity(h, &self.strip);
-        headers::set_forwarded(h, peer.ip(), self.trust_forwarded);
+        headers::set_forwarded(h, peer.ip(), self.trusted_hops > 0);
         h.remove(header::HOST);
         if let (Some(p), true) = (principal, self.identity_headers) {
             headers::set_identity(h, p);
