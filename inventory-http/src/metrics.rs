@@ -16,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use service_kit::metrics::HttpMetrics;
+use service_kit::metrics::{catch_up, gauge_value, HttpMetrics};
 
 /// Label of a reservation outcome: `created`, `repeated`, or an error code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -195,17 +195,4 @@ impl InventoryMetrics {
         gauges.0.set(gauge_value(item.available()));
         gauges.1.set(gauge_value(item.reserved()));
     }
-}
-
-/// Raises `counter` to `total` (counters only grow; concurrent renders may
-/// both add, so the difference is taken from the counter's own value).
-fn catch_up(counter: &Counter, total: u64) {
-    let seen = counter.get();
-    if total > seen {
-        counter.inc_by(total - seen);
-    }
-}
-
-fn gauge_value(units: u64) -> i64 {
-    i64::try_from(units).unwrap_or(i64::MAX)
 }

@@ -324,10 +324,7 @@ impl HttpInventory {
         correlation: &str,
     ) -> Result<(StatusCode, Bytes), InventoryError> {
         let result = self.call_inner(method, path, body, correlation).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.outcome(),
-        };
+        let outcome = call_outcome(&result);
         self.metrics
             .inventory_calls
             .get_or_create(&CallLabels { op, outcome })
@@ -422,6 +419,16 @@ impl HttpInventory {
 impl From<hyper_util::client::legacy::Error> for InventoryError {
     fn from(e: hyper_util::client::legacy::Error) -> Self {
         InventoryError::Unavailable(e.to_string())
+    }
+}
+
+/// The `outcome` label of a call: `ok` for a success, else what the answer
+/// means (a 4xx is inventory refusing, not an `ok`).
+fn call_outcome(result: &Result<(StatusCode, Bytes), InventoryError>) -> &'static str {
+    match result {
+        Ok((status, _)) if status.is_success() => "ok",
+        Ok((status, body)) => problem(*status, body).outcome(),
+        Err(e) => e.outcome(),
     }
 }
 
@@ -558,6 +565,28 @@ mod tests {
         assert!(problem(StatusCode::SERVICE_UNAVAILABLE, b"").is_transient());
         assert!(problem(StatusCode::UNAUTHORIZED, &body("missing_token")).is_transient());
         assert!(!problem(StatusCode::BAD_REQUEST, &body("invalid_request")).is_transient());
+    }
+
+    /// A call inventory answered with a 4xx is counted by what the answer
+    /// means, not as `ok`.
+    #[test]
+    fn refused_calls_are_not_counted_ok() {
+        let answer = |status: StatusCode, code: &str| {
+            Ok((status, Bytes::from(format!("{{\"code\":\"{code}\"}}"))))
+        };
+        assert_eq!(call_outcome(&answer(StatusCode::CREATED, "")), "ok");
+        assert_eq!(
+            call_outcome(&answer(StatusCode::CONFLICT, "insufficient_stock")),
+            "insufficient_stock"
+        );
+        assert_eq!(
+            call_outcome(&answer(StatusCode::NOT_FOUND, "reservation_not_found")),
+            "not_found"
+        );
+        assert_eq!(
+            call_outcome(&Err(InventoryError::CircuitOpen)),
+            "circuit_open"
+        );
     }
 
     /// With nothing listening, calls fail as unavailable until the breaker

@@ -56,12 +56,12 @@ pub struct OrderMetrics {
     pub events_outbox_depth: Gauge,
     /// 1 while the event broker is usable, else 0.
     pub events_broker_up: Gauge,
-    /// Events the relay published and marked sent.
-    pub events_published: Gauge,
-    /// Inventory events the consumer applied (RabbitMQ only).
-    pub events_consumed: Gauge,
-    /// Inventory events sent to the dead-letter queue (RabbitMQ only).
-    pub events_dead_lettered: Gauge,
+    /// Events the relay published and marked sent (`_total`).
+    pub events_published: Counter,
+    /// Inventory events the consumer applied (RabbitMQ only; `_total`).
+    pub events_consumed: Counter,
+    /// Inventory events sent to the dead-letter queue (RabbitMQ only; `_total`).
+    pub events_dead_lettered: Counter,
 }
 
 impl OrderMetrics {

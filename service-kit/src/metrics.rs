@@ -98,6 +98,31 @@ pub fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
+/// Raises `counter` to `total`, a running count kept elsewhere (a relay's,
+/// a consumer's), so it is exported as a counter. Counters only grow; two
+/// renders at once may both add, so the difference is taken from the
+/// counter's own value.
+///
+/// ```
+/// use prometheus_client::metrics::counter::Counter;
+///
+/// let published = Counter::<u64>::default();
+/// service_kit::metrics::catch_up(&published, 5);
+/// service_kit::metrics::catch_up(&published, 3); // never goes back
+/// assert_eq!(published.get(), 5);
+/// ```
+pub fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+/// A count as a gauge's value (saturating).
+pub fn gauge_value(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 /// The text exposition of `registry` as a response.
 pub fn render(registry: &Registry) -> Response<Body> {
     let mut text = String::new();

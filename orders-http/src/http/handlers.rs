@@ -1,6 +1,7 @@
 //! One function per route: parse, call the store or the saga engine, respond.
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
+use service_kit::metrics::{catch_up, gauge_value};
 use service_kit::response::json;
 use service_kit::server::RequestContext;
 use service_kit::{Body, Problem};
@@ -134,15 +135,14 @@ impl App {
     pub(super) fn render_metrics(&self) -> Response<Body> {
         if let Some(events) = self.events_health() {
             let m = &self.metrics;
-            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             m.events_outbox_depth
-                .set(gauge(events.relay.outbox_depth()));
+                .set(gauge_value(events.relay.outbox_depth()));
             m.events_broker_up
                 .set(i64::from(events.broker_problem().is_none()));
-            m.events_published.set(gauge(events.relay.published()));
+            catch_up(&m.events_published, events.relay.published());
             if let Some(c) = &events.consumer {
-                m.events_consumed.set(gauge(c.applied()));
-                m.events_dead_lettered.set(gauge(c.dead_lettered()));
+                catch_up(&m.events_consumed, c.applied());
+                catch_up(&m.events_dead_lettered, c.dead_lettered());
             }
         }
         service_kit::metrics::render(&self.registry)

@@ -453,10 +453,13 @@ pub(crate) async fn poison_dead_lettered_and_duplicates_absorbed(store: Arc<dyn 
     assert!(reasons[0].contains("malformed envelope"), "{reasons:?}");
     assert!(reasons[1].contains("unknown event type"), "{reasons:?}");
     // The second copy was acknowledged without a second effect.
-    wait_metric_at_least(&h.orders, "events_consumed", 2.0).await;
+    wait_metric_at_least(&h.orders, "events_consumed_total", 2.0).await;
     assert_duplicate(&*store, &event).await;
     let metrics = h.orders.metrics().await;
-    assert!(metrics.contains("events_dead_lettered 2"), "{metrics}");
+    assert!(
+        metrics.contains("events_dead_lettered_total 2"),
+        "{metrics}"
+    );
     let _ = connection.close(200, "done").await;
 }
 
