@@ -194,21 +194,42 @@ impl AccessRule {
 /// authenticated caller. Services check authorization again themselves.
 ///
 /// - catalog writes (`/api/products*` other than GET/HEAD): `admin`;
-/// - stock writes and reservations (`/api/inventory*` other than GET/HEAD):
-///   `admin` or `service`;
+/// - stock management and the ledger (`/api/inventory/items`, `PUT
+///   /api/inventory/{product_id}`, `/api/inventory/{product_id}/adjustments`,
+///   reads too): `admin`;
+/// - reservations (reserve, confirm, release, and reading one): `admin` or
+///   `service`;
 /// - orders: `customer` or `admin` (the orders service shows each customer
 ///   only their own);
 /// - anything else: any authenticated caller.
+///
+/// These are inventory's own rules, checked once more at the edge.
 pub fn required_roles(method: &Method, path: &str) -> &'static [Role] {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match target(path) {
         Some(Target::Proxy { route, .. }) => match (route, read) {
-            ("/api/products", false) => &[Role::Admin],
-            ("/api/inventory", false) => &[Role::Admin, Role::Service],
+            ("/api/products", false) => ADMIN,
+            ("/api/inventory", _) => inventory_roles(read, path),
             ("/api/orders", _) => &[Role::Customer, Role::Admin],
             _ => &[],
         },
         _ => &[],
+    }
+}
+
+const ADMIN: &[Role] = &[Role::Admin];
+const ADMIN_OR_SERVICE: &[Role] = &[Role::Admin, Role::Service];
+
+/// The roles an inventory route needs, by its segments after `/api/inventory`.
+fn inventory_roles(read: bool, path: &str) -> &'static [Role] {
+    let rest = path.strip_prefix("/api/inventory").unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["reserve", ..] | ["reservations", ..] | ["confirm", ..] => ADMIN_OR_SERVICE,
+        ["items", ..] | [_, "adjustments", ..] => ADMIN,
+        [_] if !read => ADMIN,
+        _ if read => &[],
+        _ => ADMIN_OR_SERVICE,
     }
 }
 
@@ -298,5 +319,25 @@ mod tests {
             required_roles(&Method::GET, "/api/orders/1"),
             &[Role::Customer, Role::Admin]
         );
+    }
+
+    /// Inventory's routes need at the edge what inventory itself requires:
+    /// reading a reservation is for services, the ledger and stock
+    /// management for admins; availability is for any caller.
+    #[test]
+    fn inventory_roles_match_the_service() {
+        let roles = |m: Method, p: &str| required_roles(&m, p);
+        let both = &[Role::Admin, Role::Service][..];
+        let admin = &[Role::Admin][..];
+        assert_eq!(roles(Method::GET, "/api/inventory/reservations/r1"), both);
+        assert_eq!(roles(Method::POST, "/api/inventory/reservations"), both);
+        assert_eq!(roles(Method::DELETE, "/api/inventory/reserve/r1"), both);
+        assert_eq!(roles(Method::POST, "/api/inventory/confirm/r1"), both);
+        assert_eq!(roles(Method::GET, "/api/inventory/p1/adjustments"), admin);
+        assert_eq!(roles(Method::POST, "/api/inventory/p1/adjustments"), admin);
+        assert_eq!(roles(Method::POST, "/api/inventory/items"), admin);
+        assert_eq!(roles(Method::PUT, "/api/inventory/p1"), admin);
+        assert_eq!(roles(Method::GET, "/api/inventory/p1"), &[] as &[Role]);
+        assert_eq!(roles(Method::GET, "/api/inventory"), &[] as &[Role]);
     }
 }
