@@ -7,6 +7,9 @@
 //! instead of queueing, and never wait on a buyer), then reads the due
 //! reservations of the items it holds and expires them through core. Under the
 //! item lock the state is re-checked, so no reservation is expired twice.
+//! When every product it picked is held by someone else (a hot product whose
+//! holds are the earliest due), it picks again past them, a bounded number of
+//! times, so the other products' due holds still go.
 
 use inventory_core::{
     decide, Command, Error, Meta, Outcome, ProductId, Snapshot, EXPIRE_BATCH_MAX,
@@ -56,25 +59,45 @@ async fn attempt(store: &PgStore, meta: &Meta, limit: usize) -> Result<usize, Fa
     Ok(expired)
 }
 
+/// Rounds of looking for due products past the ones another transaction
+/// holds. Each round skips every product found locked in the rounds before,
+/// so a hot product whose holds are the earliest due cannot stall the sweep
+/// of the others; the bound keeps one step's work bounded.
+const SKIP_ROUNDS_MAX: usize = 4;
+
 async fn batch(conn: &mut PgConnection, meta: &Meta, limit: usize) -> Result<usize, Fail> {
     let now = meta.now.as_millis();
-    let candidates: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT DISTINCT product_id FROM ( \
-           SELECT product_id FROM reservations \
-           WHERE status = 'pending' AND expires_at_ms <= $1 \
-           ORDER BY expires_at_ms LIMIT $2) AS due",
-    )
-    .bind(now)
-    .bind(limit as i64)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| classify("find due reservations", e))?;
-    if candidates.is_empty() {
-        return Ok(0);
+    let mut skipped: Vec<Uuid> = Vec::new();
+    let mut items = Vec::new();
+    for _ in 0..SKIP_ROUNDS_MAX {
+        let candidates: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT product_id FROM ( \
+               SELECT product_id FROM reservations \
+               WHERE status = 'pending' AND expires_at_ms <= $1 \
+                 AND product_id <> ALL($3) \
+               ORDER BY expires_at_ms LIMIT $2) AS due",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .bind(&skipped)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| classify("find due reservations", e))?;
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let mut products: Vec<ProductId> = candidates
+            .iter()
+            .copied()
+            .map(ProductId::from_uuid)
+            .collect();
+        products.sort_unstable();
+        items = fetch_items(conn, &products, ItemLock::SkipLocked).await?;
+        if !items.is_empty() {
+            break;
+        }
+        skipped.extend(candidates);
     }
-    let mut products: Vec<ProductId> = candidates.into_iter().map(ProductId::from_uuid).collect();
-    products.sort_unstable();
-    let items = fetch_items(conn, &products, ItemLock::SkipLocked).await?;
     if items.is_empty() {
         return Ok(0);
     }

@@ -101,3 +101,42 @@ async fn two_sweepers_expire_each_reservation_once() {
         );
     }
 }
+
+/// The earliest due holds all belong to a product another transaction keeps
+/// locked (a hot product): the sweep still expires the due holds of the
+/// other products instead of stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sweep_goes_past_a_locked_hot_product() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = db.store(4, PgOptions::default()).await;
+    let hot = create(&store, 100).await;
+    let other = create(&store, 1).await;
+    for _ in 0..50 {
+        store
+            .execute(reserve(order(), hot, 1, 1_000), &at_ms(0))
+            .await
+            .expect("reserve the hot product");
+    }
+    // Due later than every hold of the hot product.
+    store
+        .execute(reserve(order(), other, 1, 1_000), &at_ms(500))
+        .await
+        .expect("reserve the other product");
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM inventory_items WHERE product_id = $1 FOR UPDATE")
+        .bind(hot.as_uuid())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let expired = store.expire_due(&at_ms(5_000), 10).await.expect("sweep");
+
+    holder.rollback().await.unwrap();
+    assert_eq!(expired, 1, "the other product's hold is expired");
+    let other_item = store.item(other).await.unwrap().unwrap();
+    assert_eq!(other_item.reserved(), 0);
+    let hot_item = store.item(hot).await.unwrap().unwrap();
+    assert_eq!(hot_item.reserved(), 50, "the locked product waits its turn");
+}
