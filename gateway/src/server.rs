@@ -15,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use service_kit::{Problem, RequestId, ServerLimits};
+use service_kit::{RequestId, ServerLimits};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -80,17 +80,12 @@ pub async fn serve(
                 );
                 let started = Instant::now();
                 let response = async {
+                    let idempotent = request.method().is_idempotent();
                     let handled = gateway.handle(request, &request_id, peer);
                     let response = match tokio::time::timeout(request_timeout, handled).await {
                         Ok(r) => r,
                         Err(_) => boxed(
-                            Problem::new(
-                                http::StatusCode::SERVICE_UNAVAILABLE,
-                                "request_timeout",
-                                "Request timeout",
-                                "the request took too long to handle",
-                            )
-                            .into_response(&request_id),
+                            service_kit::server::timed_out(idempotent).into_response(&request_id),
                         ),
                     };
                     tracing::info!(

@@ -151,6 +151,38 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// The answer to a request that ran out of time. Its handler was stopped
+/// part way, so a write may or may not have happened: a request that is safe
+/// to repeat (GET, PUT, DELETE ...) gets 503 `request_timeout` with
+/// `Retry-After`; any other (POST, PATCH) gets 504 `outcome_unknown` with no
+/// retry hint, since repeating it blindly could apply it twice.
+///
+/// ```
+/// let write = service_kit::server::timed_out(false);
+/// assert_eq!(write.status(), http::StatusCode::GATEWAY_TIMEOUT);
+/// let read = service_kit::server::timed_out(true);
+/// assert_eq!(read.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+/// ```
+pub fn timed_out(idempotent: bool) -> Problem {
+    if idempotent {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "Request timeout",
+            "the request took too long to handle",
+        )
+        .with_retry_after(Duration::from_secs(1))
+    } else {
+        Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            "Outcome unknown",
+            "the request took too long to handle and may or may not have been applied; \
+             check its effect before sending it again",
+        )
+    }
+}
+
 /// Runs one request inside a span carrying its request id, under the request
 /// timeout, and echoes the id on the response.
 async fn dispatch<H: Handler>(
@@ -174,19 +206,13 @@ async fn dispatch<H: Handler>(
     async move {
         // Boxed: an application's handler future can be large, and boxing it
         // once is cheaper than moving it through the wrappers.
+        let idempotent = request.method().is_idempotent();
         let handling = Box::pin(handler.handle(request, ctx));
         let mut response = match tokio::time::timeout(timeout, handling).await {
             Ok(r) => r,
             Err(_) => {
                 tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "request_timeout",
-                    "Request timeout",
-                    "the request took too long to handle",
-                )
-                .with_retry_after(Duration::from_secs(1))
-                .into_response(&request_id)
+                timed_out(idempotent).into_response(&request_id)
             }
         };
         if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {

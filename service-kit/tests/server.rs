@@ -39,8 +39,12 @@ async fn start(
 }
 
 async fn get(addr: SocketAddr, path: &str, extra: &str) -> String {
+    send(addr, "GET", path, extra).await
+}
+
+async fn send(addr: SocketAddr, method: &str, path: &str, extra: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
@@ -79,6 +83,23 @@ async fn slow_requests_time_out() {
         out.to_ascii_lowercase().contains("x-request-id: slow-1"),
         "{out}"
     );
+}
+
+/// A write that runs out of time may have happened: 504 `outcome_unknown`,
+/// and no `Retry-After` inviting a blind repeat.
+#[tokio::test(start_paused = true)]
+async fn slow_writes_time_out_with_outcome_unknown() {
+    let limits = ServerLimits {
+        request_timeout_ms: 100,
+        ..ServerLimits::default()
+    };
+    let (addr, _stop, _task) = start(limits).await;
+
+    let out = send(addr, "POST", "/slow", "Content-Length: 0\r\n").await;
+
+    assert!(out.starts_with("HTTP/1.1 504"), "{out}");
+    assert!(out.contains("\"code\":\"outcome_unknown\""), "{out}");
+    assert!(!out.to_ascii_lowercase().contains("retry-after"), "{out}");
 }
 
 /// With a cap of one connection, a second client waits until the first leaves.
