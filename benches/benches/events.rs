@@ -78,6 +78,7 @@ fn adjust(store: &MemoryStore, n: u64) {
         delta: StockDelta::new(1).expect("valid delta"),
         reason: Reason::new("bench").expect("valid reason"),
         actor: Actor::system(),
+        key: None,
     };
     store.execute_sync(&command, &meta()).expect("adjust");
 }

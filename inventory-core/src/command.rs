@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::ids::{OrderId, ProductId, ReservationId};
 use crate::item::InventoryItem;
 use crate::reservation::Reservation;
-use crate::value::{Actor, Quantity, Reason, StockDelta, StockLevel, Ttl, Version};
+use crate::value::{Actor, AdjustmentKey, Quantity, Reason, StockDelta, StockLevel, Ttl, Version};
 
 /// Most lines one multi-line reservation may hold. Each line locks one item, so
 /// this bounds how long one change holds locks.
@@ -137,6 +137,11 @@ pub enum Command {
         reservation_id: ReservationId,
     },
     /// Change the quantity on hand by a signed delta.
+    ///
+    /// With a `key`, the adjustment happens at most once per product: when the
+    /// product's ledger already holds an entry under that key, the command
+    /// changes nothing and answers the item as it is, or refuses with
+    /// [`crate::Error::AdjustmentKeyConflict`] when that entry's delta differs.
     Adjust {
         /// The product.
         product_id: ProductId,
@@ -146,6 +151,8 @@ pub enum Command {
         reason: Reason,
         /// Who.
         actor: Actor,
+        /// Idempotency key, recorded in the ledger entry.
+        key: Option<AdjustmentKey>,
     },
     /// Set the quantity on hand, if the item is still at `expected_version`.
     SetQuantity {

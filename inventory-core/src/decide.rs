@@ -12,7 +12,7 @@ use crate::event::{Event, EventPayload};
 use crate::ids::{ProductId, ReservationId};
 use crate::item::{Adjustment, InventoryItem};
 use crate::reservation::{Reservation, ReservationStatus};
-use crate::value::{Actor, Reason, StockLevel, Timestamp, STOCK_MAX};
+use crate::value::{Actor, AdjustmentKey, Reason, StockLevel, Timestamp, STOCK_MAX};
 use crate::workspace::Workspace;
 
 /// Applies `command` to `ws` at instant `now`.
@@ -109,10 +109,16 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
                 delta,
                 reason,
                 actor,
+                key,
             } => {
                 let item = self.item(*product_id)?;
                 let target = item.quantity() as i64 + delta.get();
-                self.set_stock(*product_id, target, reason, actor)
+                if let Some(key) = key {
+                    if let Some(existing) = self.ws.adjusted_under(*product_id, key) {
+                        return self.replay_adjustment(*product_id, key, existing, delta.get());
+                    }
+                }
+                self.set_stock(*product_id, target, reason, actor, key.as_ref())
             }
             Command::SetQuantity {
                 product_id,
@@ -129,7 +135,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
                         actual: item.version(),
                     });
                 }
-                self.set_stock(*product_id, quantity.get() as i64, reason, actor)
+                self.set_stock(*product_id, quantity.get() as i64, reason, actor, None)
             }
         }
     }
@@ -173,7 +179,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
             .insert_item(InventoryItem::new(product_id, quantity.get(), self.now));
         if quantity.get() > 0 {
             let reason = Reason::new("initial stock").expect("constant reason is valid");
-            self.ledger(product_id, 0, quantity.get(), reason, actor.clone());
+            self.ledger(product_id, 0, quantity.get(), (reason, actor.clone(), None));
         }
         Ok(Done::Created(product_id))
     }
@@ -362,12 +368,33 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
     }
 
     /// Sets the quantity on hand to `target`, recording the change in the ledger.
+    /// A repeated keyed adjustment: nothing changes when it asks for the
+    /// delta recorded under its key; a different delta is a reused key.
+    fn replay_adjustment(
+        &self,
+        product_id: ProductId,
+        key: &AdjustmentKey,
+        existing: i64,
+        requested: i64,
+    ) -> Result<Done, Error> {
+        if existing != requested {
+            return Err(Error::AdjustmentKeyConflict {
+                product_id,
+                key: key.as_str().to_owned(),
+                existing,
+                requested,
+            });
+        }
+        Ok(Done::Item(product_id, false))
+    }
+
     fn set_stock(
         &mut self,
         product_id: ProductId,
         target: i64,
         reason: &Reason,
         actor: &Actor,
+        key: Option<&AdjustmentKey>,
     ) -> Result<Done, Error> {
         let item = self.item(product_id)?;
         let (before, reserved, available) = (item.quantity(), item.reserved(), item.available());
@@ -390,7 +417,8 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
             return Ok(Done::Item(product_id, false));
         }
         self.item_mut(product_id).set_quantity(target);
-        self.ledger(product_id, before, target, reason.clone(), actor.clone());
+        let entry = (reason.clone(), actor.clone(), key.cloned());
+        self.ledger(product_id, before, target, entry);
         if available > 0 && self.item(product_id)?.available() == 0 {
             self.emit(EventPayload::Depleted { product_id });
         }
@@ -402,8 +430,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
         product_id: ProductId,
         before: u64,
         after: u64,
-        reason: Reason,
-        actor: Actor,
+        (reason, actor, key): (Reason, Actor, Option<AdjustmentKey>),
     ) {
         let delta = after as i64 - before as i64;
         self.emit(EventPayload::Adjusted {
@@ -420,6 +447,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
             reason,
             actor,
             at: self.now,
+            key,
         });
     }
 

@@ -114,6 +114,19 @@ pub enum Error {
         /// Units asked for now.
         requested: u64,
     },
+    /// The product's ledger holds an adjustment under this idempotency key
+    /// with another delta: the key was reused for a different change.
+    #[error("adjustment key {key} of product {product_id} was used for a delta of {existing}, not {requested}")]
+    AdjustmentKeyConflict {
+        /// The product.
+        product_id: ProductId,
+        /// The key.
+        key: String,
+        /// Delta recorded under the key.
+        existing: i64,
+        /// Delta asked for now.
+        requested: i64,
+    },
     /// Too many changes are already waiting for the store (a bounded queue in
     /// front of it is full); nothing was done, retry after a short while.
     #[error("too many changes are waiting for the store, try again")]
@@ -149,7 +162,9 @@ impl Error {
             Error::AlreadyExists { .. } => "already_exists",
             Error::InvalidQuantity { .. } => "invalid_quantity",
             Error::InvalidInput { .. } => "invalid_request",
-            Error::IdempotencyConflict { .. } => "idempotency_conflict",
+            Error::IdempotencyConflict { .. } | Error::AdjustmentKeyConflict { .. } => {
+                "idempotency_conflict"
+            }
             Error::Contention => "contention",
             Error::Overloaded => "overloaded",
             Error::Unavailable { .. } => "store_unavailable",

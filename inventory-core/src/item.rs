@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::ids::ProductId;
-use crate::value::{Actor, Reason, Timestamp, Version, STOCK_MAX};
+use crate::value::{Actor, AdjustmentKey, Reason, Timestamp, Version, STOCK_MAX};
 
 /// Stock of one product: units on hand and units held by pending reservations.
 ///
@@ -144,4 +144,6 @@ pub struct Adjustment {
     pub actor: Actor,
     /// When.
     pub at: Timestamp,
+    /// The idempotency key it was made under, if any.
+    pub key: Option<AdjustmentKey>,
 }

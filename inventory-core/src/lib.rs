@@ -74,8 +74,8 @@ pub use port::{
 pub use reservation::{Reservation, ReservationStatus};
 pub use snapshot::{Changes, Snapshot};
 pub use value::{
-    Actor, Quantity, Reason, StockDelta, StockLevel, Timestamp, Ttl, Version, ACTOR_LEN_MAX,
-    QUANTITY_MAX, REASON_LEN_MAX, RESERVATION_TTL_DEFAULT_MS, RESERVATION_TTL_MAX_MS,
-    RESERVATION_TTL_MIN_MS, STOCK_MAX,
+    Actor, AdjustmentKey, Quantity, Reason, StockDelta, StockLevel, Timestamp, Ttl, Version,
+    ACTOR_LEN_MAX, ADJUSTMENT_KEY_LEN_MAX, QUANTITY_MAX, REASON_LEN_MAX,
+    RESERVATION_TTL_DEFAULT_MS, RESERVATION_TTL_MAX_MS, RESERVATION_TTL_MIN_MS, STOCK_MAX,
 };
 pub use workspace::Workspace;

@@ -7,7 +7,7 @@ use crate::event::Event;
 use crate::ids::{OrderId, ProductId, ReservationId};
 use crate::item::{Adjustment, InventoryItem};
 use crate::reservation::{Reservation, ReservationStatus};
-use crate::value::{Timestamp, Version};
+use crate::value::{AdjustmentKey, Timestamp, Version};
 use crate::workspace::Workspace;
 
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub struct Snapshot {
     by_order: BTreeMap<(OrderId, ProductId), ReservationId>,
     events: Vec<Event>,
     adjustments: Vec<Adjustment>,
+    /// Deltas of ledger entries made under idempotency keys, loaded and new.
+    keyed: BTreeMap<(ProductId, AdjustmentKey), i64>,
 }
 
 /// What a change did, for a store to persist in one transaction.
@@ -97,6 +99,12 @@ impl Snapshot {
                 dirty: false,
             },
         );
+    }
+
+    /// Adds a stored ledger entry's idempotency key and delta: load those of
+    /// every key a change's adjustments carry.
+    pub fn load_adjustment_key(&mut self, product: ProductId, key: AdjustmentKey, delta: i64) {
+        self.keyed.insert((product, key), delta);
     }
 
     /// How many events the changes decided so far recorded: a store that
@@ -204,6 +212,14 @@ impl Workspace for Snapshot {
     }
 
     fn record_adjustment(&mut self, adjustment: Adjustment) {
+        if let Some(key) = &adjustment.key {
+            self.keyed
+                .insert((adjustment.product_id, key.clone()), adjustment.delta);
+        }
         self.adjustments.push(adjustment);
+    }
+
+    fn adjusted_under(&self, product: ProductId, key: &AdjustmentKey) -> Option<i64> {
+        self.keyed.get(&(product, key.clone())).copied()
     }
 }

@@ -30,6 +30,10 @@ pub const REASON_LEN_MAX: usize = 200;
 /// Longest actor name (who made an adjustment), in characters.
 pub const ACTOR_LEN_MAX: usize = 100;
 
+/// Longest adjustment idempotency key, in characters: room for a UUID with a
+/// prefix, short enough to index.
+pub const ADJUSTMENT_KEY_LEN_MAX: usize = 128;
+
 /// An instant, in milliseconds since the Unix epoch (UTC).
 ///
 /// The domain never reads a clock: every use case takes `now` as an argument.
@@ -260,6 +264,9 @@ conversions!(StockLevel, i64, u64, StockLevel::new);
 conversions!(StockDelta, i64, i64, StockDelta::new);
 conversions!(Reason, String, String, |v: String| Reason::new(&v));
 conversions!(Actor, String, String, |v: String| Actor::new(&v));
+conversions!(AdjustmentKey, String, String, |v: String| {
+    AdjustmentKey::new(&v)
+});
 
 impl From<Quantity> for u64 {
     fn from(v: Quantity) -> u64 {
@@ -330,9 +337,57 @@ impl Actor {
     }
 }
 
+/// The idempotency key of a stock adjustment (an HTTP `Idempotency-Key`): 1
+/// to [`ADJUSTMENT_KEY_LEN_MAX`] visible ASCII characters. An adjustment
+/// whose product already has a ledger entry under the same key changes
+/// nothing, so a client may repeat one whose answer it lost.
+///
+/// ```
+/// use inventory_core::AdjustmentKey;
+///
+/// assert_eq!(AdjustmentKey::new("restock-42").unwrap().as_str(), "restock-42");
+/// assert!(AdjustmentKey::new("two words").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(into = "String", try_from = "String"))]
+pub struct AdjustmentKey(String);
+
+impl AdjustmentKey {
+    /// Validates a key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `idempotency_key` when empty, too long
+    /// or holding anything but visible ASCII.
+    pub fn new(value: &str) -> Result<Self, Error> {
+        let visible = value.bytes().all(|b| b.is_ascii_graphic());
+        if value.is_empty() || value.len() > ADJUSTMENT_KEY_LEN_MAX || !visible {
+            return Err(Error::InvalidInput {
+                field: "idempotency_key",
+                reason: format!("must be 1 to {ADJUSTMENT_KEY_LEN_MAX} visible ascii characters"),
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adjustment_keys_are_visible_ascii_and_bounded() {
+        assert!(AdjustmentKey::new(&"k".repeat(ADJUSTMENT_KEY_LEN_MAX)).is_ok());
+        for bad in ["", " ", "a b", "caf\u{e9}", "tab\t"] {
+            assert!(AdjustmentKey::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(AdjustmentKey::new(&"k".repeat(ADJUSTMENT_KEY_LEN_MAX + 1)).is_err());
+    }
 
     #[test]
     fn quantity_accepts_its_bounds_and_nothing_else() {

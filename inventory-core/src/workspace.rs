@@ -11,7 +11,7 @@ use crate::event::Event;
 use crate::ids::{OrderId, ProductId, ReservationId};
 use crate::item::{Adjustment, InventoryItem};
 use crate::reservation::Reservation;
-use crate::value::Timestamp;
+use crate::value::{AdjustmentKey, Timestamp};
 
 /// Stored state visible to one atomic change.
 pub trait Workspace {
@@ -55,4 +55,9 @@ pub trait Workspace {
 
     /// Appends an entry to the stock ledger.
     fn record_adjustment(&mut self, adjustment: Adjustment);
+
+    /// The delta of `product`'s ledger entry made under `key`, if one is
+    /// visible to this change (a store loads the entries under the keys the
+    /// change's adjustments carry; entries this change recorded count too).
+    fn adjusted_under(&self, product: ProductId, key: &AdjustmentKey) -> Option<i64>;
 }

@@ -59,6 +59,10 @@ impl Workspace for State {
     fn record_adjustment(&mut self, a: Adjustment) {
         self.ledger.push(a);
     }
+    fn adjusted_under(&self, p: ProductId, key: &AdjustmentKey) -> Option<i64> {
+        let mut keyed = self.ledger.iter().filter(|a| a.product_id == p);
+        keyed.find(|a| a.key.as_ref() == Some(key)).map(|a| a.delta)
+    }
 }
 
 #[derive(Default)]

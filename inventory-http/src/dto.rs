@@ -115,6 +115,9 @@ pub struct AdjustmentView {
     pub actor: String,
     /// When.
     pub at: String,
+    /// The `Idempotency-Key` it was made under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl From<&Adjustment> for AdjustmentView {
@@ -126,6 +129,7 @@ impl From<&Adjustment> for AdjustmentView {
             reason: a.reason.as_str().to_owned(),
             actor: a.actor.as_str().to_owned(),
             at: rfc3339(a.at),
+            idempotency_key: a.key.as_ref().map(|k| k.as_str().to_owned()),
         }
     }
 }

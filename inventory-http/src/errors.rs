@@ -26,7 +26,8 @@ pub fn problem(error: &Error) -> Problem {
         | Error::BelowReserved { .. }
         | Error::InvalidTransition { .. }
         | Error::AlreadyExists { .. }
-        | Error::IdempotencyConflict { .. } => {
+        | Error::IdempotencyConflict { .. }
+        | Error::AdjustmentKeyConflict { .. } => {
             Problem::new(StatusCode::CONFLICT, code, "Conflict", detail)
         }
         Error::ProductNotFound { .. } | Error::ReservationNotFound { .. } => {

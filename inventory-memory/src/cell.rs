@@ -2,10 +2,11 @@
 //! reservations (in slots, and the pending ones ordered by expiry) and its
 //! ledger.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use inventory_core::{
-    Adjustment, InventoryItem, ProductId, Reservation, ReservationId, ReservationStatus, Timestamp,
+    Adjustment, AdjustmentKey, InventoryItem, ProductId, Reservation, ReservationId,
+    ReservationStatus, Timestamp,
 };
 
 /// Where a reservation lives: the slot of its product's cell.
@@ -34,6 +35,8 @@ pub(crate) struct ItemCell {
     finished: VecDeque<(Timestamp, SlotIndex)>,
     /// Every stock adjustment, oldest first.
     pub(crate) ledger: Vec<Adjustment>,
+    /// The delta made under each idempotency key of the ledger.
+    pub(crate) keyed: HashMap<AdjustmentKey, i64>,
 }
 
 impl ItemCell {
@@ -47,6 +50,7 @@ impl ItemCell {
             pending: BTreeMap::new(),
             finished: VecDeque::new(),
             ledger: Vec::new(),
+            keyed: HashMap::new(),
         }
     }
 

@@ -5,8 +5,8 @@
 use std::cell::Cell;
 
 use inventory_core::{
-    Adjustment, Event, EventPayload, InventoryItem, OrderId, ProductId, Reservation, ReservationId,
-    Timestamp, Workspace,
+    Adjustment, AdjustmentKey, Event, EventPayload, InventoryItem, OrderId, ProductId, Reservation,
+    ReservationId, Timestamp, Workspace,
 };
 use parking_lot::MutexGuard;
 
@@ -170,9 +170,16 @@ impl Workspace for Locked<'_, '_, '_> {
     }
 
     fn record_adjustment(&mut self, adjustment: Adjustment) {
-        self.cell_mut(adjustment.product_id)
-            .expect("an adjusted item is locked")
-            .ledger
-            .push(adjustment);
+        let cell = self
+            .cell_mut(adjustment.product_id)
+            .expect("an adjusted item is locked");
+        if let Some(key) = &adjustment.key {
+            cell.keyed.insert(key.clone(), adjustment.delta);
+        }
+        cell.ledger.push(adjustment);
+    }
+
+    fn adjusted_under(&self, product: ProductId, key: &AdjustmentKey) -> Option<i64> {
+        self.cell(product)?.keyed.get(key).copied()
     }
 }

@@ -122,6 +122,7 @@ fn worker(store: &MemoryStore, clock: &AtomicI64, seen: &Seen, thread: usize) {
                     delta: StockDelta::new(delta).unwrap(),
                     reason: Reason::new("cycle count").unwrap(),
                     actor: Actor::system(),
+                    key: None,
                 };
                 store.execute_sync(&adjust, &meta).map(|_| {
                     seen.added[k].fetch_add(delta, Ordering::Relaxed);

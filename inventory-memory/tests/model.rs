@@ -489,6 +489,7 @@ impl Run {
                     delta: StockDelta::new(*delta).unwrap(),
                     reason: Reason::new("count").unwrap(),
                     actor: Actor::system(),
+                    key: None,
                 };
                 let want = match self.model.items.get(&p) {
                     None => Step::Err(Error::ProductNotFound { product_id: p }),

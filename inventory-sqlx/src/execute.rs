@@ -18,8 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use inventory_core::{
-    decide, BatchResults, Changes, Command, Error, InventoryItem, Meta, ProductId, Reservation,
-    Snapshot, Timestamp, LAZY_EXPIRY_MAX,
+    decide, AdjustmentKey, BatchResults, Changes, Command, Error, InventoryItem, Meta, ProductId,
+    Reservation, Snapshot, Timestamp, LAZY_EXPIRY_MAX,
 };
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
@@ -158,6 +158,8 @@ struct Wants {
     probed: Vec<Uuid>,
     /// `(order, product)` of every reserve line.
     lines: (Vec<Uuid>, Vec<Uuid>),
+    /// `(product, idempotency key)` of every keyed adjustment.
+    keys: (Vec<Uuid>, Vec<String>),
     /// Units the batch's reserves ask of each product, and how many reserves
     /// ask.
     asked: BTreeMap<ProductId, (u64, i64)>,
@@ -173,6 +175,15 @@ impl Wants {
             wants.products.extend(command.products());
             if let Some(id) = command.reservation_id() {
                 wants.named.push(id.as_uuid());
+            }
+            if let Command::Adjust {
+                product_id,
+                key: Some(key),
+                ..
+            } = command
+            {
+                wants.keys.0.push(product_id.as_uuid());
+                wants.keys.1.push(key.as_str().to_owned());
             }
             if let Command::Reserve(reserve) = command {
                 for line in reserve.lines() {
@@ -228,6 +239,8 @@ struct Overdue {
 struct Loaded {
     items: Vec<InventoryItem>,
     reservations: Vec<Reservation>,
+    /// Ledger entries made under the keys of the batch's adjustments.
+    keyed: Vec<(ProductId, AdjustmentKey, i64)>,
     /// Products whose overdue holds are loaded, as many as the batch may
     /// expire.
     overdue_loaded: BTreeSet<ProductId>,
@@ -247,6 +260,9 @@ impl Loaded {
             .for_each(|i| snapshot.load_item(i));
         for reservation in &self.reservations {
             snapshot.load_reservation(reservation.clone());
+        }
+        for (product, key, delta) in &self.keyed {
+            snapshot.load_adjustment_key(*product, key.clone(), *delta);
         }
         let mut results = Vec::with_capacity(batch.len());
         let mut correlation_ids = Vec::new();
@@ -289,9 +305,15 @@ async fn load(
     let products: Vec<Uuid> = wants.products.iter().map(ProductId::as_uuid).collect();
     let items = lock_items(conn, &products, &wants.named, lock).await?;
     let short = wants.short(&items);
+    let keyed = if wants.keys.0.is_empty() {
+        Vec::new()
+    } else {
+        fetch_keyed(conn, &wants.keys).await?
+    };
     let mut loaded = Loaded {
         items,
         reservations: Vec::new(),
+        keyed,
         overdue_loaded: BTreeSet::new(),
     };
     if wants.named.is_empty() && wants.probed.is_empty() {
@@ -375,6 +397,31 @@ async fn fetch_reservations(
         .iter()
         .map(rows::reservation)
         .collect::<Result<_, _>>()?)
+}
+
+/// The ledger entries made under `keys` (`(product, key)` pairs), as
+/// `(product, key, delta)`.
+async fn fetch_keyed(
+    conn: &mut PgConnection,
+    keys: &(Vec<Uuid>, Vec<String>),
+) -> Result<Vec<(ProductId, AdjustmentKey, i64)>, Fail> {
+    let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
+        "SELECT a.product_id, a.idempotency_key, a.delta \
+         FROM UNNEST($1::uuid[], $2::text[]) AS k(product_id, key) \
+         JOIN stock_adjustments AS a \
+           ON a.product_id = k.product_id AND a.idempotency_key = k.key",
+    )
+    .bind(&keys.0)
+    .bind(&keys.1)
+    .fetch_all(conn)
+    .await
+    .map_err(|e| classify("load adjustment keys", e))?;
+    rows.into_iter()
+        .map(|(product, key, delta)| {
+            let key = AdjustmentKey::new(&key).map_err(|e| rows::corrupt("adjustment key", e))?;
+            Ok((ProductId::from_uuid(product), key, delta))
+        })
+        .collect()
 }
 
 /// The overdue pending holds of each product (`$n`), earliest first, at most
@@ -471,11 +518,14 @@ const PERSIST_SQL: &str = "WITH \
       AND r.status <> ALL ('{confirmed,released,expired}') RETURNING 1), \
   ledger AS ( \
     INSERT INTO stock_adjustments \
-      (product_id, delta, quantity_before, quantity_after, reason, actor, at_ms) \
-    SELECT product_id, delta, quantity_before, quantity_after, reason, actor, at_ms \
+      (product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, \
+       idempotency_key) \
+    SELECT product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, \
+      idempotency_key \
     FROM UNNEST($24::uuid[], $25::bigint[], $26::bigint[], $27::bigint[], $28::text[], \
-                $29::text[], $30::bigint[]) WITH ORDINALITY \
-      AS a(product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, n) \
+                $29::text[], $30::bigint[], $37::text[]) WITH ORDINALITY \
+      AS a(product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, \
+           idempotency_key, n) \
     ORDER BY n RETURNING 1), \
   events AS ( \
     INSERT INTO outbox \
@@ -546,6 +596,9 @@ pub(crate) async fn persist(
         .bind(column(events, |e| rows::payload_to_json(&e.payload)))
         .bind(correlation_ids)
         .bind(column(events, |e| e.occurred_at.as_millis()))
+        .bind(column(ledger, |a| {
+            a.key.as_ref().map(AdjustmentKey::as_str)
+        }))
         .fetch_one(conn)
         .await
         .map_err(persist_error)?;
@@ -566,6 +619,7 @@ fn persist_error(e: sqlx::Error) -> Fail {
         Some("reservations_order_product_key") => Fail::Retry("order line reserved concurrently"),
         Some("reservations_pkey") => Fail::Retry("reservation id taken concurrently"),
         Some("inventory_items_pkey") => Fail::Retry("item created concurrently"),
+        Some("stock_adjustments_key_idx") => Fail::Retry("adjustment key used concurrently"),
         _ => classify("write changes", e),
     }
 }

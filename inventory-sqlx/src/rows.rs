@@ -2,8 +2,9 @@
 //! outbox entries, and the JSON form of event payloads.
 
 use inventory_core::{
-    Actor, Adjustment, Error, Event, EventPayload, InventoryItem, OrderId, OutboxEntry, ProductId,
-    Reason, Reservation, ReservationId, ReservationStatus, Timestamp, Version,
+    Actor, Adjustment, AdjustmentKey, Error, Event, EventPayload, InventoryItem, OrderId,
+    OutboxEntry, ProductId, Reason, Reservation, ReservationId, ReservationStatus, Timestamp,
+    Version,
 };
 use serde_json::{json, Value};
 use sqlx::postgres::PgRow;
@@ -18,7 +19,7 @@ pub(crate) const ITEM_COLUMNS: &str =
 pub(crate) const RESERVATION_COLUMNS: &str =
     "id, order_id, product_id, quantity, status, expires_at_ms, created_at_ms, updated_at_ms";
 
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
     Error::Storage {
         reason: format!("corrupt {what}: {detail}"),
     }
@@ -92,6 +93,8 @@ fn reservation_named(row: &PgRow, names: &[&'static str; 8]) -> Result<Reservati
 pub(crate) fn adjustment(row: &PgRow) -> Result<Adjustment, Error> {
     let reason: String = get(row, "reason")?;
     let actor: String = get(row, "actor")?;
+    let key: Option<String> = get(row, "idempotency_key")?;
+    let key = key.map(|k| AdjustmentKey::new(&k).map_err(|e| corrupt("adjustment", e)));
     Ok(Adjustment {
         product_id: ProductId::from_uuid(get(row, "product_id")?),
         delta: get(row, "delta")?,
@@ -100,6 +103,7 @@ pub(crate) fn adjustment(row: &PgRow) -> Result<Adjustment, Error> {
         reason: Reason::new(&reason).map_err(|e| corrupt("adjustment", e))?,
         actor: Actor::new(&actor).map_err(|e| corrupt("adjustment", e))?,
         at: Timestamp::from_millis(get(row, "at_ms")?),
+        key: key.transpose()?,
     })
 }
 

@@ -260,8 +260,8 @@ impl InventoryStore for PgStore {
             return Ok(Vec::new());
         }
         let found = sqlx::query(
-            "SELECT product_id, delta, quantity_before, quantity_after, reason, actor, at_ms \
-             FROM stock_adjustments WHERE product_id = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT product_id, delta, quantity_before, quantity_after, reason, actor, at_ms, \
+               idempotency_key FROM stock_adjustments WHERE product_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(product_id.as_uuid())
         .bind(limit as i64)

@@ -89,5 +89,6 @@ pub(crate) fn adjust(product_id: ProductId, delta: i64) -> Command {
         delta: StockDelta::new(delta).expect("valid delta"),
         reason: Reason::new("test").expect("valid reason"),
         actor: Actor::system(),
+        key: None,
     }
 }

@@ -92,6 +92,7 @@ pub(super) fn adjust(product_id: ProductId, delta: i64) -> Command {
         delta: StockDelta::new(delta).expect("valid delta"),
         reason: Reason::new("recount").expect("valid reason"),
         actor: Actor::system(),
+        key: None,
     }
 }
 

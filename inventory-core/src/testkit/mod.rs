@@ -113,6 +113,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     case!(sweep_expires_in_bounded_batches);
     case!(lazy_expiry_frees_stock_for_a_reserve);
     case!(adjust_keeps_a_ledger);
+    case!(adjust_with_a_key_applies_once);
     case!(adjust_never_below_reserved);
     case!(set_quantity_checks_version);
     case!(events_follow_every_change_in_order);

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    Command, Error, OrderId, ProductId, ReservationId, ReservationStatus, Timestamp, Version,
-    LAZY_EXPIRY_MAX,
+    AdjustmentKey, Command, Error, OrderId, ProductId, ReservationId, ReservationStatus, Timestamp,
+    Version, LAZY_EXPIRY_MAX,
 };
 
 /// Products a sequence works on.
@@ -46,12 +46,15 @@ pub enum Op {
     },
     /// Expire every due reservation.
     Sweep,
-    /// Change the stock of a product by `delta`.
+    /// Change the stock of a product by `delta`, under idempotency key
+    /// `k{key}` when there is one (few keys, so repeats and reuses happen).
     Adjust {
         /// Product index.
         product: u8,
         /// Signed change (non-zero).
         delta: i64,
+        /// Idempotency key index.
+        key: Option<u8>,
     },
     /// Set the stock of a product, with the current or a stale version.
     Set {
@@ -126,6 +129,7 @@ pub fn random_ops(seed: u64, len: usize) -> Vec<Op> {
             13..=14 => Op::Adjust {
                 product,
                 delta: rng.below(9) as i64 - 4,
+                key: (rng.below(2) == 0).then(|| rng.below(3) as u8),
             },
             15 => Op::Set {
                 product,
@@ -170,6 +174,8 @@ pub struct Model {
     pub(super) items: BTreeMap<ProductId, ModelItem>,
     /// Every reservation ever made, in the order made.
     pub(super) reservations: Vec<ModelReservation>,
+    /// The delta made under each idempotency key of each product.
+    pub(super) keyed: BTreeMap<(ProductId, AdjustmentKey), i64>,
 }
 
 impl Model {
@@ -343,12 +349,32 @@ impl Model {
             }
             Command::Expire { .. } => unreachable!("the model sweeps with expire_due"),
             Command::Adjust {
-                product_id, delta, ..
+                product_id,
+                delta,
+                key,
+                ..
             } => {
                 let item = self.items.get(product_id).ok_or(Error::ProductNotFound {
                     product_id: *product_id,
                 })?;
-                self.set(*product_id, item.quantity as i64 + delta.get(), touched)
+                let target = item.quantity as i64 + delta.get();
+                let Some(key) = key else {
+                    return self.set(*product_id, target, touched);
+                };
+                match self.keyed.get(&(*product_id, key.clone())) {
+                    Some(&existing) if existing == delta.get() => Ok(()),
+                    Some(&existing) => Err(Error::AdjustmentKeyConflict {
+                        product_id: *product_id,
+                        key: key.as_str().to_owned(),
+                        existing,
+                        requested: delta.get(),
+                    }),
+                    None => {
+                        self.set(*product_id, target, touched)?;
+                        self.keyed.insert((*product_id, key.clone()), delta.get());
+                        Ok(())
+                    }
+                }
             }
             Command::SetQuantity {
                 product_id,

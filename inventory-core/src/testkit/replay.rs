@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use super::model::{Model, ModelItem, Op, XorShift, MODEL_ORDERS, MODEL_PRODUCTS};
 use super::{at, drain_outbox, line_ids, new_order, new_product, random_ops, reserve_many};
 use crate::{
-    Actor, Command, Error, EventPayload, InventoryStore, Meta, OrderId, Outbox, Outcome, ProductId,
-    Reason, Reservation, StockDelta, StockLevel, Version, EXPIRE_BATCH_MAX,
+    Actor, AdjustmentKey, Command, Error, EventPayload, InventoryStore, Meta, OrderId, Outbox,
+    Outcome, ProductId, Reason, Reservation, StockDelta, StockLevel, Version, EXPIRE_BATCH_MAX,
 };
 
 /// Operations in each sequence [`check_batches`] generates.
@@ -113,11 +113,16 @@ impl Replay {
                     Command::Release { reservation_id }
                 }
             }
-            Op::Adjust { product: p, delta } => Command::Adjust {
+            Op::Adjust {
+                product: p,
+                delta,
+                key,
+            } => Command::Adjust {
                 product_id: product(p),
                 delta: StockDelta::new(*delta).ok()?,
                 reason: Reason::new("model").expect("valid"),
                 actor: Actor::system(),
+                key: key.map(|k| AdjustmentKey::new(&format!("k{k}")).expect("valid")),
             },
             Op::Set {
                 product: p,

@@ -5,8 +5,8 @@ use super::{
     reserve_many, reserve_one, reserved,
 };
 use crate::{
-    Actor, Command, Error, EventPayload, InventoryStore, Outbox, Outcome, Reason,
-    ReservationStatus, StockDelta, StockLevel, Version,
+    Actor, AdjustmentKey, Command, Error, EventPayload, InventoryStore, Outbox, Outcome, ProductId,
+    Reason, ReservationStatus, StockDelta, StockLevel, Version,
 };
 
 /// Confirms a reservation, returning whether it changed.
@@ -391,6 +391,7 @@ pub(super) async fn adjust_keeps_a_ledger<S: InventoryStore>(store: &S) {
             delta: StockDelta::new(delta).unwrap(),
             reason: Reason::new(why).unwrap(),
             actor: Actor::new("alice").unwrap(),
+            key: None,
         };
         let outcome = store.execute(command, &at(secs)).await.unwrap();
         assert!(matches!(outcome, Outcome::Item { changed: true, .. }));
@@ -423,6 +424,64 @@ pub(super) async fn adjust_keeps_a_ledger<S: InventoryStore>(store: &S) {
     assert_eq!(store.adjustments(p, 1).await.unwrap().len(), 1);
 }
 
+/// An adjustment under an idempotency key happens once per product: a repeat
+/// (alone or in the same batch) changes nothing and answers the item; the
+/// key with another delta is refused; the same key on another product, or
+/// another key, is a new adjustment; the ledger entry carries the key.
+pub(super) async fn adjust_with_a_key_applies_once<S: InventoryStore>(store: &S) {
+    let (p, q) = (create(store, 10).await, create(store, 10).await);
+    let adjust = |product_id, delta, key: &str| Command::Adjust {
+        product_id,
+        delta: StockDelta::new(delta).unwrap(),
+        reason: Reason::new("restock").unwrap(),
+        actor: Actor::system(),
+        key: Some(AdjustmentKey::new(key).unwrap()),
+    };
+    let first = store.execute(adjust(p, 5, "k1"), &at(1)).await.unwrap();
+    assert!(matches!(first, Outcome::Item { changed: true, .. }));
+    let again = store.execute(adjust(p, 5, "k1"), &at(2)).await.unwrap();
+    let Outcome::Item { item, changed } = again else {
+        panic!("an item answer: {again:?}");
+    };
+    assert!(!changed, "a repeat changes nothing");
+    assert_eq!((item.quantity(), item.version()), (15, Version::new(2)));
+    let reused = store.execute(adjust(p, -3, "k1"), &at(3)).await;
+    assert_eq!(
+        reused,
+        Err(Error::AdjustmentKeyConflict {
+            product_id: p,
+            key: "k1".into(),
+            existing: 5,
+            requested: -3
+        })
+    );
+    let batch = vec![
+        (adjust(p, 2, "k2"), at(4)),
+        (adjust(p, 2, "k2"), at(4)),
+        (adjust(q, 5, "k1"), at(4)),
+    ];
+    let answers = store.execute_batch(batch).await.unwrap();
+    let changed: Vec<bool> = answers
+        .iter()
+        .map(|a| matches!(a, Ok(Outcome::Item { changed: true, .. })))
+        .collect();
+    assert_eq!(changed, vec![true, false, true], "{answers:?}");
+    assert_eq!(item_of(store, p).await, (17, 0));
+    assert_eq!(item_of(store, q).await, (15, 0));
+    let ledger = store.adjustments(p, 10).await.unwrap();
+    let keys: Vec<Option<&str>> = ledger
+        .iter()
+        .map(|a| a.key.as_ref().map(AdjustmentKey::as_str))
+        .collect();
+    assert_eq!(keys, vec![Some("k2"), Some("k1"), None], "newest first");
+    assert_item_consistent(store, p).await;
+}
+
+async fn item_of<S: InventoryStore>(store: &S, product_id: ProductId) -> (u64, u64) {
+    let it = item(store, product_id).await;
+    (it.quantity(), it.reserved())
+}
+
 pub(super) async fn adjust_never_below_reserved<S: InventoryStore>(store: &S) {
     let p = create(store, 10).await;
     store
@@ -434,6 +493,7 @@ pub(super) async fn adjust_never_below_reserved<S: InventoryStore>(store: &S) {
         delta: StockDelta::new(-5).unwrap(),
         reason: Reason::new("shrinkage").unwrap(),
         actor: Actor::system(),
+        key: None,
     };
     let err = store.execute(command, &at(2)).await.unwrap_err();
     assert_eq!(
@@ -519,6 +579,7 @@ pub(super) async fn events_follow_every_change_in_order<S: InventoryStore + Outb
         delta: StockDelta::new(3).unwrap(),
         reason: Reason::new("restock").unwrap(),
         actor: Actor::system(),
+        key: None,
     };
     store.execute(adjust, &at(11)).await.unwrap();
 

@@ -9,7 +9,10 @@ mod stock;
 use std::str::FromStr;
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
-use inventory_core::{Command, Error, InventoryStore, Meta, Outcome, ProductId, Ttl, Version};
+use inventory_core::{
+    AdjustmentKey, Command, Error, InventoryStore, Meta, Outcome, ProductId, Ttl, Version,
+    ADJUSTMENT_KEY_LEN_MAX,
+};
 use service_kit::server::RequestContext;
 use service_kit::{Body, Problem};
 
@@ -75,6 +78,28 @@ fn if_match(headers: &HeaderMap) -> Result<Version, Problem> {
             Problem::bad_request(
                 "invalid_if_match",
                 "If-Match must be one strong ETag such as \"3\"",
+            )
+        })
+}
+
+/// Header naming an adjustment's idempotency key.
+pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The `Idempotency-Key` of a request, if it sent one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<AdjustmentKey>, Problem> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|k| AdjustmentKey::new(k).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_idempotency_key",
+                format!(
+                    "Idempotency-Key must be 1 to {ADJUSTMENT_KEY_LEN_MAX} visible ascii characters"
+                ),
             )
         })
 }

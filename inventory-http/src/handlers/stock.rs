@@ -15,7 +15,7 @@ use crate::dto::{
     AdjustRequest, Availability, CreateItemRequest, SetQuantityRequest, SET_QUANTITY_REASON_DEFAULT,
 };
 
-use super::{domain, etag, if_match, parse_id, unexpected, Handled};
+use super::{domain, etag, idempotency_key, if_match, parse_id, unexpected, Handled};
 
 impl<S: InventoryStore> App<S> {
     pub(crate) async fn create_item<B: RequestBody>(
@@ -76,6 +76,7 @@ impl<S: InventoryStore> App<S> {
         ctx: &RequestContext,
     ) -> Handled {
         let product_id: ProductId = parse_id(param, "product_id")?;
+        let key = idempotency_key(request.headers())?;
         let (parts, body) = request.into_parts();
         let req: AdjustRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         let command = Command::Adjust {
@@ -83,6 +84,7 @@ impl<S: InventoryStore> App<S> {
             delta: domain(StockDelta::new(req.delta))?,
             reason: domain(Reason::new(&req.reason))?,
             actor: caller.actor.clone(),
+            key,
         };
         self.item_outcome(self.execute(command, ctx, &[product_id]).await)
     }

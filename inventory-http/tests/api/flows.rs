@@ -251,6 +251,53 @@ pub async fn versions_and_stock_management<S: InventoryStore>(t: &TestApp<S>) {
     assert_eq!(bulk.json()["missing"].as_array().unwrap().len(), 1);
 }
 
+/// An adjustment sent twice with one `Idempotency-Key` (as a client does
+/// after a timeout) changes the stock once; the key with another delta is
+/// 409 `idempotency_conflict`; a malformed key is 400; the ledger shows the key.
+pub async fn repeated_adjustment_counts_once<S: InventoryStore>(t: &TestApp<S>) {
+    let product = t.create_item(10).await;
+    let path = format!("/api/inventory/{product}/adjustments");
+    let adjust = |key: &'static str, delta: i64| {
+        let body = serde_json::to_vec(&json!({"delta": delta, "reason": "restock"})).unwrap();
+        let path = path.clone();
+        async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ];
+            t.send(Method::POST, &path, &headers, &body).await
+        }
+    };
+    let first = adjust("restock-7", 5).await;
+    assert_eq!(
+        (first.status, first.json()["quantity"].clone()),
+        (200, json!(15))
+    );
+    let again = adjust("restock-7", 5).await;
+    assert_eq!(
+        (again.status, again.json()["quantity"].clone()),
+        (200, json!(15))
+    );
+    let reused = adjust("restock-7", 4).await;
+    assert_eq!(
+        (reused.status, reused.code().as_str()),
+        (409, "idempotency_conflict")
+    );
+    let bad = adjust("two words", 5).await;
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (400, "invalid_idempotency_key")
+    );
+    let ledger = t.get(&path).await.json()["adjustments"].clone();
+    let ledger = ledger.as_array().unwrap();
+    assert_eq!(ledger.len(), 2, "initial stock and one restock: {ledger:?}");
+    assert_eq!(ledger[0]["idempotency_key"], "restock-7");
+    assert_eq!(
+        t.get(&format!("/api/inventory/{product}")).await.json()["quantity"],
+        15
+    );
+}
+
 /// All-or-nothing: one short line reserves nothing.
 pub async fn multi_line_all_or_nothing<S: InventoryStore>(t: &TestApp<S>) {
     let plenty = t.create_item(10).await;
@@ -343,6 +390,7 @@ on_store!(
     expiry_by_sweep,
     last_unit_race,
     versions_and_stock_management,
+    repeated_adjustment_counts_once,
     multi_line_all_or_nothing,
     operations,
     bad_requests_change_nothing,
@@ -354,6 +402,7 @@ on_store!(
     expiry_by_sweep,
     last_unit_race,
     versions_and_stock_management,
+    repeated_adjustment_counts_once,
     multi_line_all_or_nothing,
     operations,
     bad_requests_change_nothing,
