@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::metrics::{CallLabels, OrderMetrics};
 use crate::store::BoxFuture;
+use crate::store::HoldStatus;
 
 /// Default time one inventory call may take, in milliseconds.
 pub const CALL_TIMEOUT_MS_DEFAULT: u64 = 2_000;
@@ -140,7 +141,34 @@ pub trait InventoryApi: Send + Sync + 'static {
         reservation_id: Uuid,
         correlation: &'a str,
     ) -> BoxFuture<'a, Result<(), InventoryError>>;
+
+    /// Where one reservation stands now, as inventory stores it (what settles
+    /// a call whose outcome is unknown).
+    ///
+    /// # Errors
+    /// [`InventoryError::NotFound`] for an unknown reservation.
+    fn reservation_status<'a>(
+        &'a self,
+        reservation_id: Uuid,
+        correlation: &'a str,
+    ) -> BoxFuture<'a, Result<HoldStatus, InventoryError>>;
+
+    /// Puts `quantity` units of `product_id` back on hand (sold units of an
+    /// order that was cancelled after all), at most once per `key`.
+    ///
+    /// # Errors
+    /// [`InventoryError`] as returned by inventory.
+    fn restock<'a>(
+        &'a self,
+        product_id: Uuid,
+        quantity: u32,
+        key: &'a str,
+        correlation: &'a str,
+    ) -> BoxFuture<'a, Result<(), InventoryError>>;
 }
+
+/// Reason recorded in inventory's ledger for units given back by [`InventoryApi::restock`].
+pub const RESTOCK_REASON: &str = "order cancelled after its units were sold";
 
 /// How orders proves to inventory that it is a service.
 #[derive(Clone, Debug, Default)]
@@ -220,6 +248,17 @@ struct ConfirmBody {
 struct ReservationBody {
     reservation_id: Uuid,
     product_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+#[derive(Serialize)]
+struct AdjustBody<'a> {
+    delta: i64,
+    reason: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -323,7 +362,34 @@ impl HttpInventory {
         body: Option<Vec<u8>>,
         correlation: &str,
     ) -> Result<(StatusCode, Bytes), InventoryError> {
-        let result = self.call_inner(method, path, body, correlation).await;
+        let request = self.build(method, &path, body, correlation)?;
+        self.send(op, request).await
+    }
+
+    /// A POST carrying an `Idempotency-Key`.
+    async fn call_keyed(
+        &self,
+        op: &'static str,
+        path: String,
+        body: Vec<u8>,
+        key: &str,
+        correlation: &str,
+    ) -> Result<(StatusCode, Bytes), InventoryError> {
+        let mut request = self.build(Method::POST, &path, Some(body), correlation)?;
+        let key = HeaderValue::from_str(key).map_err(|_| InventoryError::Rejected {
+            status: 0,
+            code: "invalid idempotency key".into(),
+        })?;
+        request.headers_mut().insert("idempotency-key", key);
+        self.send(op, request).await
+    }
+
+    async fn send(
+        &self,
+        op: &'static str,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), InventoryError> {
+        let result = self.call_inner(request).await;
         let outcome = call_outcome(&result);
         self.metrics
             .inventory_calls
@@ -334,10 +400,7 @@ impl HttpInventory {
 
     async fn call_inner(
         &self,
-        method: Method,
-        path: String,
-        body: Option<Vec<u8>>,
-        correlation: &str,
+        request: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, Bytes), InventoryError> {
         {
             let mut breaker = self.breaker.lock();
@@ -351,7 +414,6 @@ impl HttpInventory {
             breaker: &self.breaker,
             settled: false,
         };
-        let request = self.build(method, &path, body, correlation)?;
         let sent = tokio::time::timeout(self.call_timeout, async {
             let response = self.client.request(request).await?;
             let status = response.status();
@@ -530,6 +592,66 @@ impl InventoryApi for HttpInventory {
                     Method::DELETE,
                     format!("/api/inventory/reserve/{reservation_id}"),
                     None,
+                    correlation,
+                )
+                .await?;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(problem(status, &bytes))
+            }
+        })
+    }
+
+    fn reservation_status<'a>(
+        &'a self,
+        reservation_id: Uuid,
+        correlation: &'a str,
+    ) -> BoxFuture<'a, Result<HoldStatus, InventoryError>> {
+        Box::pin(async move {
+            let (status, bytes) = self
+                .call(
+                    "reservation",
+                    Method::GET,
+                    format!("/api/inventory/reservations/{reservation_id}"),
+                    None,
+                    correlation,
+                )
+                .await?;
+            if !status.is_success() {
+                return Err(problem(status, &bytes));
+            }
+            let body: StatusBody = serde_json::from_slice(&bytes).map_err(|e| {
+                InventoryError::Unavailable(format!("unexpected reservation body: {e}"))
+            })?;
+            match body.status.as_str() {
+                "pending" => Ok(HoldStatus::Reserved),
+                other => HoldStatus::parse(other).ok_or_else(|| {
+                    InventoryError::Unavailable(format!("unknown reservation status {other}"))
+                }),
+            }
+        })
+    }
+
+    fn restock<'a>(
+        &'a self,
+        product_id: Uuid,
+        quantity: u32,
+        key: &'a str,
+        correlation: &'a str,
+    ) -> BoxFuture<'a, Result<(), InventoryError>> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(&AdjustBody {
+                delta: i64::from(quantity),
+                reason: RESTOCK_REASON,
+            })
+            .unwrap_or_default();
+            let (status, bytes) = self
+                .call_keyed(
+                    "restock",
+                    format!("/api/inventory/{product_id}/adjustments"),
+                    body,
+                    key,
                     correlation,
                 )
                 .await?;

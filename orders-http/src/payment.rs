@@ -47,6 +47,14 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// [`PaymentError`].
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>>;
 
+    /// What the provider charged for an order: the payment id of its
+    /// successful charge, `None` when nothing was charged. Settles a charge
+    /// whose answer was lost.
+    ///
+    /// # Errors
+    /// [`PaymentError::Transient`] when the provider cannot tell now.
+    fn charge_of(&self, order_id: OrderId) -> BoxFuture<'_, Result<Option<String>, PaymentError>>;
+
     /// Refunds an order's payment in full; returns the refund id.
     ///
     /// # Errors
@@ -169,6 +177,17 @@ impl PaymentProvider for PaymentSimulator {
                 .entry(request.order_id)
                 .or_insert(outcome)
                 .clone()
+        })
+    }
+
+    fn charge_of(&self, order_id: OrderId) -> BoxFuture<'_, Result<Option<String>, PaymentError>> {
+        Box::pin(async move {
+            self.latency().await;
+            if self.transient_failure() {
+                return Err(PaymentError::Transient("simulated provider failure".into()));
+            }
+            let ledger = self.ledger.lock();
+            Ok(ledger.charges.get(&order_id).and_then(|c| c.clone().ok()))
         })
     }
 

@@ -283,6 +283,10 @@ fn store_problem(e: StoreError) -> Problem {
             "Conflict",
             format!("product {id} already exists"),
         ),
+        StoreError::LeaseLost(id) => {
+            tracing::error!(order_id = %id, "saga write refused on a request path");
+            Problem::internal()
+        }
         StoreError::Internal(reason) => {
             tracing::error!(%reason, "order store failure");
             Problem::internal()

@@ -129,6 +129,9 @@ enum Next {
     Park,
     /// The order is final.
     Finished,
+    /// Another instance took the saga over: this task ends without
+    /// announcing anything.
+    Stop,
 }
 
 struct Running {
@@ -343,6 +346,7 @@ impl SagaEngine {
             match next {
                 Next::Continue => {}
                 Next::Finished => break,
+                Next::Stop => return,
                 Next::Park => {
                     tokio::select! {
                         () = tokio::time::sleep(park) => {}

@@ -82,6 +82,23 @@ pub struct SagaState {
     /// of the saga's calls to inventory and of the order's events.
     #[serde(default)]
     pub request_id: Option<String>,
+    /// A charge may have been made: set when the saga enters
+    /// [`SagaStep::Pay`], saved before any charge is sent. An undo then asks
+    /// the provider what was charged unless `payment_id` is known.
+    #[serde(default)]
+    pub charge_attempted: bool,
+    /// A confirm may have been made: set when the saga enters
+    /// [`SagaStep::Confirm`], saved before any confirm is sent. A hold whose
+    /// release is refused is then asked about, and may turn out sold.
+    #[serde(default)]
+    pub confirm_attempted: bool,
+    /// The outcome of the current reserve attempt is known: the held lines'
+    /// reservation ids are in `lines`, or inventory refused it and holds
+    /// nothing. Until then an undo repeats the (idempotent) reserve to learn
+    /// what was held, since a reserve whose answer was lost may have held
+    /// stock.
+    #[serde(default)]
+    pub reserve_settled: bool,
 }
 
 impl SagaState {
@@ -106,7 +123,42 @@ impl SagaState {
             refund_id: None,
             deadline_ms,
             request_id: None,
+            charge_attempted: false,
+            confirm_attempted: false,
+            reserve_settled: false,
         }
+    }
+
+    /// Moves to `step`, recording what the step may do before it does it.
+    pub fn enter(&mut self, step: SagaStep) {
+        match step {
+            SagaStep::Pay => self.charge_attempted = true,
+            SagaStep::Confirm => self.confirm_attempted = true,
+            _ => {}
+        }
+        self.step = step;
+    }
+
+    /// Starts a new reservation attempt under a fresh inventory order id
+    /// (after a hold was lost): unconfirmed lines hold nothing yet.
+    pub fn next_reserve_attempt(&mut self) {
+        self.reserve_attempts += 1;
+        self.inventory_order_id = Uuid::new_v4();
+        self.reserve_settled = false;
+        for line in self.lines.iter_mut().filter(|l| !l.confirmed) {
+            line.reservation_id = None;
+        }
+        self.step = SagaStep::Reserve;
+    }
+
+    /// Lines not confirmed and without a known reservation (what a lost
+    /// reserve answer may have held), as `(product, units)`.
+    pub fn unknown_lines(&self) -> Vec<(Uuid, u32)> {
+        self.lines
+            .iter()
+            .filter(|l| !l.confirmed && l.reservation_id.is_none())
+            .map(|l| (l.product_id.as_uuid(), l.quantity))
+            .collect()
     }
 
     /// The same state, correlated with the request that placed the order.

@@ -15,8 +15,10 @@ use crate::clock::{Clock, ManualClock};
 use crate::domain::{CancelReason, Order, OrderId, OrderLine, OrderStatus, ProductId, UserId};
 use crate::inventory::{InventoryApi, InventoryError, ReservedLine};
 use crate::metrics::{OrderMetrics, StepLabels};
-use crate::payment::{PaymentSimulator, SimulatorConfig};
-use crate::store::{BoxFuture, MemoryStore, OrderStore};
+use crate::payment::{PaymentProvider, PaymentSimulator, SimulatorConfig};
+use crate::store::{BoxFuture, HoldStatus, MemoryStore, OrderStore};
+
+mod unknown;
 
 const T0_MS: i64 = 1_700_000_000_000;
 
@@ -80,6 +82,24 @@ impl InventoryApi for FlakyInventory {
     fn release<'a>(&'a self, _id: Uuid, _c: &'a str) -> BoxFuture<'a, Result<(), InventoryError>> {
         Box::pin(async { Ok(()) })
     }
+
+    fn reservation_status<'a>(
+        &'a self,
+        _id: Uuid,
+        _c: &'a str,
+    ) -> BoxFuture<'a, Result<HoldStatus, InventoryError>> {
+        Box::pin(async { Ok(HoldStatus::Released) })
+    }
+
+    fn restock<'a>(
+        &'a self,
+        _product_id: Uuid,
+        _quantity: u32,
+        _key: &'a str,
+        _c: &'a str,
+    ) -> BoxFuture<'a, Result<(), InventoryError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 fn two_line_order() -> Order {
@@ -111,11 +131,19 @@ struct Rig {
     metrics: OrderMetrics,
 }
 
-fn rig(inventory: Arc<FlakyInventory>, config: SagaConfig) -> Rig {
+fn rig(inventory: Arc<dyn InventoryApi>, config: SagaConfig) -> Rig {
+    let payments = Arc::new(PaymentSimulator::new(SimulatorConfig::default()));
+    rig_paying(inventory, payments, config)
+}
+
+fn rig_paying(
+    inventory: Arc<dyn InventoryApi>,
+    payments: Arc<dyn PaymentProvider>,
+    config: SagaConfig,
+) -> Rig {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(T0_MS));
     let metrics = OrderMetrics::default();
-    let payments = Arc::new(PaymentSimulator::new(SimulatorConfig::default()));
     let engine = SagaEngine::new(
         store.clone(),
         inventory,

@@ -34,6 +34,21 @@ struct Inner {
     processed: HashSet<(String, Uuid)>,
 }
 
+impl Inner {
+    /// Refuses a saga write of a pending order by anyone but its claim's holder.
+    fn fence(&self, id: OrderId, owner: Uuid) -> Result<(), StoreError> {
+        let pending = self
+            .orders
+            .get(&id)
+            .is_some_and(|r| !r.order.status.is_final());
+        let holds = self.claims.get(&id).is_some_and(|(h, _)| *h == owner);
+        if pending && !holds {
+            return Err(StoreError::LeaseLost(id));
+        }
+        Ok(())
+    }
+}
+
 /// Orders kept in this process's memory (lost on exit).
 #[derive(Default)]
 pub struct MemoryStore {
@@ -156,9 +171,13 @@ impl OrderStore for MemoryStore {
     fn save_saga<'a>(
         &'a self,
         saga: &'a SagaState,
+        owner: Uuid,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let mut inner = self.inner.lock();
+        if let Err(e) = inner.fence(saga.order_id, owner) {
+            return ready(Err(e));
+        }
         let mut saved = false;
         if let Some(r) = inner.orders.get_mut(&saga.order_id) {
             if !r.order.status.is_final() {
@@ -178,11 +197,15 @@ impl OrderStore for MemoryStore {
     fn finish<'a>(
         &'a self,
         saga: &'a SagaState,
+        owner: Uuid,
         status: OrderStatus,
         now_ms: i64,
         event: &'a Envelope,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let mut inner = self.inner.lock();
+        if let Err(e) = inner.fence(saga.order_id, owner) {
+            return ready(Err(e));
+        }
         if self.outbox.len() >= event_bus::orders::MEMORY_OUTBOX_LEN_MAX {
             return ready(Err(outbox_full(event_bus::orders::OutboxFull)));
         }

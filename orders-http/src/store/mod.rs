@@ -41,6 +41,11 @@ pub enum StoreError {
     /// A product with this id already exists.
     #[error("product {0} already exists")]
     ProductExists(ProductId),
+    /// The saga's claim is held by another owner (or by nobody): a stale
+    /// owner's write is refused, so it cannot overwrite what the instance that
+    /// took the saga over saved.
+    #[error("the saga of order {0} is no longer claimed by this owner")]
+    LeaseLost(OrderId),
     /// Anything else (a bug or corrupt data); logged, never shown to clients.
     #[error("store failure: {0}")]
     Internal(String),
@@ -256,26 +261,32 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'a, Result<Page, StoreError>>;
 
-    /// Saves saga progress (while the order is pending).
+    /// Saves saga progress (while the order is pending) for `owner`, the
+    /// holder of the saga's claim (see [`OrderStore::claim`]): the claim is
+    /// the fence of every saga write.
     ///
     /// # Errors
-    /// [`StoreError`] when the store fails.
+    /// [`StoreError::LeaseLost`] when `owner` does not hold the claim of a
+    /// pending order (nothing is saved); [`StoreError`] when the store fails.
     fn save_saga<'a>(
         &'a self,
         saga: &'a SagaState,
+        owner: Uuid,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Sets the final status of a pending order, saves its final saga state
     /// and writes `event` (`order.confirmed` or `order.cancelled`), in one
-    /// step. Returns false (and changes nothing) when the order was not
-    /// pending.
+    /// step, for `owner`, the holder of the saga's claim. Returns false (and
+    /// changes nothing) when the order was not pending.
     ///
     /// # Errors
-    /// [`StoreError`] when the store fails.
+    /// [`StoreError::LeaseLost`] when `owner` does not hold the claim of the
+    /// pending order (nothing changes); [`StoreError`] when the store fails.
     fn finish<'a>(
         &'a self,
         saga: &'a SagaState,
+        owner: Uuid,
         status: OrderStatus,
         now_ms: i64,
         event: &'a Envelope,

@@ -275,11 +275,33 @@ impl PgOrderStore {
     async fn finish_tx(
         &self,
         saga: &SagaState,
+        owner: Uuid,
         status: OrderStatus,
         now_ms: i64,
         event: &Envelope,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // The claim row is locked until commit, so no other owner can take
+        // the saga over between this check and the write.
+        let holder: Option<Option<Uuid>> = sqlx::query_scalar(
+            "SELECT s.claimed_by FROM saga_states s JOIN orders o ON o.id = s.order_id \
+             WHERE s.order_id = $1 AND o.status = 'pending' FOR UPDATE OF s",
+        )
+        .bind(saga.order_id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
+        match holder {
+            None => {
+                tx.rollback().await.map_err(fail)?;
+                return Ok(false);
+            }
+            Some(h) if h != Some(owner) => {
+                tx.rollback().await.map_err(fail)?;
+                return Err(StoreError::LeaseLost(saga.order_id));
+            }
+            Some(_) => {}
+        }
         let (status_text, reason) = status_parts(status);
         let updated = sqlx::query(
             "UPDATE orders SET status = $2, cancel_reason = $3, updated_at_ms = $4 \
@@ -443,20 +465,31 @@ impl OrderStore for PgOrderStore {
     fn save_saga<'a>(
         &'a self,
         saga: &'a SagaState,
+        owner: Uuid,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query(
-                "UPDATE saga_states s SET step = $2, state = $3, updated_at_ms = $4 \
-                 FROM orders o WHERE s.order_id = $1 AND o.id = s.order_id AND o.status = 'pending'",
+            // Saved only by the claim's holder; a pending order whose claim
+            // is another's (or nobody's) is a lost lease.
+            let fenced: Option<bool> = sqlx::query_scalar(
+                "WITH saved AS ( \
+                   UPDATE saga_states s SET step = $2, state = $3, updated_at_ms = $4 \
+                   FROM orders o WHERE s.order_id = $1 AND o.id = s.order_id \
+                     AND o.status = 'pending' AND s.claimed_by = $5 RETURNING 1) \
+                 SELECT o.status = 'pending' FROM orders o \
+                 WHERE o.id = $1 AND NOT EXISTS (SELECT 1 FROM saved)",
             )
             .bind(saga.order_id.as_uuid())
             .bind(saga.step.name())
             .bind(Json(saga))
             .bind(now_ms)
-            .execute(&self.pool)
+            .bind(owner)
+            .fetch_optional(&self.pool)
             .await
             .map_err(fail)?;
+            if fenced == Some(true) {
+                return Err(StoreError::LeaseLost(saga.order_id));
+            }
             Ok(())
         })
     }
@@ -464,11 +497,12 @@ impl OrderStore for PgOrderStore {
     fn finish<'a>(
         &'a self,
         saga: &'a SagaState,
+        owner: Uuid,
         status: OrderStatus,
         now_ms: i64,
         event: &'a Envelope,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.finish_tx(saga, status, now_ms, event))
+        Box::pin(self.finish_tx(saga, owner, status, now_ms, event))
     }
 
     fn apply_hold_event<'a>(

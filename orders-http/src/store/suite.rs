@@ -58,6 +58,12 @@ fn done(o: &Order, status: OrderStatus) -> event_bus::Envelope {
     crate::events::finished(o, status, Some("req"), T0_MS).expect("a final status")
 }
 
+/// The saga owner of the cases: [`place`] claims each new order for it.
+const OWNER: Uuid = Uuid::from_u128(0x5a6a);
+
+/// Lease of the cases' claims: long enough never to run out in a case.
+const LEASE_MS: i64 = 3_600_000;
+
 async fn place(store: &dyn OrderStore, o: &Order) -> SagaState {
     let saga = SagaState::new(o, o.created_at_ms + 60_000);
     let placed = store
@@ -65,6 +71,10 @@ async fn place(store: &dyn OrderStore, o: &Order) -> SagaState {
         .await
         .expect("place");
     assert_eq!(placed, Placed::Created);
+    assert!(store
+        .claim(o.id, OWNER, o.created_at_ms, LEASE_MS)
+        .await
+        .expect("claim"));
     saga
 }
 
@@ -82,6 +92,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     payments_and_refunds_are_recorded_once(&*store).await;
     catalog(&*store).await;
     claims_are_exclusive_leases(&*store).await;
+    saga_writes_are_fenced_by_the_claim(&*store).await;
     events_are_written_with_their_changes(&*store).await;
     hold_events_apply_once(&*store).await;
 }
@@ -134,12 +145,12 @@ pub async fn events_are_written_with_their_changes(store: &dyn OrderStore) {
     saga.step = SagaStep::Done;
     let status = OrderStatus::Confirmed;
     assert!(store
-        .finish(&saga, status, T0_MS + 1, &done(&o, status))
+        .finish(&saga, OWNER, status, T0_MS + 1, &done(&o, status))
         .await
         .expect("finish"));
     let cancelled = OrderStatus::Cancelled(CancelReason::OutOfStock);
     assert!(!store
-        .finish(&saga, cancelled, T0_MS + 2, &done(&o, cancelled))
+        .finish(&saga, OWNER, cancelled, T0_MS + 2, &done(&o, cancelled))
         .await
         .expect("finish"));
     let req = Some("req".to_owned());
@@ -180,7 +191,10 @@ pub async fn hold_events_apply_once(store: &dyn OrderStore) {
     saga.step = SagaStep::Pay;
     saga.lines[0].reservation_id = Some(r1);
     saga.lines[1].reservation_id = Some(r2);
-    store.save_saga(&saga, T0_MS + 1).await.expect("save");
+    store
+        .save_saga(&saga, OWNER, T0_MS + 1)
+        .await
+        .expect("save");
     let inv = saga.inventory_order_id;
     let applied = |hands_to_saga| HoldApplied::Applied {
         order_id: o.id,
@@ -220,7 +234,7 @@ pub async fn hold_events_apply_once(store: &dyn OrderStore) {
     saga.step = SagaStep::Done;
     let status = OrderStatus::Cancelled(CancelReason::ReservationExpired);
     assert!(store
-        .finish(&saga, status, T0_MS + 2, &done(&o, status))
+        .finish(&saga, OWNER, status, T0_MS + 2, &done(&o, status))
         .await
         .expect("finish"));
     let late = hold_event(inv, r2, HoldStatus::Released);
@@ -349,7 +363,10 @@ pub async fn saga_progress_and_finish(store: &dyn OrderStore) {
     saga.step = SagaStep::Pay;
     saga.lines[0].reservation_id = Some(Uuid::new_v4());
     saga.lines[1].reservation_id = Some(Uuid::new_v4());
-    store.save_saga(&saga, T0_MS + 1).await.expect("save");
+    store
+        .save_saga(&saga, OWNER, T0_MS + 1)
+        .await
+        .expect("save");
     assert_eq!(
         store.get(o.id).await.expect("get").expect("stored").saga,
         saga
@@ -357,12 +374,13 @@ pub async fn saga_progress_and_finish(store: &dyn OrderStore) {
     saga.step = SagaStep::Done;
     let status = OrderStatus::Cancelled(CancelReason::PaymentDeclined);
     assert!(store
-        .finish(&saga, status, T0_MS + 2, &done(&o, status))
+        .finish(&saga, OWNER, status, T0_MS + 2, &done(&o, status))
         .await
         .expect("finish"));
     assert!(!store
         .finish(
             &saga,
+            OWNER,
             OrderStatus::Confirmed,
             T0_MS + 3,
             &done(&o, OrderStatus::Confirmed)
@@ -371,7 +389,10 @@ pub async fn saga_progress_and_finish(store: &dyn OrderStore) {
         .expect("finish"));
     let mut late = saga.clone();
     late.step = SagaStep::Confirm;
-    store.save_saga(&late, T0_MS + 4).await.expect("save");
+    store
+        .save_saga(&late, OWNER, T0_MS + 4)
+        .await
+        .expect("save");
     let got = store.get(o.id).await.expect("get").expect("stored");
     assert_eq!(got.order.status, status);
     assert_eq!(got.order.updated_at_ms, T0_MS + 2);
@@ -392,7 +413,7 @@ pub async fn cancel_requests(store: &dyn OrderStore) {
     saga.step = SagaStep::Done;
     let status = OrderStatus::Cancelled(CancelReason::CancelledByUser);
     assert!(store
-        .finish(&saga, status, T0_MS + 2, &done(&o, status))
+        .finish(&saga, OWNER, status, T0_MS + 2, &done(&o, status))
         .await
         .expect("finish"));
     assert!(!store.request_cancel(o.id, T0_MS + 3).await.expect("cancel"));
@@ -481,11 +502,58 @@ pub async fn catalog(store: &dyn OrderStore) {
     store.ping().await.expect("ping");
 }
 
+/// A saga write needs the claim: once another owner took the saga over (the
+/// first one's lease ran out while a step was still running), the first
+/// owner's save and finish are refused and change nothing; the new owner's
+/// go through.
+pub async fn saga_writes_are_fenced_by_the_claim(store: &dyn OrderStore) {
+    let o = order(&user(), None, T0_MS);
+    let placed = place(store, &o).await;
+    let next = Uuid::new_v4();
+    let taken = store.claim(o.id, next, T0_MS + LEASE_MS, LEASE_MS).await;
+    assert!(taken.expect("claim"), "the lease ran out: taken over");
+    let mut stale = placed.clone();
+    stale.step = SagaStep::Confirm;
+    let saved = store.save_saga(&stale, OWNER, T0_MS + LEASE_MS + 1).await;
+    assert!(
+        matches!(saved, Err(StoreError::LeaseLost(id)) if id == o.id),
+        "{saved:?}"
+    );
+    let status = OrderStatus::Confirmed;
+    let finished = store
+        .finish(
+            &stale,
+            OWNER,
+            status,
+            T0_MS + LEASE_MS + 2,
+            &done(&o, status),
+        )
+        .await;
+    assert!(
+        matches!(finished, Err(StoreError::LeaseLost(_))),
+        "{finished:?}"
+    );
+    let got = store.get(o.id).await.expect("get").expect("stored");
+    assert_eq!(
+        (got.order.status, &got.saga),
+        (OrderStatus::Pending, &placed)
+    );
+    let mut current = placed.clone();
+    current.step = SagaStep::Pay;
+    store
+        .save_saga(&current, next, T0_MS + LEASE_MS + 3)
+        .await
+        .expect("the holder saves");
+    let got = store.get(o.id).await.expect("get").expect("stored");
+    assert_eq!(got.saga, current);
+}
+
 /// A saga claim belongs to one owner until its lease runs out; the owner
 /// renews it; giving it up frees it at once.
 pub async fn claims_are_exclusive_leases(store: &dyn OrderStore) {
     let o = order(&user(), None, T0_MS);
     place(store, &o).await;
+    store.unclaim(&[o.id], OWNER).await.expect("unclaim");
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     assert!(store.claim(o.id, a, T0_MS, 1_000).await.expect("claim"));
     assert!(!store

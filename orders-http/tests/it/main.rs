@@ -235,3 +235,9 @@ async fn open_service_refuses_a_public_listener() {
         "{result:?}"
     );
 }
+
+/// The inventory client's settling calls work against a real inventory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_settles_unknown_outcomes() {
+    saga::inventory_settles_unknown_outcomes().await;
+}

@@ -347,6 +347,14 @@ impl orders_http::payment::PaymentProvider for CountingPayments {
         })
     }
 
+    fn charge_of(
+        &self,
+        order_id: OrderId,
+    ) -> orders_http::store::BoxFuture<'_, Result<Option<String>, orders_http::payment::PaymentError>>
+    {
+        self.inner.charge_of(order_id)
+    }
+
     fn refund(
         &self,
         order_id: OrderId,
@@ -397,4 +405,53 @@ pub(crate) async fn two_instances_never_run_one_saga_twice(orders_store: Arc<dyn
     assert_eq!(charges.len(), 30);
     assert!(charges.values().all(|n| *n == 1), "{charges:?}");
     assert_eq!(inventory.levels(p).await, (70, 0));
+}
+
+/// The calls that settle an unknown outcome, against a real inventory: a
+/// reservation's status reads as inventory stores it, and a keyed restock
+/// (the service role may adjust) puts units back once however often it is
+/// repeated.
+pub(crate) async fn inventory_settles_unknown_outcomes() {
+    use orders_http::inventory::{
+        HttpInventory, InventoryApi, InventoryClientConfig, ServiceCredential,
+    };
+    use orders_http::store::HoldStatus;
+    use service_guard::Role;
+
+    let inventory = memory_inventory().await;
+    let p = Uuid::new_v4();
+    inventory.stock(p, 5).await;
+    let mut config = InventoryClientConfig::new(inventory.url());
+    config.credential =
+        ServiceCredential::Static(crate::support::token("orders", &[Role::Service]));
+    let client = HttpInventory::new(config, orders_http::metrics::OrderMetrics::default());
+    let held = client
+        .reserve(Uuid::new_v4(), &[(p, 2)], None, "settle")
+        .await
+        .expect("reserve");
+    let rid = held[0].reservation_id;
+    let status = client.reservation_status(rid, "settle").await;
+    assert_eq!(status, Ok(HoldStatus::Reserved));
+    client.confirm(rid, "settle").await.expect("confirm");
+    assert_eq!(
+        client.reservation_status(rid, "settle").await,
+        Ok(HoldStatus::Confirmed)
+    );
+    assert!(
+        client.release(rid, "settle").await.is_err(),
+        "a sold hold is not released"
+    );
+    assert_eq!(inventory.levels(p).await, (3, 0));
+    for _ in 0..3 {
+        client
+            .restock(p, 2, &format!("order-x-{rid}"), "settle")
+            .await
+            .expect("restock");
+    }
+    assert_eq!(inventory.levels(p).await, (5, 0), "restocked once");
+    let unknown = client.reservation_status(Uuid::new_v4(), "settle").await;
+    assert!(matches!(
+        unknown,
+        Err(orders_http::inventory::InventoryError::NotFound(_))
+    ));
 }

@@ -254,6 +254,13 @@ impl PaymentProvider for GatedPayments {
         })
     }
 
+    fn charge_of(
+        &self,
+        order_id: orders_http::domain::OrderId,
+    ) -> BoxFuture<'_, Result<Option<String>, PaymentError>> {
+        self.inner.charge_of(order_id)
+    }
+
     fn refund(
         &self,
         order_id: orders_http::domain::OrderId,

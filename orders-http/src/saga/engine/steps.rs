@@ -9,12 +9,12 @@ use backon::{ExponentialBuilder, Retryable};
 use uuid::Uuid;
 
 use super::{Next, SagaEngine};
-use crate::domain::{CancelReason, Order, OrderStatus};
+use crate::domain::{CancelReason, Order, OrderId, OrderStatus};
 use crate::inventory::InventoryError;
 use crate::metrics::{FinishLabels, StepLabels};
 use crate::payment::{ChargeRequest, PaymentError};
 use crate::saga::state::{SagaState, SagaStep};
-use crate::store::{OrderRecord, PaymentRecord, RefundRecord, StoreError};
+use crate::store::{HoldStatus, OrderRecord, PaymentRecord, RefundRecord, StoreError};
 
 impl SagaEngine {
     pub(super) async fn step(&self, record: OrderRecord) -> Next {
@@ -44,10 +44,7 @@ impl SagaEngine {
             return self
                 .hold_lost(&mut saga)
                 .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(order_id = %saga.order_id, error = %e, "saga step failed on the store");
-                    Next::Park
-                });
+                .unwrap_or_else(|e| Self::store_failed(saga.order_id, &e));
         }
         let result = match saga.step {
             SagaStep::Reserve => self.reserve(&mut saga).await,
@@ -59,20 +56,32 @@ impl SagaEngine {
             SagaStep::Compensate { reason } => self.compensate(&mut saga, reason, order).await,
             SagaStep::Done => Ok(Next::Finished),
         };
-        result.unwrap_or_else(|e| {
-            tracing::warn!(order_id = %saga.order_id, error = %e, "saga step failed on the store");
-            Next::Park
-        })
+        result.unwrap_or_else(|e| Self::store_failed(saga.order_id, &e))
+    }
+
+    /// What a failed store call leaves the loop to do: stop when another
+    /// instance took the saga over, else wait and try again.
+    fn store_failed(order_id: OrderId, e: &StoreError) -> Next {
+        if let StoreError::LeaseLost(_) = e {
+            tracing::info!(%order_id, "saga taken over by another instance; this task stops");
+            return Next::Stop;
+        }
+        tracing::warn!(%order_id, error = %e, "saga step failed on the store");
+        Next::Park
     }
 
     async fn save(&self, saga: &SagaState) -> Next {
-        match self.store.save_saga(saga, self.clock.now_ms()).await {
+        match self.save_fenced(saga).await {
             Ok(()) => Next::Continue,
-            Err(e) => {
-                tracing::warn!(order_id = %saga.order_id, error = %e, "saving saga progress failed");
-                Next::Park
-            }
+            Err(e) => Self::store_failed(saga.order_id, &e),
         }
+    }
+
+    /// Saves progress as this instance, the claim's holder.
+    async fn save_fenced(&self, saga: &SagaState) -> Result<(), StoreError> {
+        self.store
+            .save_saga(saga, self.owner, self.clock.now_ms())
+            .await
     }
 
     /// The request id of the request that placed the order (orders saved
@@ -142,6 +151,7 @@ impl SagaEngine {
         let paid = saga.payment_id.is_some();
         match result {
             Ok(reserved) => {
+                saga.reserve_settled = true;
                 for line in saga.lines.iter_mut().filter(|l| !l.confirmed) {
                     let held = reserved
                         .iter()
@@ -158,11 +168,11 @@ impl SagaEngine {
                         reason: CancelReason::OutOfStock,
                     };
                 } else {
-                    saga.step = if paid {
+                    saga.enter(if paid {
                         SagaStep::Confirm
                     } else {
                         SagaStep::Pay
-                    };
+                    });
                 }
             }
             Err(e) if e.is_transient() => {
@@ -176,6 +186,8 @@ impl SagaEngine {
             }
             Err(e) => {
                 tracing::info!(order_id = %saga.order_id, error = %e, "reservation refused");
+                // All or nothing: a refused reserve holds nothing.
+                saga.reserve_settled = true;
                 let reason = if paid {
                     CancelReason::ReservationExpired
                 } else {
@@ -217,7 +229,7 @@ impl SagaEngine {
                     })
                     .await?;
                 saga.payment_id = Some(payment_id);
-                saga.step = SagaStep::Confirm;
+                saga.enter(SagaStep::Confirm);
             }
             Err(PaymentError::Declined) => {
                 saga.step = SagaStep::Compensate {
@@ -260,14 +272,15 @@ impl SagaEngine {
             match result {
                 Ok(()) => saga.lines[i].confirmed = true,
                 Err(e) if e.is_transient() => {
-                    if self.past_deadline(saga) {
-                        saga.step = SagaStep::Compensate {
-                            reason: CancelReason::InventoryUnavailable,
-                        };
-                        return Ok(self.save(saga).await);
-                    }
-                    let _ = self.save(saga).await;
-                    return Ok(Next::Park);
+                    // The confirm may have been made: only inventory's answer
+                    // settles it, so the saga asks again (confirms are
+                    // idempotent) however long that takes. The deadline does
+                    // not cancel a paid order whose holds may still be valid.
+                    tracing::info!(order_id = %saga.order_id, error = %e, "confirm outcome unknown, order waits");
+                    return Ok(match self.save(saga).await {
+                        Next::Stop => Next::Stop,
+                        _ => Next::Park,
+                    });
                 }
                 Err(e) => {
                     tracing::info!(order_id = %saga.order_id, error = %e, "confirm refused, hold is gone");
@@ -288,19 +301,19 @@ impl SagaEngine {
     /// again under a fresh inventory order id while attempts remain, else
     /// undo (refunding any payment) as `reservation_expired`.
     async fn hold_lost(&self, saga: &mut SagaState) -> Result<Next, StoreError> {
-        let correlation = Self::correlation(saga);
-        for rid in saga.held_unconfirmed() {
-            // Best effort: a hold that did not expire yet is given back now
-            // rather than at its TTL.
-            let _ = self.inventory.release(rid, &correlation).await;
+        // Every other hold of the attempt is settled first: given back now
+        // rather than at its TTL, or found sold (a confirm whose answer was
+        // lost), so a line is never reserved again after it was sold.
+        if let Some(next) = self.settle_holds(saga, None).await? {
+            return Ok(next);
+        }
+        if saga.lines.iter().all(|l| l.confirmed) {
+            // Every line turned out sold: nothing is left to hold.
+            saga.step = SagaStep::Confirm;
+            return Ok(self.save(saga).await);
         }
         if saga.reserve_attempts < self.config.reserve_attempts_max {
-            saga.reserve_attempts += 1;
-            saga.inventory_order_id = Uuid::new_v4();
-            for line in saga.lines.iter_mut().filter(|l| !l.confirmed) {
-                line.reservation_id = None;
-            }
-            saga.step = SagaStep::Reserve;
+            saga.next_reserve_attempt();
         } else {
             saga.step = SagaStep::Compensate {
                 reason: CancelReason::ReservationExpired,
@@ -309,38 +322,235 @@ impl SagaEngine {
         Ok(self.save(saga).await)
     }
 
+    /// Undoes an order: money first (a refund needs only the payment
+    /// provider, so an inventory outage never delays it), then inventory:
+    /// learn what a lost reserve answer held, give back every hold (or find
+    /// it sold), return the units of sold lines to stock, then cancel.
     async fn compensate(
         &self,
         saga: &mut SagaState,
         reason: CancelReason,
         order: &Order,
     ) -> Result<Next, StoreError> {
-        // Money first: a refund needs only the payment provider, so an
-        // inventory outage never delays it.
+        if let Some(next) = self.recover_charge(saga, order).await? {
+            return Ok(next);
+        }
         if let Some(next) = self.refund(saga, order.total_minor).await? {
             return Ok(next);
         }
-        let correlation = Self::correlation(saga);
         let give_up_ms = saga
             .deadline_ms
             .saturating_add(i64::try_from(self.config.pending_deadline_ms).unwrap_or(i64::MAX));
-        for rid in saga.held_unconfirmed() {
-            let result = self
-                .burst(
-                    "release",
-                    || self.inventory.release(rid, &correlation),
-                    InventoryError::is_transient,
-                )
-                .await;
-            if let Err(e) = result {
-                if e.is_transient() && self.clock.now_ms() < give_up_ms {
-                    return Ok(Next::Park);
-                }
-                tracing::warn!(order_id = %saga.order_id, reservation_id = %rid, error = %e, "release failed; the hold ends at its ttl");
-            }
+        self.learn_holds(saga).await?;
+        if let Some(next) = self.settle_holds(saga, Some(give_up_ms)).await? {
+            return Ok(next);
+        }
+        if let Some(next) = self.return_sold(saga).await? {
+            return Ok(next);
         }
         self.finish(saga, order, OrderStatus::Cancelled(reason))
             .await
+    }
+
+    /// A charge may have been made but its payment id was never saved (lost
+    /// answer, crash, failed save): asks the provider, and records what it
+    /// charged so the refund that follows sees it. `Some(Park)` while the
+    /// provider cannot tell: an order is never cancelled while money for it
+    /// may be held.
+    async fn recover_charge(
+        &self,
+        saga: &mut SagaState,
+        order: &Order,
+    ) -> Result<Option<Next>, StoreError> {
+        if saga.payment_id.is_some() || !saga.charge_attempted {
+            return Ok(None);
+        }
+        let order_id = saga.order_id;
+        let result = self
+            .burst(
+                "charge_lookup",
+                || self.payments.charge_of(order_id),
+                |e| matches!(e, PaymentError::Transient(_)),
+            )
+            .await;
+        match result {
+            Ok(None) => Ok(None),
+            Ok(Some(payment_id)) => {
+                tracing::warn!(%order_id, %payment_id, "found a charge the saga had not recorded");
+                self.store
+                    .record_payment(&PaymentRecord {
+                        order_id,
+                        payment_id: payment_id.clone(),
+                        amount_minor: order.total_minor,
+                        currency: order.currency.clone(),
+                        at_ms: self.clock.now_ms(),
+                    })
+                    .await?;
+                saga.payment_id = Some(payment_id);
+                self.save_fenced(saga).await?;
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(%order_id, error = %e, "cannot learn whether the order was charged, will ask again");
+                Ok(Some(Next::Park))
+            }
+        }
+    }
+
+    /// A reserve whose answer was lost may have held stock under ids the saga
+    /// never saw: the same (idempotent) reserve again returns them. With
+    /// inventory unreachable, the holds (if any) are left to end at their
+    /// TTL rather than keep the customer's cancel waiting: no confirm was
+    /// sent for them, so nothing can sell them.
+    async fn learn_holds(&self, saga: &mut SagaState) -> Result<(), StoreError> {
+        let lines = saga.unknown_lines();
+        if saga.reserve_settled || lines.is_empty() {
+            return Ok(());
+        }
+        let correlation = Self::correlation(saga);
+        let (inventory_order_id, ttl) =
+            (saga.inventory_order_id, self.config.reservation_ttl_seconds);
+        let result = self
+            .burst(
+                "reserve",
+                || {
+                    self.inventory
+                        .reserve(inventory_order_id, &lines, ttl, &correlation)
+                },
+                InventoryError::is_transient,
+            )
+            .await;
+        match result {
+            Ok(reserved) => {
+                for line in saga.lines.iter_mut().filter(|l| !l.confirmed) {
+                    let held = reserved
+                        .iter()
+                        .find(|r| r.product_id == line.product_id.as_uuid());
+                    line.reservation_id = held.map(|r| r.reservation_id).or(line.reservation_id);
+                }
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(order_id = %saga.order_id, error = %e, "cannot learn the holds of a lost reserve; they end at their ttl");
+            }
+            Err(_) => {}
+        }
+        saga.reserve_settled = true;
+        self.save_fenced(saga).await
+    }
+
+    /// Gives back every held, unconfirmed line, or finds it sold (marking it
+    /// confirmed). `Some(Park)` while inventory cannot be reached; with
+    /// `give_up_ms`, past it, holds no confirm was ever sent for are left to
+    /// their TTL, but a hold that may have been confirmed never is.
+    async fn settle_holds(
+        &self,
+        saga: &mut SagaState,
+        give_up_ms: Option<i64>,
+    ) -> Result<Option<Next>, StoreError> {
+        let correlation = Self::correlation(saga);
+        let mut found_sold = false;
+        for i in 0..saga.lines.len() {
+            let line = &saga.lines[i];
+            let Some(rid) = line.reservation_id.filter(|_| !line.confirmed) else {
+                continue;
+            };
+            match self.settle_hold(rid, &correlation).await {
+                Ok(sold) => {
+                    saga.lines[i].confirmed |= sold;
+                    found_sold |= sold;
+                }
+                Err(e) => {
+                    let may_wait = !saga.confirm_attempted
+                        && give_up_ms.is_some_and(|g| self.clock.now_ms() >= g);
+                    if may_wait {
+                        tracing::warn!(order_id = %saga.order_id, reservation_id = %rid, error = %e, "release failed; the hold ends at its ttl");
+                        continue;
+                    }
+                    if found_sold {
+                        self.save_fenced(saga).await?;
+                    }
+                    return Ok(Some(Next::Park));
+                }
+            }
+        }
+        if found_sold {
+            self.save_fenced(saga).await?;
+        }
+        Ok(None)
+    }
+
+    /// Releases one hold. A refused release is never taken as given back:
+    /// inventory is asked where the reservation stands. `Ok(true)` when it
+    /// was sold (confirmed), `Ok(false)` when it no longer holds stock.
+    ///
+    /// # Errors
+    /// The call's error while inventory cannot say.
+    async fn settle_hold(&self, rid: Uuid, correlation: &str) -> Result<bool, InventoryError> {
+        let released = self
+            .burst(
+                "release",
+                || self.inventory.release(rid, correlation),
+                InventoryError::is_transient,
+            )
+            .await;
+        match released {
+            Ok(()) => return Ok(false),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(_) => {}
+        }
+        let status = self
+            .burst(
+                "reservation",
+                || self.inventory.reservation_status(rid, correlation),
+                InventoryError::is_transient,
+            )
+            .await;
+        match status {
+            Ok(HoldStatus::Confirmed) => {
+                tracing::warn!(reservation_id = %rid, "release refused: the hold was sold");
+                Ok(true)
+            }
+            Ok(HoldStatus::Released | HoldStatus::Expired) => Ok(false),
+            Err(InventoryError::NotFound(_)) => {
+                tracing::error!(reservation_id = %rid, "release refused and inventory no longer knows the reservation");
+                Ok(false)
+            }
+            Ok(HoldStatus::Reserved) => Err(InventoryError::Unavailable(
+                "release refused for a hold inventory reports held".into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts the units of every sold line of a cancelled order back on hand,
+    /// once per line (the adjustment is keyed by order and reservation).
+    /// `Some(Park)` while inventory cannot be reached.
+    async fn return_sold(&self, saga: &mut SagaState) -> Result<Option<Next>, StoreError> {
+        let correlation = Self::correlation(saga);
+        for line in saga.lines.iter().filter(|l| l.confirmed) {
+            let Some(rid) = line.reservation_id else {
+                continue;
+            };
+            let key = format!("order-{}-{rid}", saga.order_id);
+            let (product, units) = (line.product_id.as_uuid(), line.quantity);
+            let result = self
+                .burst(
+                    "restock",
+                    || self.inventory.restock(product, units, &key, &correlation),
+                    InventoryError::is_transient,
+                )
+                .await;
+            match result {
+                Ok(()) => {
+                    tracing::info!(order_id = %saga.order_id, reservation_id = %rid, units, "sold units of a cancelled order returned to stock");
+                }
+                Err(e) if e.is_transient() => return Ok(Some(Next::Park)),
+                Err(e) => {
+                    tracing::error!(order_id = %saga.order_id, reservation_id = %rid, error = %e, "inventory refused to take back the units of a cancelled order");
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Refunds the payment of a saga being undone, if one was taken and not
@@ -376,7 +586,7 @@ impl SagaEngine {
                     })
                     .await?;
                 saga.refund_id = Some(refund_id);
-                self.store.save_saga(saga, self.clock.now_ms()).await?;
+                self.save_fenced(saga).await?;
                 Ok(None)
             }
             Err(e) => {
@@ -398,7 +608,11 @@ impl SagaEngine {
         let Some(event) = crate::events::finished(order, status, Some(&correlation), now_ms) else {
             return Ok(Next::Park);
         };
-        if self.store.finish(saga, status, now_ms, &event).await? {
+        if self
+            .store
+            .finish(saga, self.owner, status, now_ms, &event)
+            .await?
+        {
             let labels = FinishLabels {
                 status: status.as_str(),
                 reason: status.reason().map_or("none", CancelReason::as_str),
