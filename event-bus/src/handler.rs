@@ -6,6 +6,8 @@
 //! marking). A handler records the `event_id` it applied in the same
 //! transaction as the effect and skips an id it has seen: with PostgreSQL,
 //! [`crate::pg::record_processed`] inside the handler's transaction.
+//!
+//! What a consumer does with each kind of failure is in [`crate::consume`].
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -15,17 +17,21 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
-use crate::in_process::Subscription;
 
-/// Why a handler did not apply an event.
+/// Why a handler did not apply an event. The variant decides what the
+/// consumer does next (policy in [`crate::consume`]), so a handler must not
+/// call a failure permanent unless retrying can never help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
-    /// Might work later (the database is down, a lock timed out): retried a
-    /// bounded number of times, then dead-lettered.
+    /// Might work later (the database is down, a lock timed out): retried in
+    /// place with a capped, jittered exponential back-off, without an
+    /// attempt limit, until it applies or the consumer shuts down. Never
+    /// dead-lettered.
     #[error("transient failure: {0}")]
     Transient(String),
-    /// Will never work (unknown event type, a payload that makes no sense):
-    /// dead-lettered at once with this reason.
+    /// Will never work (unknown event type, a payload that makes no sense,
+    /// data the handler cannot read): dead-lettered at once with this reason
+    /// (in process: logged and skipped).
     #[error("permanent failure: {0}")]
     Permanent(String),
 }
@@ -38,8 +44,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies one event.
     ///
     /// # Errors
-    /// [`HandlerError::Transient`] to be retried, [`HandlerError::Permanent`]
-    /// to be dead-lettered.
+    /// [`HandlerError::Transient`] to be retried until it applies,
+    /// [`HandlerError::Permanent`] to be dead-lettered.
     fn handle(&self, envelope: &Envelope) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
@@ -89,34 +95,6 @@ impl MemoryDedup {
 impl Dedup for MemoryDedup {
     async fn first_time(&self, consumer: &str, event_id: Uuid) -> Result<bool, HandlerError> {
         Ok(self.first_time_sync(consumer, event_id))
-    }
-}
-
-/// Feeds an in-process [`Subscription`] to a handler until `shutdown`
-/// resolves or the bus is gone. Failures are logged and the event skipped:
-/// in process there is no dead-letter queue, and a retry of a transient
-/// failure is attempted once.
-pub async fn run_subscription<H: Handler>(
-    mut subscription: Subscription,
-    handler: H,
-    shutdown: impl Future<Output = ()> + Send,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let envelope = tokio::select! {
-            () = &mut shutdown => return,
-            next = subscription.recv() => match next {
-                Some(envelope) => envelope,
-                None => return,
-            },
-        };
-        let mut result = handler.handle(&envelope).await;
-        if matches!(result, Err(HandlerError::Transient(_))) {
-            result = handler.handle(&envelope).await;
-        }
-        if let Err(e) = result {
-            tracing::error!(event_id = %envelope.event_id, event_type = %envelope.event_type, error = %e, "event not applied");
-        }
     }
 }
 

@@ -20,9 +20,13 @@
 //!   back-off while the broker is down, [`RelayHealth`] for readiness and
 //!   metrics, pruning of sent rows.
 //! - [`Handler`], [`Dedup`] and [`RabbitConsumer`]: consuming a durable queue
-//!   with a dead-letter queue, bounded retries, ack after commit;
-//!   deduplication by `event_id` in the handler's own transaction
-//!   ([`pg::record_processed`]).
+//!   with a dead-letter queue, ack after commit; deduplication by `event_id`
+//!   in the handler's own transaction ([`pg::record_processed`]).
+//! - [`consume`]: the retry policy every consumer follows (also the
+//!   in-process [`run_subscription`]): a [`HandlerError::Transient`] failure
+//!   is retried with a capped, jittered back-off until it applies, never
+//!   dead-lettered; only a [`HandlerError::Permanent`] one (or an
+//!   undecodable message) is dead-lettered, at once.
 //! - [`wiring`]: configuration from the environment and `spawn_*` helpers
 //!   for the servers.
 //!
@@ -64,9 +68,13 @@
 //!   in between sends it again (consumers deduplicate by `event_id`).
 //! - **Nothing is dropped while the broker is down**: the outbox grows.
 //! - **A consumer acknowledges only after its handler committed**, and a
-//!   message it cannot apply goes to the dead-letter queue, never back to the
-//!   head of its queue.
+//!   message it can never apply goes to the dead-letter queue, never back to
+//!   the head of its queue.
+//! - **An outage of a consumer's own store loses nothing**: transient
+//!   failures are retried in place until they apply or the consumer shuts
+//!   down (then the message is redelivered), whatever the outage's length.
 
+pub mod consume;
 pub mod envelope;
 pub mod handler;
 pub mod in_process;
@@ -78,8 +86,12 @@ pub mod relay;
 pub mod source;
 pub mod wiring;
 
+pub use consume::{
+    run_subscription, run_subscription_with_health, ConsumerHealth, TRANSIENT_RETRY_DELAY_MAX_MS,
+    TRANSIENT_RETRY_DELAY_MIN_MS,
+};
 pub use envelope::{Envelope, MalformedEnvelope, INVENTORY_SCHEMA_VERSION, ORDERS_SCHEMA_VERSION};
-pub use handler::{run_subscription, Dedup, Handler, HandlerError, MemoryDedup};
+pub use handler::{Dedup, Handler, HandlerError, MemoryDedup};
 pub use in_process::{InProcessBus, Subscription, TooManySubscribers};
 pub use publisher::{AnyPublisher, PublishError, Publisher};
 pub use rabbit::{

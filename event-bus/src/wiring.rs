@@ -52,12 +52,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::handler::{run_subscription, Handler};
+use crate::consume::{run_subscription_with_health, ConsumerHealth};
+use crate::handler::Handler;
 use crate::in_process::{InProcessBus, TooManySubscribers};
 use crate::publisher::AnyPublisher;
 use crate::rabbit::{
-    ConsumerConfig, ConsumerHealth, QueueSpec, RabbitConfig, RabbitConsumer, RabbitPublisher,
-    INVENTORY_EXCHANGE, ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
+    ConsumerConfig, QueueSpec, RabbitConfig, RabbitConsumer, RabbitPublisher, INVENTORY_EXCHANGE,
+    ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
 };
 use crate::relay::{self, Relay, RelayConfig, RelayHealth};
 use crate::source::OutboxSource;
@@ -201,7 +202,10 @@ pub fn spawn_relay<S: OutboxSource>(
 /// A running consumer.
 #[derive(Debug)]
 pub struct ConsumerHandle {
-    /// Connection state and counts (`None` on the in-process bus).
+    /// Connection state and counts (applied, retried, dead-lettered); on
+    /// the in-process bus, "connected" means subscribed and "dead-lettered"
+    /// counts permanent failures logged and skipped. Always `Some`: an
+    /// `Option` for callers written when the in-process bus kept no counts.
     pub health: Option<Arc<ConsumerHealth>>,
     /// The task; it ends after the shutdown signal.
     pub task: tokio::task::JoinHandle<()>,
@@ -209,7 +213,9 @@ pub struct ConsumerHandle {
 
 /// Spawns orders' consumer of inventory events: from `queue` on RabbitMQ
 /// when `amqp_url` is set, else from `bus` (events whose type starts with
-/// `inventory.stock.`), until `shutdown` resolves.
+/// `inventory.stock.`), until `shutdown` resolves. Both follow
+/// [`crate::consume`]'s retry policy: transient failures are retried until
+/// they apply, permanent ones are dead-lettered (in process: skipped).
 ///
 /// # Errors
 /// [`TooManySubscribers`] when the in-process bus is full.
@@ -232,9 +238,15 @@ pub fn spawn_consumer<H: Handler>(
         }
         None => {
             let subscription = bus.subscribe("inventory.stock.")?;
+            let health = Arc::new(ConsumerHealth::default());
+            // Subscribed from here on: readiness must not see a gap before
+            // the task first runs.
+            health.set_connected(true);
+            let run =
+                run_subscription_with_health(subscription, handler, Arc::clone(&health), shutdown);
             Ok(ConsumerHandle {
-                health: None,
-                task: tokio::spawn(run_subscription(subscription, handler, shutdown)),
+                health: Some(health),
+                task: tokio::spawn(run),
             })
         }
     }

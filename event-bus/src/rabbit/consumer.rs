@@ -1,23 +1,31 @@
 //! [`RabbitConsumer`]: consumes a durable queue one message at a time, hands
 //! each envelope to a [`Handler`], acknowledges after the handler committed,
-//! and dead-letters (with the reason in a header) what cannot be applied.
+//! and dead-letters (with the reason in a header) what can never be applied.
 //!
-//! A transient failure is retried in place, after a short jittered pause, up
-//! to [`ConsumerConfig::attempts_max`] attempts; the message keeps its place,
-//! so later events of the same product wait behind it and order is kept.
-//! Then it is dead-lettered, as a malformed message or a permanent failure is
-//! at once. A dead-lettered message is republished to the dead-letter
-//! exchange (confirmed) before the original is acknowledged, so it is never
-//! lost and never blocks the queue. The connection is re-opened, with a
-//! bounded jittered back-off, whenever it breaks; unacknowledged messages are
-//! then redelivered by the broker, which the handler's deduplication absorbs.
+//! The retry policy is [`crate::consume`]'s. A transient failure is retried
+//! in place, after jittered pauses growing from
+//! [`ConsumerConfig::retry_delay_min_ms`] to at most
+//! [`ConsumerConfig::retry_delay_max_ms`], **without an attempt limit**, until
+//! the handler applies it or shutdown is asked (then the message is left
+//! unacknowledged and the broker redelivers it): an outage of the handler's
+//! store holds the queue, it never empties it into the dead-letter queue. The
+//! message keeps its place, so later events of the same product wait behind
+//! it and order is kept. A malformed message or a permanent failure is
+//! dead-lettered at once: republished to the dead-letter exchange (confirmed)
+//! before the original is acknowledged, so it is never lost and never blocks
+//! the queue.
+//!
+//! The connection is re-opened, with a bounded jittered back-off, whenever
+//! it breaks; unacknowledged messages are then redelivered by the broker,
+//! which the handler's deduplication absorbs. A retry that outlasts the
+//! broker's `consumer_timeout` (RabbitMQ's default: 30 minutes) has its
+//! channel closed by the broker: the ack fails, the consumer reconnects and
+//! the message comes again, already applied or not.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -29,17 +37,17 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 
 use super::{connect, rpc, QueueSpec};
+use crate::consume::{
+    self, ConsumerHealth, Outcome, TRANSIENT_RETRY_DELAY_MAX_MS, TRANSIENT_RETRY_DELAY_MIN_MS,
+};
 use crate::envelope::Envelope;
-use crate::handler::{Handler, HandlerError};
+use crate::handler::Handler;
 
 /// Header of a dead-lettered message saying why it was dead-lettered.
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
 
 /// Header of a dead-lettered message holding its original routing key.
 pub const HEADER_ORIGINAL_ROUTING_KEY: &str = "x-original-routing-key";
-
-/// Attempts at a transiently failing event before it is dead-lettered.
-pub const ATTEMPTS_DEFAULT_MAX: u32 = 5;
 
 /// Unacknowledged messages the broker sends ahead: enough to hide the round
 /// trip, few enough that a crash redelivers little.
@@ -63,11 +71,12 @@ pub struct ConsumerConfig {
     pub name: String,
     /// See [`PREFETCH_DEFAULT`].
     pub prefetch: u16,
-    /// See [`ATTEMPTS_DEFAULT_MAX`].
-    pub attempts_max: u32,
-    /// First pause between attempts at a transient failure.
+    /// First pause between attempts at a transient failure (and between
+    /// reconnections); default [`TRANSIENT_RETRY_DELAY_MIN_MS`].
     pub retry_delay_min_ms: u64,
-    /// Longest pause between attempts (also caps the reconnect back-off).
+    /// Longest pause between attempts at a transient failure (and between
+    /// reconnections); default [`TRANSIENT_RETRY_DELAY_MAX_MS`]. There is no
+    /// attempt limit: a transient failure is retried until it applies.
     pub retry_delay_max_ms: u64,
 }
 
@@ -79,19 +88,17 @@ impl ConsumerConfig {
             queue,
             name: name.to_owned(),
             prefetch: PREFETCH_DEFAULT,
-            attempts_max: ATTEMPTS_DEFAULT_MAX,
-            retry_delay_min_ms: 50,
-            retry_delay_max_ms: 2_000,
+            retry_delay_min_ms: TRANSIENT_RETRY_DELAY_MIN_MS,
+            retry_delay_max_ms: TRANSIENT_RETRY_DELAY_MAX_MS,
         }
     }
 
+    fn delays(&self) -> (u64, u64) {
+        (self.retry_delay_min_ms, self.retry_delay_max_ms)
+    }
+
     fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.retry_delay_min_ms))
-            .with_max_delay(Duration::from_millis(self.retry_delay_max_ms))
-            .with_jitter()
-            .without_max_times()
-            .build()
+        consume::backoff(self.retry_delay_min_ms, self.retry_delay_max_ms)
     }
 }
 
@@ -101,43 +108,6 @@ pub enum ConsumerError {
     /// The broker could not be reached or the connection broke.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
-}
-
-/// What a running consumer has done, for readiness and metrics.
-#[derive(Debug, Default)]
-pub struct ConsumerHealth {
-    connected: AtomicBool,
-    sessions: AtomicU64,
-    applied: AtomicU64,
-    retried: AtomicU64,
-    dead_lettered: AtomicU64,
-}
-
-impl ConsumerHealth {
-    /// Whether the consumer is connected and consuming.
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
-    }
-
-    /// Times the consumer started consuming (1 + reconnections).
-    pub fn sessions(&self) -> u64 {
-        self.sessions.load(Ordering::Relaxed)
-    }
-
-    /// Messages the handler accepted (acknowledged).
-    pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
-    }
-
-    /// Attempts repeated after a transient failure.
-    pub fn retried(&self) -> u64 {
-        self.retried.load(Ordering::Relaxed)
-    }
-
-    /// Messages sent to the dead-letter queue.
-    pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered.load(Ordering::Relaxed)
-    }
 }
 
 /// A consumer of one queue.
@@ -152,7 +122,8 @@ pub struct RabbitConsumer<H> {
 enum Verdict {
     Applied,
     DeadLetter(String),
-    /// Shutdown came during a retry pause: leave the message unacknowledged.
+    /// Shutdown came during a retry pause: leave the message unacknowledged
+    /// (the broker redelivers it).
     Abandoned,
 }
 
@@ -220,8 +191,8 @@ impl<H: Handler> RabbitConsumer<H> {
                 FieldTable::default(),
             );
             let mut deliveries = rpc("consume", consume).await?;
-            self.health.connected.store(true, Ordering::Relaxed);
-            self.health.sessions.fetch_add(1, Ordering::Relaxed);
+            self.health.set_connected(true);
+            self.health.record_session();
             tracing::info!(queue = %self.config.queue.queue, "consuming");
             let mut watchdog =
                 tokio::time::interval(Duration::from_millis(CONNECTION_CHECK_INTERVAL_MS));
@@ -241,12 +212,10 @@ impl<H: Handler> RabbitConsumer<H> {
                     },
                 };
                 match self.verdict(&delivery, shutdown).await {
-                    Verdict::Applied => {
-                        self.health.applied.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Verdict::Applied => self.health.record_applied(),
                     Verdict::DeadLetter(reason) => {
                         self.dead_letter(&dead_letters, &delivery, &reason).await?;
-                        self.health.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        self.health.record_dead_lettered();
                     }
                     Verdict::Abandoned => return Ok(()),
                 }
@@ -254,12 +223,13 @@ impl<H: Handler> RabbitConsumer<H> {
             }
         }
         .await;
-        self.health.connected.store(false, Ordering::Relaxed);
+        self.health.set_connected(false);
         close(&connection).await;
         result.map_err(ConsumerError::Unavailable)
     }
 
-    /// Parses and applies one delivery, retrying transient failures in place.
+    /// Parses and applies one delivery, retrying transient failures in place
+    /// until they apply or shutdown is asked.
     async fn verdict(
         &self,
         delivery: &Delivery,
@@ -269,30 +239,13 @@ impl<H: Handler> RabbitConsumer<H> {
             Ok(envelope) => envelope,
             Err(e) => return Verdict::DeadLetter(e.to_string()),
         };
-        let mut pauses = self.config.backoff();
-        let mut attempt = 1;
-        loop {
-            match self.handler.handle(&envelope).await {
-                Ok(()) => return Verdict::Applied,
-                Err(HandlerError::Permanent(reason)) => {
-                    return Verdict::DeadLetter(format!("permanent failure: {reason}"))
-                }
-                Err(HandlerError::Transient(reason)) if attempt >= self.config.attempts_max => {
-                    return Verdict::DeadLetter(format!(
-                        "transient failure after {attempt} attempts: {reason}"
-                    ))
-                }
-                Err(HandlerError::Transient(reason)) => {
-                    tracing::warn!(event_id = %envelope.event_id, attempt, %reason, "event not applied yet, retrying");
-                    self.health.retried.fetch_add(1, Ordering::Relaxed);
-                    let pause = pauses.next().unwrap_or(Duration::from_secs(1));
-                    tokio::select! {
-                        () = shutdown.as_mut() => return Verdict::Abandoned,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                    attempt += 1;
-                }
+        let delays = self.config.delays();
+        match consume::apply(&self.handler, &envelope, delays, &self.health, shutdown).await {
+            Outcome::Applied => Verdict::Applied,
+            Outcome::Permanent(reason) => {
+                Verdict::DeadLetter(format!("permanent failure: {reason}"))
             }
+            Outcome::Shutdown => Verdict::Abandoned,
         }
     }
 

@@ -11,9 +11,10 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
+pub use crate::consume::ConsumerHealth;
 pub use consumer::{
-    ConsumerConfig, ConsumerError, ConsumerHealth, RabbitConsumer, ATTEMPTS_DEFAULT_MAX,
-    HEADER_DEAD_LETTER_REASON, HEADER_ORIGINAL_ROUTING_KEY, PREFETCH_DEFAULT,
+    ConsumerConfig, ConsumerError, RabbitConsumer, HEADER_DEAD_LETTER_REASON,
+    HEADER_ORIGINAL_ROUTING_KEY, PREFETCH_DEFAULT,
 };
 pub use publisher::{RabbitConfig, RabbitPublisher, CONFIRM_TIMEOUT_MS, HEADER_CORRELATION_ID};
 

@@ -1,20 +1,43 @@
-//! The embedded default: the relay publishing on the in-process bus.
+//! The embedded default: the relay publishing on the in-process bus, and
+//! the in-process consumer's retry policy (transient failures retried until
+//! they apply, permanent ones skipped and counted), under paused time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use event_bus::{
-    relay, spawn_consumer, spawn_relay, AnyPublisher, Envelope, EventsConfig, InProcessBus,
-    InventoryOutbox, Relay, RelayConfig,
+    relay, run_subscription, spawn_consumer, spawn_relay, AnyPublisher, Envelope, EventsConfig,
+    InProcessBus, InventoryOutbox, Publisher, Relay, RelayConfig,
 };
 use inventory_core::{Command, ProductId};
 use inventory_memory::MemoryStore;
+use serde_json::json;
 
-use crate::common::{create, id, meta, reserve, shutdown};
+use crate::common::{create, eventually, id, meta, reserve, shutdown};
 use crate::support::Recorder;
 
 /// How long the events may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, in paused (virtual) time, a consumer may retry before a test
+/// gives up on it: far more than the retries take with the default pauses.
+const RETRIES_VIRTUAL_TIMEOUT: Duration = Duration::from_secs(3_600);
+
+/// Transient failures of one event: far more than the single retry after
+/// which the in-process consumer used to drop it.
+const TRANSIENT_FAILURES: u32 = 20;
+
+fn stock_event(event_type: &str, correlation_id: &str, n: u64) -> Envelope {
+    Envelope::new(
+        "inventory",
+        event_type,
+        1,
+        id(),
+        0,
+        Some(correlation_id),
+        json!({"product_id": "p", "quantity_after": n}),
+    )
+}
 
 /// A subscriber of the in-process bus receives the same envelopes the
 /// RabbitMQ path carries, in order.
@@ -87,7 +110,7 @@ async fn wiring_without_a_broker_uses_the_in_process_bus() {
         consumer_signal,
     )
     .expect("subscribe");
-    assert!(consumer.health.is_none());
+    assert!(consumer.health.as_ref().is_some_and(|h| h.is_connected()));
     let source = InventoryOutbox::new(Arc::clone(&store)).with_depth(|s| s.outbox_len() as u64);
     let (stop_relay, relay_signal) = shutdown();
     let relay = spawn_relay(source, &config, &bus, relay_signal);
@@ -120,4 +143,101 @@ async fn wiring_without_a_broker_uses_the_in_process_bus() {
     let _ = stop_consumer.send(());
     relay.task.await.expect("relay stops");
     consumer.task.await.expect("consumer stops");
+}
+
+/// An event whose handler fails transiently 20 times (its store is down) is
+/// applied exactly once when the store is back, before the event behind it:
+/// nothing is dropped.
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_until_applied_in_process() {
+    let bus = InProcessBus::new();
+    let subscription = bus.subscribe("inventory.stock.").expect("subscribe");
+    let recorder = Recorder::failing_transiently("retry", TRANSIENT_FAILURES);
+    let (stop, signal) = shutdown();
+    let task = tokio::spawn(run_subscription(subscription, recorder.clone(), signal));
+    let events = [
+        stock_event("inventory.stock.adjusted", "fail-transiently", 1),
+        stock_event("inventory.stock.adjusted", "ok", 2),
+    ];
+
+    bus.publish(&events).await.expect("published");
+    let applied = recorder
+        .wait_applied(events.len(), RETRIES_VIRTUAL_TIMEOUT)
+        .await;
+
+    assert!(applied, "applied: {:?}", recorder.applied());
+    assert_eq!(recorder.applied(), events);
+    assert_eq!(
+        recorder.deliveries(),
+        u64::from(TRANSIENT_FAILURES) + 2,
+        "21 attempts at the first event, one at the second"
+    );
+    let _ = stop.send(());
+    task.await.expect("consumer stops");
+}
+
+/// A permanent failure is skipped at once, counted as dead-lettered, and
+/// does not hold the event behind it.
+#[tokio::test(start_paused = true)]
+async fn permanent_failure_is_skipped_and_counted_in_process() {
+    let bus = InProcessBus::new();
+    let recorder = Recorder::new("permanent");
+    let (stop, signal) = shutdown();
+    let consumer = spawn_consumer(
+        None,
+        EventsConfig::orders_inventory_queue(),
+        "orders",
+        recorder.clone(),
+        &bus,
+        signal,
+    )
+    .expect("subscribe");
+    let health = consumer.health.clone().expect("in-process counts");
+    let good = stock_event("inventory.stock.adjusted", "ok", 1);
+
+    bus.publish(&[
+        stock_event("inventory.stock.exploded", "ok", 0),
+        good.clone(),
+    ])
+    .await
+    .expect("published");
+    let applied = recorder.wait_applied(1, ARRIVAL_TIMEOUT).await;
+
+    assert!(applied);
+    assert_eq!(recorder.applied(), [good]);
+    assert!(eventually(ARRIVAL_TIMEOUT, || health.applied() == 1).await);
+    assert_eq!(health.dead_lettered(), 1);
+    assert_eq!(health.retried(), 0);
+    assert!(health.is_connected());
+    let _ = stop.send(());
+    consumer.task.await.expect("consumer stops");
+    assert!(!health.is_connected());
+}
+
+/// A consumer retrying an event whose store stays down stops as soon as
+/// shutdown is asked, without waiting out its pause.
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_transient_retries_in_process() {
+    let bus = InProcessBus::new();
+    let subscription = bus.subscribe("inventory.stock.").expect("subscribe");
+    let recorder = Recorder::new("stop");
+    let (stop, signal) = shutdown();
+    let task = tokio::spawn(run_subscription(subscription, recorder.clone(), signal));
+    bus.publish(&[stock_event(
+        "inventory.stock.adjusted",
+        "fail-transiently",
+        1,
+    )])
+    .await
+    .expect("published");
+    let retrying = eventually(RETRIES_VIRTUAL_TIMEOUT, || recorder.deliveries() >= 3).await;
+
+    let _ = stop.send(());
+    // Paused time only moves when every task waits: a consumer still sleeping
+    // until its next attempt would let this timeout fire first.
+    let stopped = tokio::time::timeout(Duration::from_millis(1), task).await;
+
+    assert!(retrying);
+    assert!(stopped.is_ok(), "the consumer did not stop promptly");
+    assert!(recorder.applied().is_empty());
 }

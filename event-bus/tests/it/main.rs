@@ -1,6 +1,7 @@
 //! Integration tests of the event bus against a real RabbitMQ (and
 //! PostgreSQL for the shared outbox): a scripted run end to end, 10,000
-//! events across forced connection loss, poison messages, two relays on one
+//! events across forced connection loss, poison messages, transient
+//! failures retried until they apply, two relays on one
 //! PostgreSQL outbox, the in-process bus, and a relay whose broker is down.
 //!
 //! Each test declares uniquely named exchanges and queues and deletes them
@@ -18,3 +19,4 @@ mod poison;
 mod restart;
 mod scripted;
 mod support;
+mod transient;

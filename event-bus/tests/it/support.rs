@@ -112,6 +112,8 @@ pub(crate) struct Seen {
     pub(crate) deliveries: u64,
     /// Envelopes applied (first time only), in order.
     pub(crate) applied: Vec<Envelope>,
+    /// Transient failures returned so far, per event id.
+    pub(crate) transient_failures: HashMap<uuid::Uuid, u32>,
 }
 
 /// The event types a consumer of inventory knows.
@@ -125,8 +127,9 @@ pub(crate) const STOCK_EVENT_TYPES: [&str; 6] = [
 ];
 
 /// A handler that deduplicates by `event_id` and records each effect once.
-/// Event types it does not know are a permanent failure; events
-/// whose correlation id is `fail-transiently` fail transiently, always.
+/// Event types it does not know are a permanent failure; an event whose
+/// correlation id is `fail-transiently` fails transiently on its first
+/// `transient_failures_max` deliveries (by default: always), then applies.
 #[derive(Clone)]
 pub(crate) struct Recorder {
     name: String,
@@ -136,6 +139,8 @@ pub(crate) struct Recorder {
     /// When set: after applying this many events the handler does not
     /// return (the message stays unacknowledged) until the gate opens.
     gate: Option<(usize, watch::Receiver<bool>)>,
+    /// Deliveries of each `fail-transiently` event that fail.
+    transient_failures_max: u32,
 }
 
 impl Recorder {
@@ -146,6 +151,16 @@ impl Recorder {
             seen: Arc::default(),
             applied_count: Arc::new(watch::channel(0).0),
             gate: None,
+            transient_failures_max: u32::MAX,
+        }
+    }
+
+    /// A recorder whose `fail-transiently` events fail transiently `times`
+    /// times each, then apply.
+    pub(crate) fn failing_transiently(name: &str, times: u32) -> Self {
+        Self {
+            transient_failures_max: times,
+            ..Self::new(name)
         }
     }
 
@@ -186,9 +201,17 @@ impl Handler for Recorder {
             )));
         }
         if envelope.correlation_id.as_deref() == Some("fail-transiently") {
-            return Err(HandlerError::Transient(
-                "the effect store is down".to_owned(),
-            ));
+            let mut seen = self.seen.lock();
+            let failures = seen
+                .transient_failures
+                .entry(envelope.event_id)
+                .or_default();
+            if *failures < self.transient_failures_max {
+                *failures += 1;
+                return Err(HandlerError::Transient(
+                    "the effect store is down".to_owned(),
+                ));
+            }
         }
         if self.dedup.first_time(&self.name, envelope.event_id).await? {
             let count = {

@@ -2,8 +2,26 @@
 //! event about a hold is applied once, deduplicated by `event_id` in the same
 //! store step as its effect; a hold an unfinished saga relied on that expired
 //! or was released hands the order to the saga's expired-hold policy.
+//!
+//! ## Failures
+//!
+//! What a failure is called decides whether the event waits or is given up
+//! (event-bus retries a transient failure until it applies and dead-letters
+//! a permanent one at once):
+//!
+//! - an unknown event type or a payload that does not decode is permanent;
+//! - [`StoreError::Unavailable`] (the database is down or overloaded) is
+//!   transient: the event waits for the store, however long it is down;
+//! - any other store error (a bug, corrupt data) is permanent, after
+//!   [`STORE_FAILURE_ATTEMPTS_MAX`] attempts: the PostgreSQL store reports
+//!   some passing database errors (a connection terminated by a restarting
+//!   server, a deadlock) as `Internal`, and a few quick attempts keep those
+//!   from being dead-lettered, while data the store cannot read does not
+//!   hold the queue forever.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use event_bus::{Envelope, Handler, HandlerError};
 use serde::Deserialize;
@@ -11,13 +29,22 @@ use uuid::Uuid;
 
 use crate::domain::ProductId;
 use crate::saga::SagaEngine;
-use crate::store::{Hold, HoldApplied, HoldEvent, HoldStatus, OrderStore};
+use crate::store::{Hold, HoldApplied, HoldEvent, HoldStatus, OrderStore, StoreError};
 
 /// The consumer name events are deduplicated under.
 pub const CONSUMER_NAME: &str = "orders";
 
 /// Prefix of every inventory stock event type.
 const STOCK_PREFIX: &str = "inventory.stock.";
+
+/// Attempts at an event whose store step fails with an error other than
+/// [`StoreError::Unavailable`] before the failure is called permanent (see
+/// the module doc): enough to outlast a passing database error, few enough
+/// that an event the store can never apply is dead-lettered within a second.
+pub const STORE_FAILURE_ATTEMPTS_MAX: u32 = 3;
+
+/// Pause between those attempts.
+pub const STORE_FAILURE_RETRY_DELAY_MS: u64 = 200;
 
 /// The fields of a reserved, confirmed, released or expired payload this
 /// service reads (readers ignore the others).
@@ -93,11 +120,7 @@ impl Handler for InventoryEvents {
         let Some(event) = Self::parse(envelope)? else {
             return Ok(());
         };
-        let applied = self
-            .store
-            .apply_hold_event(CONSUMER_NAME, &event)
-            .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        let applied = classified(|| self.store.apply_hold_event(CONSUMER_NAME, &event)).await?;
         if let HoldApplied::Applied {
             order_id,
             hands_to_saga: true,
@@ -112,10 +135,110 @@ impl Handler for InventoryEvents {
     }
 }
 
+/// Runs one store step, mapping its failure to what the consumer must do
+/// (see the module doc): [`StoreError::Unavailable`] is transient at once;
+/// any other error is tried again up to [`STORE_FAILURE_ATTEMPTS_MAX`]
+/// attempts in all, then permanent.
+async fn classified<T, F, Fut>(mut step: F) -> Result<T, HandlerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(e @ StoreError::Unavailable(_)) => {
+                return Err(HandlerError::Transient(e.to_string()))
+            }
+            Err(e) if attempt >= STORE_FAILURE_ATTEMPTS_MAX => {
+                return Err(HandlerError::Permanent(format!(
+                    "{e} (after {attempt} attempts)"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "store failed to apply an inventory event, trying again");
+                tokio::time::sleep(Duration::from_millis(STORE_FAILURE_RETRY_DELAY_MS)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A store step that fails with `failures` in order, then succeeds;
+    /// counts its calls.
+    fn scripted(
+        failures: Vec<StoreError>,
+        calls: &AtomicU32,
+    ) -> impl FnMut() -> std::future::Ready<Result<(), StoreError>> + '_ {
+        let mut failures = failures.into_iter();
+        move || {
+            calls.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(failures.next().map_or(Ok(()), Err))
+        }
+    }
+
+    /// An unavailable store is a transient failure (the event waits for the
+    /// store, never dead-lettered), reported at once.
+    #[tokio::test(start_paused = true)]
+    async fn unavailable_store_is_transient() {
+        let calls = AtomicU32::new(0);
+        let down = vec![StoreError::Unavailable("pool timed out".into())];
+
+        let result = classified(scripted(down, &calls)).await;
+
+        assert!(
+            matches!(&result, Err(HandlerError::Transient(r)) if r.contains("pool timed out")),
+            "{result:?}"
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
+
+    /// A store error that is not unavailability is permanent once it
+    /// persists for the bounded attempts; a passing one is outlasted.
+    #[tokio::test(start_paused = true)]
+    async fn internal_store_error_is_permanent_after_a_small_bound() {
+        let calls = AtomicU32::new(0);
+        let corrupt = (0..STORE_FAILURE_ATTEMPTS_MAX)
+            .map(|_| StoreError::Internal("corrupt row: holds".into()))
+            .collect();
+
+        let result = classified(scripted(corrupt, &calls)).await;
+
+        assert!(
+            matches!(&result, Err(HandlerError::Permanent(r)) if r.contains("corrupt row")),
+            "{result:?}"
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), STORE_FAILURE_ATTEMPTS_MAX);
+        let calls = AtomicU32::new(0);
+        let passing = vec![StoreError::Internal("deadlock detected".into())];
+        assert_eq!(classified(scripted(passing, &calls)).await, Ok(()));
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    /// After a passing error, an unavailable store is transient again: the
+    /// bound never turns an outage into a dead letter.
+    #[tokio::test(start_paused = true)]
+    async fn outage_after_a_passing_error_stays_transient() {
+        let calls = AtomicU32::new(0);
+        let failures = vec![
+            StoreError::Internal("terminating connection due to administrator command".into()),
+            StoreError::Unavailable("connection refused".into()),
+        ];
+
+        let result = classified(scripted(failures, &calls)).await;
+
+        assert!(
+            matches!(result, Err(HandlerError::Transient(_))),
+            "{result:?}"
+        );
+    }
 
     fn stock(event_type: &str, payload: serde_json::Value) -> Envelope {
         Envelope::new(

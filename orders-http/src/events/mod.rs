@@ -9,7 +9,9 @@
 mod consumer;
 mod runtime;
 
-pub use consumer::{InventoryEvents, CONSUMER_NAME};
+pub use consumer::{
+    InventoryEvents, CONSUMER_NAME, STORE_FAILURE_ATTEMPTS_MAX, STORE_FAILURE_RETRY_DELAY_MS,
+};
 pub use runtime::{EventSettings, EventsHealth, EventsRuntime};
 
 use event_bus::orders::{envelope, ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_CREATED};

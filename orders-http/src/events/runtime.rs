@@ -31,7 +31,9 @@ pub struct EventSettings {
 pub struct EventsHealth {
     /// The relay's view: broker reachable, outbox depth, counts.
     pub relay: Arc<RelayHealth>,
-    /// The consumer's view (`None` on the in-process bus).
+    /// The consumer's view: connected, applied, retried, dead-lettered (on
+    /// the in-process bus: permanent failures skipped). `None` only when the
+    /// consumer could not start.
     pub consumer: Option<Arc<ConsumerHealth>>,
     /// `rabbitmq` or `in-process`.
     pub transport: &'static str,
