@@ -183,6 +183,26 @@ pub trait InventoryStore: Send + Sync + 'static {
         meta: &Meta,
         limit: usize,
     ) -> impl Future<Output = Result<usize, Error>> + Send;
+
+    /// Forgets up to `limit` finished reservations (and ledger entries) from
+    /// before `before`, for a store whose memory would otherwise grow with
+    /// every order; returns how many it forgot. What is forgotten is unknown
+    /// afterwards: a confirm or release repeated later gets
+    /// [`Error::ReservationNotFound`], a repeated reserve or keyed adjustment
+    /// happens anew; so `before` should lie further back than any retry or
+    /// redelivery. The default keeps everything (a database keeps its history
+    /// on disk, for operators to archive).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] or [`Error::Storage`] when the store failed.
+    fn purge_finished(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, Error>> + Send {
+        let _ = (before, limit);
+        async { Ok(0) }
+    }
 }
 
 /// The events a store has committed and not yet handed on, in commit order.

@@ -138,6 +138,7 @@ impl<S: InventoryStore> App<S> {
                 interval_ms: config.sweep_interval_ms,
                 batch_max: config.sweep_batch_max,
                 batches_per_run_max: config.sweep_batches_per_run_max,
+                retention_ms: config.finished_retention_secs.saturating_mul(1_000),
             },
             openapi: crate::openapi::document_json().map_err(StartError::OpenApi)?,
             events: None,

@@ -31,6 +31,12 @@ pub const SWEEP_BATCH_MAX_DEFAULT: usize = 500;
 /// run never monopolises the store.
 pub const SWEEP_BATCHES_PER_RUN_MAX_DEFAULT: usize = 20;
 
+/// Default time finished reservations and ledger entries stay in the memory
+/// store before the sweep forgets them, in seconds: 8 days, longer than the
+/// outbox keeps sent events for redelivery (7 days) and than any retry of a
+/// confirm, release or keyed adjustment. PostgreSQL keeps them.
+pub const FINISHED_RETENTION_SECS_DEFAULT: u64 = 8 * 24 * 3_600;
+
 /// Default time availability stays in the Redis cache, in seconds.
 pub const CACHE_TTL_SECS_DEFAULT: u64 = 300;
 
@@ -170,6 +176,11 @@ pub struct Config {
     #[arg(long, env = "SWEEP_BATCHES_PER_RUN_MAX", default_value_t = SWEEP_BATCHES_PER_RUN_MAX_DEFAULT)]
     pub sweep_batches_per_run_max: usize,
 
+    /// Time finished reservations and ledger entries stay in the memory
+    /// store, in seconds (0 keeps them forever).
+    #[arg(long, env = "FINISHED_RETENTION_SECS", default_value_t = FINISHED_RETENTION_SECS_DEFAULT)]
+    pub finished_retention_secs: u64,
+
     /// Products that get their own stock gauge.
     #[arg(long, env = "STOCK_GAUGE_PRODUCTS_MAX", default_value_t = STOCK_GAUGE_PRODUCTS_MAX_DEFAULT)]
     pub stock_gauge_products_max: usize,
@@ -224,6 +235,7 @@ impl Config {
             sweep_interval_ms: SWEEP_INTERVAL_MS_DEFAULT,
             sweep_batch_max: SWEEP_BATCH_MAX_DEFAULT,
             sweep_batches_per_run_max: SWEEP_BATCHES_PER_RUN_MAX_DEFAULT,
+            finished_retention_secs: FINISHED_RETENTION_SECS_DEFAULT,
             stock_gauge_products_max: STOCK_GAUGE_PRODUCTS_MAX_DEFAULT,
             amqp_url: None,
             inventory_events_exchange: event_bus::INVENTORY_EXCHANGE.to_owned(),

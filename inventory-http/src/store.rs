@@ -4,7 +4,7 @@
 
 use inventory_core::{
     Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId,
-    Outcome, ProductId, Reservation, ReservationId,
+    Outcome, ProductId, Reservation, ReservationId, Timestamp,
 };
 use inventory_memory::MemoryStore;
 use inventory_sqlx::{PgOptions, PgStore};
@@ -101,5 +101,12 @@ impl InventoryStore for AnyStore {
 
     async fn expire_due(&self, meta: &Meta, limit: usize) -> Result<usize, Error> {
         dispatch!(self, s => s.expire_due(meta, limit).await)
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, Error> {
+        match self {
+            AnyStore::Memory(s) => InventoryStore::purge_finished(&**s, before, limit).await,
+            AnyStore::Postgres(s) => InventoryStore::purge_finished(s, before, limit).await,
+        }
     }
 }

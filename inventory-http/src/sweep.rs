@@ -1,10 +1,13 @@
 //! The expiry sweep: every interval, expire the reservations whose hold ran
-//! out, in bounded batches, reading the time from the injected [`Clock`].
+//! out, in bounded batches, reading the time from the injected [`Clock`];
+//! then forget what finished longer ago than the retention window (a store
+//! that keeps its history, PostgreSQL, forgets nothing).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventory_core::{InventoryStore, Meta, EXPIRE_BATCH_MAX};
+use inventory_core::{InventoryStore, Meta, Timestamp, EXPIRE_BATCH_MAX};
+use inventory_memory::PURGE_BATCH_MAX;
 use tokio::sync::watch;
 
 use crate::app::App;
@@ -18,6 +21,9 @@ pub struct SweepSettings {
     pub batch_max: usize,
     /// Batches per run.
     pub batches_per_run_max: usize,
+    /// Finished reservations and ledger entries older than this are
+    /// forgotten, in milliseconds; 0 keeps them.
+    pub retention_ms: u64,
 }
 
 impl<S: InventoryStore> App<S> {
@@ -44,7 +50,30 @@ impl<S: InventoryStore> App<S> {
             }
             tracing::info!(expired = total, "expiry sweep");
         }
+        self.purge_once().await?;
         Ok(total)
+    }
+
+    /// Forgets up to [`PURGE_BATCH_MAX`] finished reservations and ledger
+    /// entries older than the retention window; returns how many.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn purge_once(&self) -> Result<usize, inventory_core::Error> {
+        if self.sweep.retention_ms == 0 {
+            return Ok(0);
+        }
+        let before = Timestamp::from_millis(
+            self.clock
+                .now()
+                .as_millis()
+                .saturating_sub(i64::try_from(self.sweep.retention_ms).unwrap_or(i64::MAX)),
+        );
+        let purged = self.store.purge_finished(before, PURGE_BATCH_MAX).await?;
+        if purged > 0 {
+            tracing::info!(purged, "forgot finished reservations and ledger entries");
+        }
+        Ok(purged)
     }
 }
 
@@ -77,8 +106,8 @@ mod tests {
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
     use inventory_core::{
-        Actor, Command, OrderId, ProductId, Quantity, ReservationId, Reserve, ReserveLine,
-        StockLevel, Timestamp, Ttl,
+        Actor, AdjustmentKey, Command, OrderId, ProductId, Quantity, Reason, ReservationId,
+        Reserve, ReserveLine, StockDelta, StockLevel, Timestamp, Ttl,
     };
     use inventory_memory::MemoryStore;
     use uuid::Uuid;
@@ -123,5 +152,79 @@ mod tests {
 
         stop.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    /// Soak: a long run of orders (reserve, then confirm or release or let
+    /// expire) and keyed restocks, with the sweep running as time passes,
+    /// keeps the store's footprint flat: after the retention window it holds
+    /// the same number of reservations and ledger entries round after round,
+    /// rather than one more per order.
+    #[tokio::test]
+    async fn a_long_run_keeps_the_memory_store_flat() {
+        const ROUND_SECS: u64 = 10;
+        const ORDERS_PER_ROUND: u64 = 30;
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let store = Arc::new(MemoryStore::new());
+        let mut config = Config::embedded();
+        config.finished_retention_secs = 60;
+        let app = App::new(store.clone(), clock.clone(), &config)
+            .await
+            .unwrap();
+        let product = ProductId::from_uuid(Uuid::new_v4());
+        let create = Command::CreateItem {
+            product_id: product,
+            quantity: StockLevel::new(1_000).unwrap(),
+            actor: Actor::system(),
+        };
+        store.execute(create, &Meta::at(clock.now())).await.unwrap();
+        let mut sizes = Vec::new();
+        for round in 0..60_u64 {
+            let meta = Meta::at(clock.now());
+            for n in 0..ORDERS_PER_ROUND {
+                let reservation_id = ReservationId::from_uuid(Uuid::new_v4());
+                let line = ReserveLine {
+                    product_id: product,
+                    quantity: Quantity::new(1).unwrap(),
+                    reservation_id,
+                };
+                let order = OrderId::from_uuid(Uuid::new_v4());
+                let reserve = Reserve::single(order, line, Ttl::from_secs(5).unwrap());
+                store
+                    .execute(Command::Reserve(reserve), &meta)
+                    .await
+                    .unwrap();
+                let settle = match n % 3 {
+                    0 => Command::Confirm { reservation_id },
+                    1 => Command::Release { reservation_id },
+                    _ => continue,
+                };
+                store.execute(settle, &meta).await.unwrap();
+            }
+            let restock = Command::Adjust {
+                product_id: product,
+                delta: StockDelta::new(10).unwrap(),
+                reason: Reason::new("restock").unwrap(),
+                actor: Actor::system(),
+                key: Some(AdjustmentKey::new(&format!("restock-{round}")).unwrap()),
+            };
+            store.execute(restock, &meta).await.unwrap();
+            store.drain(usize::MAX);
+            clock.advance(Duration::from_secs(ROUND_SECS));
+            app.sweep_once().await.unwrap();
+            sizes.push(store.footprint());
+        }
+        let settled = &sizes[20..];
+        assert!(
+            settled.windows(2).all(|w| w[0] == w[1]),
+            "flat after the window: {settled:?}"
+        );
+        let held = settled[0];
+        let window_rounds = (60 / ROUND_SECS + 1) as usize;
+        assert!(
+            held.reservations <= window_rounds * ORDERS_PER_ROUND as usize,
+            "only the window is kept: {held:?}"
+        );
+        assert!(held.ledger_entries <= window_rounds, "{held:?}");
+        store.assert_consistent();
     }
 }

@@ -151,6 +151,19 @@ impl ItemCell {
         purged
     }
 
+    /// Drops up to `limit` ledger entries made before `before`, oldest first,
+    /// with their idempotency keys; returns how many.
+    pub(crate) fn purge_ledger(&mut self, before: Timestamp, limit: usize) -> usize {
+        let old = self.ledger.iter().take(limit).take_while(|a| a.at < before);
+        let n = old.count();
+        for entry in self.ledger.drain(..n) {
+            if let Some(key) = entry.key {
+                self.keyed.remove(&key);
+            }
+        }
+        n
+    }
+
     /// Checks the expiry index and the item against the reservations.
     ///
     /// # Panics

@@ -112,7 +112,7 @@ mod port;
 mod store;
 
 pub use outbox::OUTBOX_SHARDS;
-pub use store::{MemoryStore, PURGE_BATCH_MAX};
+pub use store::{Footprint, MemoryStore, PURGE_BATCH_MAX};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use inventory_core::{
     Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox,
-    OutboxEntry, Outcome, ProductId, Reservation, ReservationId,
+    OutboxEntry, Outcome, ProductId, Reservation, ReservationId, Timestamp,
 };
 
 use crate::MemoryStore;
@@ -50,6 +50,10 @@ impl InventoryStore for MemoryStore {
 
     async fn expire_due(&self, meta: &Meta, limit: usize) -> Result<usize, Error> {
         Ok(self.expire_due_sync(meta, limit))
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, Error> {
+        Ok(MemoryStore::purge_finished(self, before, limit))
     }
 }
 

@@ -39,6 +39,19 @@ pub const PURGE_BATCH_MAX: usize = 10_000;
 // A reserve tracks which of its lines claimed their reservation id in a `u128`.
 const _: () = assert!(LINES_MAX <= 128);
 
+/// What a [`MemoryStore`] holds, counted by [`MemoryStore::footprint`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Products (cells; never dropped).
+    pub products: usize,
+    /// Reservations, pending and finished.
+    pub reservations: usize,
+    /// Ledger entries.
+    pub ledger_entries: usize,
+    /// Outbox entries not yet drained or published.
+    pub outbox_entries: usize,
+}
+
 /// The in-memory inventory store.
 ///
 /// Each product's item, reservations and ledger live in one cell behind one
@@ -55,7 +68,7 @@ const _: () = assert!(LINES_MAX <= 128);
 /// - every reservation, with an entry in the id index and the order index:
 ///   finished ones are kept so that repeated confirms and reserves stay
 ///   idempotent, until [`MemoryStore::purge_finished`] drops them;
-/// - every ledger entry (the audit trail is never dropped);
+/// - every ledger entry, until [`MemoryStore::purge_finished`] drops it;
 /// - outbox entries until they are drained or marked published: a store whose
 ///   events nobody consumes grows by a few hundred bytes per change.
 ///
@@ -452,13 +465,15 @@ impl MemoryStore {
     }
 
     /// Drops up to `limit.min(PURGE_BATCH_MAX)` reservations that reached a
-    /// terminal state before `before`, and returns how many it dropped.
+    /// terminal state before `before`, and ledger entries made before it, and
+    /// returns how many it dropped.
     ///
     /// This bounds memory in long-running embeddings. The price: a purged
     /// reservation is unknown afterwards, so a confirm or release repeated
     /// after the purge gets [`Error::ReservationNotFound`], and a reserve
-    /// repeated for the same order and product makes a new reservation. Purge
-    /// only what is older than any retry you expect.
+    /// repeated for the same order and product makes a new reservation (a
+    /// keyed adjustment repeated after its entry is dropped applies again).
+    /// Purge only what is older than any retry you expect.
     pub fn purge_finished(&self, before: Timestamp, limit: usize) -> usize {
         let limit = limit.min(PURGE_BATCH_MAX);
         let mut purged = 0;
@@ -473,6 +488,7 @@ impl MemoryStore {
                     .forget(reservation.id(), reservation.order_id(), product);
                 purged += 1;
             }
+            purged += cell.purge_ledger(before, limit - purged);
         }
         purged
     }
@@ -498,6 +514,26 @@ impl MemoryStore {
     /// Number of outbox entries not yet drained or marked published.
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// How much the store holds now: what its memory grows with.
+    ///
+    /// ```
+    /// let store = inventory_memory::MemoryStore::new();
+    /// assert_eq!(store.footprint().reservations, 0);
+    /// ```
+    pub fn footprint(&self) -> Footprint {
+        let ledger_entries = self
+            .items
+            .iter()
+            .map(|e| e.value().lock().ledger.len())
+            .sum();
+        Footprint {
+            products: self.items.len(),
+            reservations: self.index.reservations.len(),
+            ledger_entries,
+            outbox_entries: self.outbox.len(),
+        }
     }
 
     /// Checks the store's internal indexes and every item invariant.

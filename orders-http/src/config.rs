@@ -56,6 +56,9 @@ pub const RATE_LIMIT_KEY_PREFIX_DEFAULT: &str = "orders-http:ratelimit";
 /// event-bus's relay).
 pub const OUTBOX_RETENTION_SECS_DEFAULT: u64 = 7 * 24 * 3_600;
 
+/// Default time the record of an applied inventory event is kept, in seconds.
+pub const EVENT_DEDUP_RETENTION_SECS_DEFAULT: u64 = crate::saga::DEDUP_RETENTION_MS_DEFAULT / 1_000;
+
 /// The server's configuration.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "orders-http", version, about = "The orders HTTP server")]
@@ -271,6 +274,12 @@ pub struct Config {
     /// How long sent events stay in the outbox before they are pruned, in seconds.
     #[arg(long, env = "OUTBOX_RETENTION_SECS", default_value_t = OUTBOX_RETENTION_SECS_DEFAULT)]
     pub outbox_retention_secs: u64,
+
+    /// How long the record of an applied inventory event is kept, in
+    /// seconds (0: forever). Keep it longer than inventory keeps sent events
+    /// for redelivery (its `OUTBOX_RETENTION_SECS`).
+    #[arg(long, env = "EVENT_DEDUP_RETENTION_SECS", default_value_t = EVENT_DEDUP_RETENTION_SECS_DEFAULT)]
+    pub event_dedup_retention_secs: u64,
 }
 
 impl Config {
@@ -370,6 +379,7 @@ impl Config {
             resume_interval_ms: self.resume_interval_ms,
             cancel_wait_ms: self.cancel_wait_ms,
             lease_ms: self.saga_lease_ms,
+            dedup_retention_ms: self.event_dedup_retention_secs.saturating_mul(1_000),
         }
     }
 

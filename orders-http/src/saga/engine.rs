@@ -60,6 +60,15 @@ pub const RESUME_PAGE_MAX: u32 = 500;
 /// milliseconds (then it answers 202 and the saga finishes later).
 pub const CANCEL_WAIT_MS_DEFAULT: u64 = 5_000;
 
+/// Default time the record of an applied inventory event (and the claims
+/// and inventory order ids of finished orders) is kept, in milliseconds: 8
+/// days, longer than inventory's outbox keeps sent events for redelivery (7
+/// days).
+pub const DEDUP_RETENTION_MS_DEFAULT: u64 = 8 * 24 * 3_600_000;
+
+/// Most records one prune (one resumer run) forgets.
+pub const PRUNE_BATCH_MAX: usize = 10_000;
+
 /// Capacity of the channel announcing finished orders.
 const FINISHED_CHANNEL_CAPACITY: usize = 1_024;
 
@@ -88,6 +97,9 @@ pub struct SagaConfig {
     pub cancel_wait_ms: u64,
     /// Lease of a saga claim, in milliseconds.
     pub lease_ms: u64,
+    /// How long the records kept to deduplicate and route events live, in
+    /// milliseconds (0 keeps them forever); pruned on every resumer run.
+    pub dedup_retention_ms: u64,
 }
 
 impl Default for SagaConfig {
@@ -104,6 +116,7 @@ impl Default for SagaConfig {
             resume_interval_ms: RESUME_INTERVAL_MS_DEFAULT,
             cancel_wait_ms: CANCEL_WAIT_MS_DEFAULT,
             lease_ms: LEASE_MS_DEFAULT,
+            dedup_retention_ms: DEDUP_RETENTION_MS_DEFAULT,
         }
     }
 }
@@ -219,7 +232,8 @@ impl SagaEngine {
     }
 
     /// Starts every pending saga of the store now, then again every
-    /// `resume_interval_ms`, until [`SagaEngine::shutdown`].
+    /// `resume_interval_ms`, until [`SagaEngine::shutdown`]; each run also
+    /// prunes what is past `dedup_retention_ms`.
     pub fn spawn_resumer(self: &Arc<Self>) {
         let engine = Arc::clone(self);
         let interval = Duration::from_millis(self.config.resume_interval_ms.max(1));
@@ -228,10 +242,31 @@ impl SagaEngine {
                 if let Err(e) = engine.resume_all().await {
                     tracing::warn!(error = %e, "resuming pending orders failed");
                 }
+                if let Err(e) = engine.prune().await {
+                    tracing::warn!(error = %e, "pruning event records failed");
+                }
                 tokio::time::sleep(interval).await;
             }
         });
         *self.resumer.lock() = Some(handle.abort_handle());
+    }
+
+    /// Forgets, up to [`PRUNE_BATCH_MAX`] at a time, the event records older
+    /// than `dedup_retention_ms`; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub async fn prune(&self) -> Result<usize, StoreError> {
+        if self.config.dedup_retention_ms == 0 {
+            return Ok(0);
+        }
+        let retention = i64::try_from(self.config.dedup_retention_ms).unwrap_or(i64::MAX);
+        let before_ms = self.clock.now_ms().saturating_sub(retention);
+        let pruned = self.store.prune(before_ms, PRUNE_BATCH_MAX).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "forgot old event records");
+        }
+        Ok(pruned)
     }
 
     /// Starts the saga of every pending order of the store.

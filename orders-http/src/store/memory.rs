@@ -3,7 +3,7 @@
 //! deadlock. Events go to an in-memory outbox pushed under the same lock, and
 //! the ids of applied inventory events are remembered under it too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use event_bus::orders::EnvelopeOutbox;
 use event_bus::Envelope;
@@ -30,8 +30,9 @@ struct Inner {
     claims: HashMap<OrderId, (Uuid, i64)>,
     /// Current inventory order id of each saga -> its order.
     by_inventory_order: HashMap<Uuid, OrderId>,
-    /// `(consumer, event_id)` of every inventory event applied.
-    processed: HashSet<(String, Uuid)>,
+    /// `(consumer, event_id)` of every inventory event applied, with the
+    /// instant of the hold change it carried (what pruning goes by).
+    processed: HashMap<(String, Uuid), i64>,
 }
 
 impl Inner {
@@ -229,6 +230,39 @@ impl OrderStore for MemoryStore {
         ready(Ok(done))
     }
 
+    fn prune(&self, before_ms: i64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>> {
+        let mut inner = self.inner.lock();
+        let Inner {
+            orders,
+            processed,
+            claims,
+            by_inventory_order,
+            ..
+        } = &mut *inner;
+        let finished_before = |id: &OrderId| {
+            orders
+                .get(id)
+                .is_none_or(|r| r.order.status.is_final() && r.order.updated_at_ms < before_ms)
+        };
+        let mut budget = limit;
+        let mut forget = |keep: bool| {
+            if keep || budget == 0 {
+                return true;
+            }
+            budget -= 1;
+            false
+        };
+        processed.retain(|_, at| forget(*at >= before_ms));
+        claims.retain(|id, _| forget(!finished_before(id)));
+        by_inventory_order.retain(|inventory_order, id| {
+            let current = orders
+                .get(id)
+                .is_some_and(|r| r.saga.inventory_order_id == *inventory_order);
+            forget(current && !finished_before(id))
+        });
+        ready(Ok(limit - budget))
+    }
+
     fn request_cancel(&self, id: OrderId, now_ms: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
         let mut inner = self.inner.lock();
         let done = match inner.orders.get_mut(&id) {
@@ -382,12 +416,11 @@ impl OrderStore for MemoryStore {
         event: &'a HoldEvent,
     ) -> BoxFuture<'a, Result<HoldApplied, StoreError>> {
         let mut inner = self.inner.lock();
-        if !inner
-            .processed
-            .insert((consumer.to_owned(), event.event_id))
-        {
+        let key = (consumer.to_owned(), event.event_id);
+        if inner.processed.contains_key(&key) {
             return ready(Ok(HoldApplied::Duplicate));
         }
+        inner.processed.insert(key, event.hold.updated_at_ms);
         let Some(order_id) = inner
             .by_inventory_order
             .get(&event.inventory_order_id)
@@ -431,5 +464,99 @@ impl OrderStore for MemoryStore {
 
     fn outbox(&self) -> OrdersOutbox {
         OrdersOutbox::Memory(self.outbox.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OrderLine, OrderStatus};
+    use crate::saga::SagaStep;
+    use crate::store::{Hold, HoldStatus};
+
+    const T0_MS: i64 = 1_700_000_000_000;
+    const ROUND_MS: i64 = 10_000;
+    const RETENTION_MS: i64 = 60_000;
+    const ORDERS_PER_ROUND: usize = 20;
+
+    fn order(at_ms: i64) -> Order {
+        let line = OrderLine {
+            product_id: ProductId::from_uuid(Uuid::from_u128(1)),
+            name: "p".into(),
+            quantity: 1,
+            unit_price_minor: 100,
+            line_total_minor: 100,
+        };
+        Order {
+            id: OrderId::generate(),
+            user_id: UserId::parse("soak").expect("user"),
+            status: OrderStatus::Pending,
+            lines: vec![line],
+            total_minor: 100,
+            currency: "EUR".into(),
+            idempotency_key: None,
+            fingerprint: "fp".into(),
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+        }
+    }
+
+    /// Soak: round after round of orders placed, claimed, told about their
+    /// holds and finished, with pruning on the way, the records kept only for
+    /// events (applied event ids, claims, inventory order ids) stay flat
+    /// once the retention window has passed, instead of one more per order.
+    #[tokio::test]
+    async fn a_long_run_keeps_event_records_flat() {
+        let store = MemoryStore::new();
+        let owner = Uuid::new_v4();
+        let mut sizes = Vec::new();
+        for round in 0..40_i64 {
+            let now = T0_MS + round * ROUND_MS;
+            for _ in 0..ORDERS_PER_ROUND {
+                let o = order(now);
+                let saga = crate::saga::SagaState::new(&o, now + 60_000);
+                let created = crate::events::created(&o, None);
+                store.place(&o, &saga, &created).await.expect("place");
+                assert!(store.claim(o.id, owner, now, 30_000).await.expect("claim"));
+                for status in [HoldStatus::Reserved, HoldStatus::Confirmed] {
+                    let event = HoldEvent {
+                        event_id: Uuid::new_v4(),
+                        inventory_order_id: saga.inventory_order_id,
+                        hold: Hold {
+                            reservation_id: Uuid::new_v4(),
+                            product_id: o.lines[0].product_id,
+                            quantity: 1,
+                            status,
+                            updated_at_ms: now,
+                        },
+                    };
+                    store.apply_hold_event("soak", &event).await.expect("apply");
+                }
+                let mut done = saga.clone();
+                done.step = SagaStep::Done;
+                let status = OrderStatus::Confirmed;
+                let event = crate::events::finished(&o, status, None, now).expect("final");
+                let finished = store.finish(&done, owner, status, now, &event).await;
+                assert!(finished.expect("finish"));
+            }
+            store
+                .prune(now - RETENTION_MS, usize::MAX)
+                .await
+                .expect("prune");
+            let inner = store.inner.lock();
+            sizes.push((
+                inner.processed.len(),
+                inner.claims.len(),
+                inner.by_inventory_order.len(),
+            ));
+        }
+        let settled = &sizes[10..];
+        assert!(
+            settled.windows(2).all(|w| w[0] == w[1]),
+            "flat: {settled:?}"
+        );
+        let window_orders = (RETENTION_MS / ROUND_MS + 1) as usize * ORDERS_PER_ROUND;
+        assert!(settled[0].0 <= 2 * window_orders, "{settled:?}");
+        assert!(settled[0].1 <= window_orders && settled[0].2 <= window_orders);
     }
 }

@@ -309,6 +309,19 @@ pub trait OrderStore: Send + Sync + 'static {
     /// The outbox the relay drains.
     fn outbox(&self) -> OrdersOutbox;
 
+    /// Forgets what is kept only to deduplicate and route events: the record
+    /// of inventory events applied before `before_ms` (PostgreSQL: processed
+    /// then; memory: carrying a hold change from then), and the saga claims
+    /// and inventory order ids of orders that finished before it. At most
+    /// `limit` records per call; returns how many it forgot. An event
+    /// redelivered after its record is forgotten would apply again, so
+    /// `before_ms` lies further back than any redelivery (see
+    /// `EVENT_DEDUP_RETENTION_SECS`).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn prune(&self, before_ms: i64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>>;
+
     /// Marks a pending order as asked to cancel. Returns false when it is not
     /// pending (or does not exist).
     ///

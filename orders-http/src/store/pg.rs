@@ -517,6 +517,24 @@ impl OrderStore for PgOrderStore {
         OrdersOutbox::Postgres(self.pool.clone())
     }
 
+    fn prune(&self, before_ms: i64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            // Claims live on the saga row and inventory order ids in the
+            // saga's state: only the record of applied events grows.
+            let r = sqlx::query(
+                "DELETE FROM processed_events WHERE ctid = ANY(ARRAY( \
+                   SELECT ctid FROM processed_events \
+                   WHERE processed_at < to_timestamp($1::double precision / 1000) LIMIT $2))",
+            )
+            .bind(before_ms as f64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+            Ok(usize::try_from(r.rows_affected()).unwrap_or(usize::MAX))
+        })
+    }
+
     fn request_cancel(&self, id: OrderId, now_ms: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
             let r = sqlx::query(

@@ -95,6 +95,7 @@ pub async fn run_all(store: Arc<dyn OrderStore>) {
     saga_writes_are_fenced_by_the_claim(&*store).await;
     events_are_written_with_their_changes(&*store).await;
     hold_events_apply_once(&*store).await;
+    prune_forgets_old_event_records(&*store).await;
 }
 
 /// `(event type, correlation id)` of the events an order wrote to the
@@ -351,6 +352,41 @@ pub async fn lists_newest_first_and_paginates(store: &dyn OrderStore) {
         .records
         .is_empty());
     assert_eq!(store.list(&user(), 0, 10).await.expect("list").total, 0);
+}
+
+/// Pruning forgets the record of events applied before the cut (so one
+/// redelivered after it would apply again) and nothing newer; a limit of 0
+/// forgets nothing.
+pub async fn prune_forgets_old_event_records(store: &dyn OrderStore) {
+    let o = order(&user(), None, T0_MS);
+    let saga = place(store, &o).await;
+    let event = hold_event(
+        saga.inventory_order_id,
+        Uuid::new_v4(),
+        HoldStatus::Reserved,
+    );
+    let applied = HoldApplied::Applied {
+        order_id: o.id,
+        hands_to_saga: false,
+    };
+    assert_eq!(apply(store, &event).await.expect("apply"), applied);
+    assert_eq!(store.prune(0, usize::MAX).await.expect("prune"), 0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let cut = now_ms + 3_600_000;
+    assert_eq!(store.prune(cut, 0).await.expect("prune"), 0);
+    assert_eq!(
+        apply(store, &event).await.expect("apply"),
+        HoldApplied::Duplicate
+    );
+    assert!(store.prune(cut, usize::MAX).await.expect("prune") >= 1);
+    assert_eq!(
+        apply(store, &event).await.expect("apply"),
+        applied,
+        "forgotten: applied again"
+    );
 }
 
 /// Saga progress is saved while pending; finishing is atomic and happens once;
