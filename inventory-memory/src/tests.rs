@@ -304,7 +304,8 @@ fn expire_due_takes_the_earliest_first() {
     assert_eq!(status(1), ReservationStatus::Pending);
 }
 
-/// Purging drops old finished reservations only, and their index entries.
+/// Purging drops old finished reservations only, and their index entries,
+/// and ledger entries older than the cut (here the initial stock).
 #[test]
 fn purge_drops_only_old_finished_reservations() {
     let store = MemoryStore::new();
@@ -343,8 +344,10 @@ fn purge_drops_only_old_finished_reservations() {
 
     assert_eq!(
         store.purge_finished(Timestamp::from_millis(T0 + 100), usize::MAX),
-        2
+        3,
+        "two reservations and one ledger entry"
     );
+    assert!(store.adjustments_sync(a, 10).is_empty());
     assert!(store.reservation_sync(rid(1)).is_none());
     assert!(store.reservation_sync(rid(2)).is_none());
     assert_eq!(
