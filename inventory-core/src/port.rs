@@ -186,7 +186,7 @@ pub trait InventoryStore: Send + Sync + 'static {
 
     /// Forgets up to `limit` finished reservations (and ledger entries) from
     /// before `before`, for a store whose memory would otherwise grow with
-    /// every order; returns how many it forgot. What is forgotten is unknown
+    /// every order; returns how many reservations it forgot. What is forgotten is unknown
     /// afterwards: a confirm or release repeated later gets
     /// [`Error::ReservationNotFound`], a repeated reserve or keyed adjustment
     /// happens anew; so `before` should lie further back than any retry or

@@ -465,8 +465,9 @@ impl MemoryStore {
     }
 
     /// Drops up to `limit.min(PURGE_BATCH_MAX)` reservations that reached a
-    /// terminal state before `before`, and ledger entries made before it, and
-    /// returns how many it dropped.
+    /// terminal state before `before`, and returns how many it dropped; on
+    /// the items it visits, it also drops ledger entries made before `before`
+    /// (up to [`PURGE_BATCH_MAX`] per item).
     ///
     /// This bounds memory in long-running embeddings. The price: a purged
     /// reservation is unknown afterwards, so a confirm or release repeated
@@ -488,7 +489,7 @@ impl MemoryStore {
                     .forget(reservation.id(), reservation.order_id(), product);
                 purged += 1;
             }
-            purged += cell.purge_ledger(before, limit - purged);
+            cell.purge_ledger(before, PURGE_BATCH_MAX);
         }
         purged
     }

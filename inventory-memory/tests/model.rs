@@ -141,6 +141,8 @@ struct Model {
     finished_at: BTreeMap<ReservationId, Timestamp>,
     /// Units of confirmed reservations that were purged, per product.
     sold_purged: BTreeMap<ProductId, u64>,
+    /// Sum of the deltas of ledger entries purged, per product.
+    ledger_purged: BTreeMap<ProductId, i64>,
 }
 
 impl Model {
@@ -526,6 +528,17 @@ impl Run {
             Op::ExpireDue { limit } => self.sweep(*limit),
             Op::Purge { age_ms } => {
                 let before = Timestamp::from_millis(self.now.as_millis() - age_ms);
+                for i in 0..PRODUCTS {
+                    let p = product_id(i);
+                    let old: i64 = self
+                        .store
+                        .adjustments_sync(p, usize::MAX)
+                        .iter()
+                        .filter(|a| a.at < before)
+                        .map(|a| a.delta)
+                        .sum();
+                    *self.model.ledger_purged.entry(p).or_default() += old;
+                }
                 let got = self.store.purge_finished(before, usize::MAX);
                 let old: Vec<ReservationId> = self
                     .model
@@ -661,7 +674,8 @@ impl Run {
             // (Sequences are shorter than one ledger page, so the page is all.)
             let ledger = self.store.adjustments_sync(p, usize::MAX);
             assert!(ledger.len() < inventory_core::ADJUSTMENTS_PAGE_MAX);
-            let changes: i64 = ledger.iter().map(|a| a.delta).sum();
+            let changes: i64 = ledger.iter().map(|a| a.delta).sum::<i64>()
+                + self.model.ledger_purged.get(&p).copied().unwrap_or(0);
             // Sold = confirmed reservations still stored + those purged since.
             let sold: u64 = reservations
                 .iter()
