@@ -430,3 +430,89 @@ fn plan_batch(
     }
     (batch, sent)
 }
+
+/// Tasks that settle a reservation while it is being made.
+const SETTLERS: usize = 4;
+
+/// Tries of each settler before it stops waiting for the reservation.
+const SETTLE_TRIES_MAX: usize = 200;
+
+/// A caller that chose its reservation id settles it (confirm, release)
+/// while the reserve that makes it is still running: each settle meets the
+/// reservation before, during or after its commit. Every answer is one the
+/// rules allow (not found yet, settled, or refused as already settled), no
+/// store error and no panic, exactly one settle wins, and the item ends
+/// consistent. (On a store that locks an item and then reads reservations,
+/// this is a reservation committed between the two.)
+pub(super) async fn settle_races_its_own_reserve<H: Harness>(harness: &H) {
+    let cfg = harness.config();
+    let store = Arc::new(harness.store().await);
+    for round in 0..cfg.race_rounds {
+        let p = create(&*store, 2).await;
+        let rid = super::new_reservation();
+        let line = crate::ReserveLine {
+            product_id: p,
+            quantity: crate::Quantity::new(1).expect("valid"),
+            reservation_id: rid,
+        };
+        let ttl = crate::Ttl::from_secs(60).expect("valid");
+        let reserve = Command::Reserve(crate::Reserve::single(new_order(), line, ttl));
+        let won = Arc::new(AtomicUsize::new(0));
+        let mut tasks: Vec<Task> = Vec::new();
+        let maker = Arc::clone(&store);
+        tasks.push(Box::pin(async move {
+            let made = maker.execute(reserve, &at(1)).await;
+            assert!(matches!(made, Ok(Outcome::Reserved { .. })), "{made:?}");
+        }));
+        for n in 0..SETTLERS {
+            let (store, won) = (Arc::clone(&store), Arc::clone(&won));
+            tasks.push(Box::pin(async move {
+                let settle = if n % 2 == 0 {
+                    Command::Confirm {
+                        reservation_id: rid,
+                    }
+                } else {
+                    Command::Release {
+                        reservation_id: rid,
+                    }
+                };
+                for _ in 0..SETTLE_TRIES_MAX {
+                    match store.execute(settle.clone(), &at(2)).await {
+                        Err(Error::ReservationNotFound { .. }) => tokio_free_yield().await,
+                        Ok(Outcome::Reservation { changed, .. }) => {
+                            if changed {
+                                won.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return;
+                        }
+                        Err(Error::InvalidTransition { .. }) => return,
+                        other => panic!("round {round}: settle answered {other:?}"),
+                    }
+                }
+            }));
+        }
+        harness.run_concurrently(tasks).await;
+        let reservation = store.reservation(rid).await.expect("read");
+        let settled = reservation.is_some_and(|r| r.status().is_terminal());
+        assert_eq!(
+            won.load(Ordering::Relaxed),
+            usize::from(settled),
+            "round {round}: one settle wins once the reservation exists"
+        );
+        assert_item_consistent(&*store, p).await;
+    }
+}
+
+/// Lets other tasks run, without depending on a runtime.
+async fn tokio_free_yield() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}

@@ -152,6 +152,8 @@ pub async fn run_all<H: Harness>(harness: &H) {
     concurrency::multi_line_orders_do_not_deadlock(harness).await;
     eprintln!("conformance: concurrent_batches_keep_invariants");
     concurrency::concurrent_batches_keep_invariants(harness).await;
+    eprintln!("conformance: settle_races_its_own_reserve");
+    concurrency::settle_races_its_own_reserve(harness).await;
 }
 
 /// An instant well after the epoch, where the kit's clocks start.
