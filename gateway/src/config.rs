@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use service_guard::{Algorithm, AuthConfig, KeySource, DEFAULT_LEEWAY_SECS};
+use service_guard::{
+    Algorithm, AuthConfig, KeySource, DEFAULT_LEEWAY_SECS, JWKS_POLL_INTERVAL_MS_DEFAULT,
+};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -172,6 +174,12 @@ pub struct Config {
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = DEFAULT_LEEWAY_SECS)]
     pub jwt_leeway_secs: u64,
 
+    /// How often the key file (`--jwt-jwks-file` or `--jwt-public-key-file`)
+    /// is checked for changes, in milliseconds; a changed file is reloaded
+    /// without a restart, as it is on SIGHUP. 0: only on SIGHUP.
+    #[arg(long, env = "JWKS_POLL_INTERVAL_MS", default_value_t = JWKS_POLL_INTERVAL_MS_DEFAULT)]
+    pub jwks_poll_interval_ms: u64,
+
     /// Routes anyone may call, as `METHOD /path` (`*` for any method; a
     /// trailing `*` matches the rest of the path, `{name}` one segment).
     /// Replaces the default list when given.
@@ -254,6 +262,7 @@ impl Config {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_secs: DEFAULT_LEEWAY_SECS,
+            jwks_poll_interval_ms: JWKS_POLL_INTERVAL_MS_DEFAULT,
             public_routes: Vec::new(),
             strip_headers: Vec::new(),
             no_identity_headers: false,
@@ -335,6 +344,8 @@ mod tests {
             "http://orders:3001",
             "--public-route",
             "GET /health,GET /api/products*",
+            "--jwks-poll-interval-ms",
+            "250",
             "token",
             "--sub",
             "u1",
@@ -345,6 +356,7 @@ mod tests {
         ]);
         assert_eq!(cli.config.orders_url, "http://orders:3001");
         assert_eq!(cli.config.public_routes.len(), 2);
+        assert_eq!(cli.config.jwks_poll_interval_ms, 250);
         let Some(Command::Token(t)) = cli.command else {
             panic!("token subcommand expected");
         };
@@ -358,5 +370,6 @@ mod tests {
         assert!(c.auth_config().unwrap().is_none());
         assert_eq!(c.public_rules().len(), DEFAULT_PUBLIC_ROUTES.len());
         assert_eq!(c.listen.port(), 8000);
+        assert_eq!(c.jwks_poll_interval_ms, JWKS_POLL_INTERVAL_MS_DEFAULT);
     }
 }

@@ -50,13 +50,16 @@ pub mod token;
 use std::future::Future;
 use std::sync::Arc;
 
+use service_guard::KeyWatcher;
 use tokio::net::TcpListener;
 
 pub use config::{Cli, Command, Config, TokenArgs};
 pub use proxy::{Gateway, GatewayBody, StartError};
 
 /// Builds the gateway from `config` and serves it on `listener` until
-/// `shutdown` completes, then drains in-flight requests.
+/// `shutdown` completes, then drains in-flight requests. A [`KeyWatcher`]
+/// reloads the token keys from their file on SIGHUP and when it changes,
+/// until the gateway stops.
 ///
 /// # Errors
 /// [`StartError`] when the configuration is unusable; nothing is served then.
@@ -70,6 +73,11 @@ pub async fn run(
     let mut config = config;
     config.listen = listener.local_addr()?;
     let gateway = Arc::new(Gateway::new(&config).await?);
+    let keys = KeyWatcher::spawn(
+        gateway.authenticator().clone(),
+        config.jwks_poll_interval_ms,
+    );
     server::serve(listener, gateway, config.server_limits(), shutdown).await;
+    keys.stop().await;
     Ok(())
 }

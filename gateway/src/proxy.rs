@@ -214,6 +214,12 @@ impl Gateway {
         }
     }
 
+    /// The authenticator of clients' tokens (clones share its keys, so a
+    /// reload through one reaches the gateway).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
     /// Handles one request from `peer` with id `request_id`. Never fails:
     /// every error is a problem+json response.
     pub async fn handle<B>(

@@ -32,6 +32,12 @@ impl Guard {
         Self { authenticator }
     }
 
+    /// The authenticator the guard verifies tokens with (clones share its keys,
+    /// so a reload through one reaches the guard).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
     /// True when no key is configured and every caller is let in.
     pub fn is_open(&self) -> bool {
         self.authenticator.is_disabled()

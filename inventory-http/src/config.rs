@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use event_bus::{EventsConfig, QueueSpec, RelayConfig};
-use service_guard::{Algorithm, AuthConfig, ConfigError, KeySource};
+use service_guard::{Algorithm, AuthConfig, ConfigError, KeySource, JWKS_POLL_INTERVAL_MS_DEFAULT};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -144,6 +144,12 @@ pub struct Config {
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
+    /// How often the key file (`--jwt-jwks-file` or `--jwt-public-key-file`)
+    /// is checked for changes, in milliseconds; a changed file is reloaded
+    /// without a restart, as it is on SIGHUP. 0: only on SIGHUP.
+    #[arg(long, env = "JWKS_POLL_INTERVAL_MS", default_value_t = JWKS_POLL_INTERVAL_MS_DEFAULT)]
+    pub jwks_poll_interval_ms: u64,
+
     /// Largest request body, in bytes.
     #[arg(long, env = "BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
     pub body_bytes_max: usize,
@@ -227,6 +233,7 @@ impl Config {
             jwt_algorithm: None,
             jwt_issuer: None,
             jwt_audience: None,
+            jwks_poll_interval_ms: JWKS_POLL_INTERVAL_MS_DEFAULT,
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,

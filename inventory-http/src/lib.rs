@@ -50,6 +50,7 @@ use std::sync::Arc;
 
 use event_bus::InProcessBus;
 use inventory_core::InventoryStore;
+use service_guard::KeyWatcher;
 use service_kit::ServerLimits;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -94,8 +95,10 @@ pub async fn run(
 }
 
 /// [`run`], with the stock events going to `bus` when no AMQP URL is
-/// configured: services in one process share one bus this way. The event
-/// relay stops after the HTTP server drained.
+/// configured: services in one process share one bus this way. A
+/// [`KeyWatcher`] reloads the token keys from their file on SIGHUP and when
+/// it changes. The event relay and the key watcher stop after the HTTP
+/// server drained.
 ///
 /// # Errors
 /// As [`run`].
@@ -116,9 +119,14 @@ pub async fn run_with_bus(
         }
         tracing::warn!(%addr, "no token key configured: every caller may write (loopback only)");
     }
+    let keys = KeyWatcher::spawn(
+        app.guard.authenticator().clone(),
+        config.jwks_poll_interval_ms,
+    );
     let relay = EventsRelay::spawn(&store, &config.events(), &bus);
     let app = app.with_events(relay.status());
     serve_app(listener, Arc::new(app), config.server_limits(), shutdown).await;
     relay.stop().await;
+    keys.stop().await;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use event_bus::{EventsConfig, InProcessBus, QueueSpec, RelayConfig};
-use service_guard::RateLimitConfig;
+use service_guard::{RateLimitConfig, JWKS_POLL_INTERVAL_MS_DEFAULT};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -112,6 +112,12 @@ pub struct Config {
     /// Required `aud` of callers' tokens.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+
+    /// How often the key file (`--jwt-jwks-file` or `--jwt-public-key-file`)
+    /// is checked for changes, in milliseconds; a changed file is reloaded
+    /// without a restart, as it is on SIGHUP. 0: only on SIGHUP.
+    #[arg(long, env = "JWKS_POLL_INTERVAL_MS", default_value_t = JWKS_POLL_INTERVAL_MS_DEFAULT)]
+    pub jwks_poll_interval_ms: u64,
 
     /// Fixed bearer token sent to inventory.
     #[arg(long, env = "INVENTORY_TOKEN", hide_env_values = true)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use event_bus::InProcessBus;
 use prometheus_client::registry::Registry;
 use service_guard::{
-    Algorithm, AuthConfig, Authenticator, ConfigError, KeySource, Limiter, TokenSigner,
+    Algorithm, AuthConfig, Authenticator, ConfigError, KeySource, KeyWatcher, Limiter, TokenSigner,
 };
 use service_kit::ServerLimits;
 use tokio::net::TcpListener;
@@ -230,7 +230,8 @@ pub async fn run(
 
 /// As [`run`], with events on `bus` when no AMQP URL is configured: give
 /// inventory and orders the same bus in one process and inventory's events
-/// reach orders without a broker.
+/// reach orders without a broker. A [`KeyWatcher`] reloads the callers' token
+/// keys from their file on SIGHUP and when it changes, until the server stops.
 ///
 /// # Errors
 /// As [`run`].
@@ -254,7 +255,10 @@ pub async fn run_with_bus(
         clock,
         bus,
     };
-    let app = build(&config, authenticator(&config)?, services).await?;
+    let authenticator = authenticator(&config)?;
+    let keys = KeyWatcher::spawn(authenticator.clone(), config.jwks_poll_interval_ms);
+    let app = build(&config, authenticator, services).await?;
     serve_app(listener, app, config.server_limits(), shutdown).await;
+    keys.stop().await;
     Ok(())
 }

@@ -6,7 +6,8 @@
 //!   pinned algorithm (HS256, RS256 or ES256) and yields a [`Principal`] (subject and
 //!   [`Role`]s); [`authorize`] checks roles; [`AuthError`] knows its HTTP status, its
 //!   stable `code` and its `WWW-Authenticate` challenge; [`TokenSigner`] mints
-//!   development and test tokens.
+//!   development and test tokens; [`Authenticator::reload`] swaps in the keys of a
+//!   changed key file and [`KeyWatcher`] calls it on SIGHUP and when the file changes.
 //! - [`ratelimit`]: [`Limiter`] decides per client key, through one atomic Lua script
 //!   on Redis shared by every instance, or in-process (governor) without Redis or
 //!   while Redis is failing; [`RateDecision::headers`] renders the rate-limit headers.
@@ -39,10 +40,13 @@
 //!
 //! 1. Save the issuer's JWKS (its `jwks_uri`, e.g.
 //!    `https://issuer.example/.well-known/jwks.json`) to a file the server can read,
-//!    and refresh that file when the issuer rotates keys (the keys are read at start;
-//!    restart, or roll the instances, after refreshing). Keys are chosen by the
-//!    token's `kid`; keys for another algorithm or with `use` other than `sig` are
-//!    skipped.
+//!    and refresh that file when the issuer rotates keys, best by writing a new file
+//!    and renaming it over the old one. A server running a [`KeyWatcher`] picks the
+//!    new keys up within [`JWKS_POLL_INTERVAL_MS_DEFAULT`] (or at once on SIGHUP),
+//!    without a restart; a file that does not parse or has no usable key is refused
+//!    and the previous keys stay in use ([`Authenticator::reload`]). Keys are chosen
+//!    by the token's `kid`; keys for another algorithm or with `use` other than `sig`
+//!    are skipped.
 //! 2. Configure the algorithm the issuer signs with, the JWKS file, the issuer's exact
 //!    `iss` value, and the audience the issuer puts in tokens for this API:
 //!
@@ -77,8 +81,9 @@ pub mod ratelimit;
 
 pub use auth::{
     authorize, open_allowed, random_hs256_secret, Algorithm, AuthConfig, AuthError, Authenticator,
-    ConfigError, KeySource, Principal, Role, SignError, TokenSigner, UnknownRole,
-    DEFAULT_LEEWAY_SECS, MAX_LEEWAY_SECS, MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,
+    ConfigError, KeyReload, KeySource, KeyWatcher, Principal, Role, SignError, TokenSigner,
+    UnknownRole, DEFAULT_LEEWAY_SECS, JWKS_POLL_INTERVAL_MS_DEFAULT, MAX_LEEWAY_SECS,
+    MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,
 };
 pub use ratelimit::{
     Limiter, RateDecision, RateLimitConfig, REDIS_CALL_TIMEOUT_MS, REDIS_RETRY_AFTER_MS,

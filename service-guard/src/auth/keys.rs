@@ -1,12 +1,14 @@
-//! Loading verification keys: an HS256 secret, a PEM public key, or a JWKS file.
+//! Loading verification keys: an HS256 secret, a PEM public key, or a JWKS file;
+//! and the [`FileStamp`] that tells a key file's watcher when to read it again.
 
 use std::io::Read;
 use std::path::Path;
+use std::time::SystemTime;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::DecodingKey;
 
-use super::config::{Algorithm, AuthConfig, ConfigError, KeySource, MIN_HS256_SECRET_BYTES};
+use super::config::{Algorithm, ConfigError, KeySource, MIN_HS256_SECRET_BYTES};
 
 /// Largest key or JWKS file read, in bytes: a real JWKS is a few kilobytes.
 pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
@@ -32,9 +34,9 @@ pub(crate) enum KeyLookup {
 }
 
 impl Keys {
-    pub(crate) fn load(cfg: &AuthConfig) -> Result<Keys, ConfigError> {
-        let alg = cfg.algorithm;
-        match (&cfg.key, alg) {
+    /// Reads the keys of `source` for `alg`. A JWKS yields at least one key or an error.
+    pub(crate) fn load(source: &KeySource, alg: Algorithm) -> Result<Keys, ConfigError> {
+        match (source, alg) {
             (KeySource::Secret(secret), Algorithm::HS256) => {
                 if secret.len() < MIN_HS256_SECRET_BYTES {
                     return Err(ConfigError::WeakSecret);
@@ -57,6 +59,14 @@ impl Keys {
         }
     }
 
+    /// How many keys there are.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Keys::Single(_) => 1,
+            Keys::Set(keys) => keys.len(),
+        }
+    }
+
     pub(crate) fn select(&self, kid: Option<&str>) -> Result<&DecodingKey, KeyLookup> {
         match self {
             Keys::Single(key) => Ok(key),
@@ -71,6 +81,42 @@ impl Keys {
             },
         }
     }
+}
+
+/// What a key file looked like at one moment: modification time, length and
+/// (on Unix) device and inode. Two stamps differ when the file was rewritten in
+/// place (time or length) or replaced by a rename (inode), which is how a
+/// watcher notices a change without reading the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    /// Device and inode: a file renamed over the old one is a new inode even
+    /// when its time and length equal the old one's.
+    file_id: (u64, u64),
+}
+
+impl FileStamp {
+    /// The stamp of `path` now, `None` when it cannot be read (missing, no access).
+    pub(crate) fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            file_id: file_id(&meta),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_id(_meta: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
 }
 
 fn mismatch(algorithm: Algorithm, key: &'static str) -> ConfigError {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::Validation;
 
 use super::config::{Algorithm, AuthConfig, ConfigError, MAX_LEEWAY_SECS};
-use super::keys::{KeyLookup, Keys};
+use super::keyring::{KeyReload, KeyRing};
+use super::keys::{FileStamp, KeyLookup};
 use super::{AuthError, Principal, Role};
 
 /// Longest accepted bearer token, in bytes. Real tokens are well under 2 KiB; the cap
@@ -23,7 +25,8 @@ pub const MAX_ROLES: usize = 16;
 
 /// Verifies bearer JWTs against one pinned algorithm and key configuration.
 ///
-/// Cheap to clone (the keys are shared).
+/// Cheap to clone: clones share the keys, so a [`reload`](Authenticator::reload)
+/// through any clone (or a [`KeyWatcher`](super::KeyWatcher)) changes them for all.
 #[derive(Clone)]
 pub struct Authenticator {
     verifier: Option<Arc<Verifier>>,
@@ -31,7 +34,7 @@ pub struct Authenticator {
 
 struct Verifier {
     algorithm: Algorithm,
-    keys: Keys,
+    keys: KeyRing,
     validation: Validation,
     leeway_secs: u64,
 }
@@ -46,6 +49,7 @@ impl fmt::Debug for Authenticator {
                 .field("issuer", &v.validation.iss)
                 .field("audience", &v.validation.aud)
                 .field("leeway_secs", &v.leeway_secs)
+                .field("key_file", &v.keys.file())
                 .finish(),
         }
     }
@@ -81,7 +85,7 @@ impl Authenticator {
         if cfg.leeway_secs > MAX_LEEWAY_SECS {
             return Err(ConfigError::LeewayTooLarge);
         }
-        let keys = Keys::load(cfg)?;
+        let keys = KeyRing::load(&cfg.key, cfg.algorithm)?;
         let mut validation = Validation::new(cfg.algorithm.to_jwt());
         // exp and nbf are checked here, against an injectable clock, after the signature.
         validation.validate_exp = false;
@@ -134,6 +138,60 @@ impl Authenticator {
         self.verifier.as_ref().map(|v| v.algorithm)
     }
 
+    /// Re-reads the configured key file (JWKS or PEM) and, when it yields at least
+    /// one usable key, swaps it in atomically: requests verified from then on use
+    /// the new keys, requests already verifying finish with the old ones.
+    ///
+    /// When the new file is unreadable, does not parse, or has no key for the
+    /// pinned algorithm, the current keys stay in use, the error is logged and
+    /// counted ([`Authenticator::failed_reloads`]). A secret given at start is
+    /// never re-read. Servers call this through a [`KeyWatcher`](super::KeyWatcher)
+    /// (on SIGHUP, and when the file changes).
+    ///
+    /// ```no_run
+    /// use service_guard::{Algorithm, AuthConfig, Authenticator, KeyReload, KeySource};
+    ///
+    /// let cfg = AuthConfig::new(Algorithm::RS256, KeySource::JwksFile("/etc/shop/jwks.json".into()));
+    /// let auth = Authenticator::new(&cfg)?;
+    /// // ... the issuer rotates its keys and the file is replaced ...
+    /// match auth.reload() {
+    ///     Ok(KeyReload::Swapped { keys }) => println!("now verifying with {keys} keys"),
+    ///     Ok(KeyReload::NoKeyFile) => unreachable!("a jwks file is configured"),
+    ///     Err(e) => eprintln!("still using the previous keys: {e}"),
+    /// }
+    /// # Ok::<(), service_guard::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Io`], [`ConfigError::InvalidKey`] or [`ConfigError::InvalidJwks`]
+    /// when the new file is unusable; the previous keys are still in use then.
+    pub fn reload(&self) -> Result<KeyReload, ConfigError> {
+        match &self.verifier {
+            Some(v) => v.keys.reload(),
+            None => Ok(KeyReload::NoKeyFile),
+        }
+    }
+
+    /// How many [`reload`](Authenticator::reload)s failed (and kept the previous
+    /// keys) since start, over every clone of this authenticator.
+    pub fn failed_reloads(&self) -> u64 {
+        self.verifier
+            .as_ref()
+            .map_or(0, |v| v.keys.failed_reloads())
+    }
+
+    /// The key file [`reload`](Authenticator::reload) re-reads; `None` for a
+    /// secret or when disabled.
+    pub fn key_file(&self) -> Option<&Path> {
+        self.verifier.as_ref().and_then(|v| v.keys.file())
+    }
+
+    /// The stamp the key file had when the keys in use were read.
+    pub(crate) fn loaded_stamp(&self) -> Option<FileStamp> {
+        self.verifier.as_ref().and_then(|v| v.keys.current().stamp)
+    }
+
     /// Whether a server without a key may listen on `addr` (loopback only).
     pub fn open_allowed(addr: &SocketAddr) -> bool {
         open_allowed(addr)
@@ -182,10 +240,14 @@ impl Authenticator {
         if header.alg != v.algorithm.as_str() {
             return Err(AuthError::WrongAlgorithm);
         }
-        let key = v.keys.select(header.kid.as_deref()).map_err(|e| match e {
-            KeyLookup::UnknownKid => AuthError::Invalid("unknown key id".into()),
-            KeyLookup::MissingKid => AuthError::Invalid("token has no key id".into()),
-        })?;
+        let keys = v.keys.current();
+        let key = keys
+            .keys
+            .select(header.kid.as_deref())
+            .map_err(|e| match e {
+                KeyLookup::UnknownKid => AuthError::Invalid("unknown key id".into()),
+                KeyLookup::MissingKid => AuthError::Invalid("token has no key id".into()),
+            })?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &v.validation).map_err(map_jwt)?;
         check_times(&data.claims, now_unix, v.leeway_secs)?;
         let subject = match data.claims.sub {
