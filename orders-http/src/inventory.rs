@@ -494,6 +494,15 @@ fn call_outcome(result: &Result<(StatusCode, Bytes), InventoryError>) -> &'stati
     }
 }
 
+/// `Ok` for a success, else the problem inventory answered.
+fn succeeded(status: StatusCode, body: &[u8]) -> Result<(), InventoryError> {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(problem(status, body))
+    }
+}
+
 fn problem(status: StatusCode, body: &[u8]) -> InventoryError {
     let code = serde_json::from_slice::<ProblemBody>(body)
         .map(|p| p.code)
@@ -572,11 +581,7 @@ impl InventoryApi for HttpInventory {
                     correlation,
                 )
                 .await?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(problem(status, &bytes))
-            }
+            succeeded(status, &bytes)
         })
     }
 
@@ -595,11 +600,7 @@ impl InventoryApi for HttpInventory {
                     correlation,
                 )
                 .await?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(problem(status, &bytes))
-            }
+            succeeded(status, &bytes)
         })
     }
 
@@ -655,11 +656,7 @@ impl InventoryApi for HttpInventory {
                     correlation,
                 )
                 .await?;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(problem(status, &bytes))
-            }
+            succeeded(status, &bytes)
         })
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{CancelReason, Order, OrderId, ProductId};
+use crate::inventory::ReservedLine;
 
 /// One order line as inventory holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +150,17 @@ impl SagaState {
             line.reservation_id = None;
         }
         self.step = SagaStep::Reserve;
+    }
+
+    /// Records the reservation inventory holds for each unconfirmed line it
+    /// answered for (the others keep what they had).
+    pub fn hold(&mut self, reserved: &[ReservedLine]) {
+        for line in self.lines.iter_mut().filter(|l| !l.confirmed) {
+            let held = reserved
+                .iter()
+                .find(|r| r.product_id == line.product_id.as_uuid());
+            line.reservation_id = held.map(|r| r.reservation_id).or(line.reservation_id);
+        }
     }
 
     /// Lines not confirmed and without a known reservation (what a lost

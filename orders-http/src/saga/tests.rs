@@ -25,6 +25,13 @@ const T0_MS: i64 = 1_700_000_000_000;
 /// One reserve call: the inventory order id and the lines.
 type ReserveCall = (Uuid, Vec<(Uuid, u32)>);
 
+/// Takes one from `counter` unless it is 0; whether it did.
+fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 /// Fails the first `failures` calls of every kind as unavailable, then works.
 #[derive(Default)]
 struct FlakyInventory {
@@ -41,9 +48,7 @@ impl FlakyInventory {
     }
 
     fn fail(&self) -> bool {
-        self.failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+        take_one(&self.failures)
     }
 }
 

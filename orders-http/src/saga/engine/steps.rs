@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Next, SagaEngine};
 use crate::domain::{CancelReason, Order, OrderId, OrderStatus};
-use crate::inventory::InventoryError;
+use crate::inventory::{InventoryError, ReservedLine};
 use crate::metrics::{FinishLabels, StepLabels};
 use crate::payment::{ChargeRequest, PaymentError};
 use crate::saga::state::{SagaState, SagaStep};
@@ -128,6 +128,26 @@ impl SagaEngine {
             .await
     }
 
+    /// One reserve burst of `lines` under the saga's inventory order id.
+    async fn reserve_call(
+        &self,
+        saga: &SagaState,
+        lines: &[(Uuid, u32)],
+    ) -> Result<Vec<ReservedLine>, InventoryError> {
+        let correlation = Self::correlation(saga);
+        let (inventory_order_id, ttl) =
+            (saga.inventory_order_id, self.config.reservation_ttl_seconds);
+        self.burst(
+            "reserve",
+            || {
+                self.inventory
+                    .reserve(inventory_order_id, lines, ttl, &correlation)
+            },
+            InventoryError::is_transient,
+        )
+        .await
+    }
+
     async fn reserve(&self, saga: &mut SagaState) -> Result<Next, StoreError> {
         let lines: Vec<(Uuid, u32)> = saga
             .lines
@@ -135,29 +155,12 @@ impl SagaEngine {
             .filter(|l| !l.confirmed)
             .map(|l| (l.product_id.as_uuid(), l.quantity))
             .collect();
-        let correlation = Self::correlation(saga);
-        let (inventory_order_id, ttl) =
-            (saga.inventory_order_id, self.config.reservation_ttl_seconds);
-        let result = self
-            .burst(
-                "reserve",
-                || {
-                    self.inventory
-                        .reserve(inventory_order_id, &lines, ttl, &correlation)
-                },
-                InventoryError::is_transient,
-            )
-            .await;
+        let result = self.reserve_call(saga, &lines).await;
         let paid = saga.payment_id.is_some();
         match result {
             Ok(reserved) => {
                 saga.reserve_settled = true;
-                for line in saga.lines.iter_mut().filter(|l| !l.confirmed) {
-                    let held = reserved
-                        .iter()
-                        .find(|r| r.product_id == line.product_id.as_uuid());
-                    line.reservation_id = held.map(|r| r.reservation_id);
-                }
+                saga.hold(&reserved);
                 if saga
                     .lines
                     .iter()
@@ -407,28 +410,9 @@ impl SagaEngine {
         if saga.reserve_settled || lines.is_empty() {
             return Ok(());
         }
-        let correlation = Self::correlation(saga);
-        let (inventory_order_id, ttl) =
-            (saga.inventory_order_id, self.config.reservation_ttl_seconds);
-        let result = self
-            .burst(
-                "reserve",
-                || {
-                    self.inventory
-                        .reserve(inventory_order_id, &lines, ttl, &correlation)
-                },
-                InventoryError::is_transient,
-            )
-            .await;
+        let result = self.reserve_call(saga, &lines).await;
         match result {
-            Ok(reserved) => {
-                for line in saga.lines.iter_mut().filter(|l| !l.confirmed) {
-                    let held = reserved
-                        .iter()
-                        .find(|r| r.product_id == line.product_id.as_uuid());
-                    line.reservation_id = held.map(|r| r.reservation_id).or(line.reservation_id);
-                }
-            }
+            Ok(reserved) => saga.hold(&reserved),
             Err(e) if e.is_transient() => {
                 tracing::warn!(order_id = %saga.order_id, error = %e, "cannot learn the holds of a lost reserve; they end at their ttl");
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::{final_status, place, rig, rig_paying, SagaConfig};
+use super::{final_status, place, rig, rig_paying, take_one, SagaConfig};
 use crate::domain::{CancelReason, OrderId, OrderStatus};
 use crate::inventory::{InventoryApi, InventoryError, ReservedLine};
 use crate::payment::{ChargeRequest, PaymentError, PaymentProvider, PaymentSimulator};
@@ -36,12 +36,6 @@ struct ModelInventory {
     lose_confirm_answers: AtomicU32,
     reserve_calls: AtomicU32,
     confirm_calls: AtomicU32,
-}
-
-fn take_one(counter: &AtomicU32) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
 }
 
 fn lost() -> InventoryError {
