@@ -48,7 +48,15 @@ pub(crate) fn to_error(what: &'static str, e: sqlx::Error) -> Error {
     }
 }
 
-fn is_unavailable(e: &sqlx::Error) -> bool {
+/// Whether a database error means PostgreSQL cannot serve now (connection
+/// lost or refused, server shutting down or starting, too many connections,
+/// pool exhausted): worth retrying later, unlike a failure of the statement.
+///
+/// ```
+/// assert!(inventory_sqlx::is_unavailable(&sqlx::Error::PoolTimedOut));
+/// assert!(!inventory_sqlx::is_unavailable(&sqlx::Error::RowNotFound));
+/// ```
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

@@ -64,6 +64,7 @@ mod rows;
 mod store;
 mod sweep;
 
+pub use fail::is_unavailable;
 pub use options::{
     Concurrency, PgOptions, ACQUIRE_TIMEOUT_DEFAULT_MS, BACKOFF_BASE_DEFAULT_MS,
     BACKOFF_CAP_DEFAULT_MS, POOL_SIZE_DEFAULT, RETRIES_DEFAULT_MAX,

@@ -11,12 +11,10 @@ use crate::domain::{IdempotencyKey, Order, OrderId, OrderLine, OrderStatus, Prod
 use crate::saga::SagaState;
 
 pub(super) fn fail(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        other => StoreError::Internal(other.to_string()),
+    if inventory_sqlx::is_unavailable(&e) {
+        return StoreError::Unavailable(e.to_string());
     }
+    StoreError::Internal(e.to_string())
 }
 
 pub(super) fn corrupt(what: &str) -> StoreError {
