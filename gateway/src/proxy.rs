@@ -175,6 +175,7 @@ impl Gateway {
             .build(connector);
         let mut registry = Registry::default();
         let metrics = HttpMetrics::register(&mut registry);
+        service_kit::metrics::register_key_reloads(&mut registry, auth.clone());
         Ok(Self {
             client,
             orders: UpstreamConfig::parse("orders", &config.orders_url, config.orders_timeout_ms)?,

@@ -108,6 +108,7 @@ impl<S: InventoryStore> App<S> {
             Some(auth) => Authenticator::new(&auth)?,
             None => Authenticator::disabled(),
         };
+        service_kit::metrics::register_key_reloads(&mut registry, authenticator.clone());
         let limiter = if config.rate_limit_per_minute == 0 {
             None
         } else {

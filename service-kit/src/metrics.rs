@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use service_guard::Authenticator;
 
 use crate::Body;
 
@@ -115,6 +118,37 @@ pub fn catch_up(counter: &Counter, total: u64) {
     let seen = counter.get();
     if total > seen {
         counter.inc_by(total - seen);
+    }
+}
+
+/// Exposes `auth_key_reloads_failed_total`, read from `authenticator` at
+/// each scrape: reloads of the token verification keys that failed and kept
+/// the previous keys (a bad key file to fix).
+///
+/// ```
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// service_kit::metrics::register_key_reloads(&mut registry, service_guard::Authenticator::disabled());
+/// let mut text = String::new();
+/// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+/// assert!(text.contains("auth_key_reloads_failed_total 0"));
+/// ```
+pub fn register_key_reloads(registry: &mut Registry, authenticator: Authenticator) {
+    registry.register_collector(Box::new(KeyReloads(authenticator)));
+}
+
+#[derive(Debug)]
+struct KeyReloads(Authenticator);
+
+impl Collector for KeyReloads {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let failed = ConstCounter::new(self.0.failed_reloads());
+        let metric = encoder.encode_descriptor(
+            "auth_key_reloads_failed",
+            "Reloads of the token verification keys that failed (the previous keys stay in use)",
+            None,
+            failed.metric_type(),
+        )?;
+        failed.encode(metric)
     }
 }
 

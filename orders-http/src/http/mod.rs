@@ -92,6 +92,7 @@ impl App {
     pub fn new(parts: AppParts) -> Result<Self, String> {
         let mut registry = parts.registry;
         let http_metrics = HttpMetrics::register(&mut registry);
+        service_kit::metrics::register_key_reloads(&mut registry, parts.authenticator.clone());
         Ok(Self {
             store: parts.store,
             engine: parts.engine,
