@@ -66,6 +66,11 @@ pub const CANCEL_WAIT_MS_DEFAULT: u64 = 5_000;
 /// days).
 pub const DEDUP_RETENTION_MS_DEFAULT: u64 = 8 * 24 * 3_600_000;
 
+/// How long after a charge was sent the provider's "nothing charged" is
+/// trusted, in milliseconds: longer than any charge call can still be
+/// completing (a burst of retries with their timeouts).
+pub(crate) const PAYMENT_SETTLE_MS: i64 = 60_000;
+
 /// Most records one prune (one resumer run) forgets.
 pub const PRUNE_BATCH_MAX: usize = 10_000;
 

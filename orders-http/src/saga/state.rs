@@ -85,13 +85,19 @@ pub struct SagaState {
     pub request_id: Option<String>,
     /// A charge may have been made: set when the saga enters
     /// [`SagaStep::Pay`], saved before any charge is sent. An undo then asks
-    /// the provider what was charged unless `payment_id` is known.
-    #[serde(default)]
+    /// the provider what was charged unless `payment_id` is known. (A saga
+    /// saved before this field existed is assumed to have tried.)
+    #[serde(default = "assume_attempted")]
     pub charge_attempted: bool,
+    /// When the last charge was sent (ms), saved before it was sent: the
+    /// provider's "nothing charged" is trusted only some time after it.
+    #[serde(default)]
+    pub charge_sent_ms: Option<i64>,
     /// A confirm may have been made: set when the saga enters
     /// [`SagaStep::Confirm`], saved before any confirm is sent. A hold whose
-    /// release is refused is then asked about, and may turn out sold.
-    #[serde(default)]
+    /// release is refused is then asked about, and may turn out sold. (A
+    /// saga saved before this field existed is assumed to have tried.)
+    #[serde(default = "assume_attempted")]
     pub confirm_attempted: bool,
     /// The outcome of the current reserve attempt is known: the held lines'
     /// reservation ids are in `lines`, or inventory refused it and holds
@@ -100,6 +106,11 @@ pub struct SagaState {
     /// stock.
     #[serde(default)]
     pub reserve_settled: bool,
+}
+
+/// What a saga stored without the `*_attempted` fields may have done: any.
+fn assume_attempted() -> bool {
+    true
 }
 
 impl SagaState {
@@ -125,6 +136,7 @@ impl SagaState {
             deadline_ms,
             request_id: None,
             charge_attempted: false,
+            charge_sent_ms: None,
             confirm_attempted: false,
             reserve_settled: false,
         }

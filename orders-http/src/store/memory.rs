@@ -36,14 +36,12 @@ struct Inner {
 }
 
 impl Inner {
-    /// Refuses a saga write of a pending order by anyone but its claim's holder.
+    /// Refuses a saga write by anyone but the holder of its claim (for a
+    /// finished order too: a stale owner learns it lost the saga).
     fn fence(&self, id: OrderId, owner: Uuid) -> Result<(), StoreError> {
-        let pending = self
-            .orders
-            .get(&id)
-            .is_some_and(|r| !r.order.status.is_final());
+        let exists = self.orders.contains_key(&id);
         let holds = self.claims.get(&id).is_some_and(|(h, _)| *h == owner);
-        if pending && !holds {
+        if exists && !holds {
             return Err(StoreError::LeaseLost(id));
         }
         Ok(())

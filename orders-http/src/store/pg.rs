@@ -283,14 +283,12 @@ impl PgOrderStore {
         let mut tx = self.pool.begin().await.map_err(fail)?;
         // The claim row is locked until commit, so no other owner can take
         // the saga over between this check and the write.
-        let holder: Option<Option<Uuid>> = sqlx::query_scalar(
-            "SELECT s.claimed_by FROM saga_states s JOIN orders o ON o.id = s.order_id \
-             WHERE s.order_id = $1 AND o.status = 'pending' FOR UPDATE OF s",
-        )
-        .bind(saga.order_id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(fail)?;
+        let holder: Option<Option<Uuid>> =
+            sqlx::query_scalar("SELECT claimed_by FROM saga_states WHERE order_id = $1 FOR UPDATE")
+                .bind(saga.order_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
         match holder {
             None => {
                 tx.rollback().await.map_err(fail)?;
@@ -469,15 +467,15 @@ impl OrderStore for PgOrderStore {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            // Saved only by the claim's holder; a pending order whose claim
-            // is another's (or nobody's) is a lost lease.
+            // Saved only by the claim's holder; a saga whose claim is
+            // another's (or nobody's) is a lost lease, pending or not.
             let fenced: Option<bool> = sqlx::query_scalar(
                 "WITH saved AS ( \
                    UPDATE saga_states s SET step = $2, state = $3, updated_at_ms = $4 \
                    FROM orders o WHERE s.order_id = $1 AND o.id = s.order_id \
                      AND o.status = 'pending' AND s.claimed_by = $5 RETURNING 1) \
-                 SELECT o.status = 'pending' FROM orders o \
-                 WHERE o.id = $1 AND NOT EXISTS (SELECT 1 FROM saved)",
+                 SELECT s.claimed_by IS DISTINCT FROM $5 FROM saga_states s \
+                 WHERE s.order_id = $1 AND NOT EXISTS (SELECT 1 FROM saved)",
             )
             .bind(saga.order_id.as_uuid())
             .bind(saga.step.name())

@@ -582,6 +582,15 @@ pub async fn saga_writes_are_fenced_by_the_claim(store: &dyn OrderStore) {
         .expect("the holder saves");
     let got = store.get(o.id).await.expect("get").expect("stored");
     assert_eq!(got.saga, current);
+    let status = OrderStatus::Cancelled(CancelReason::CancelledByUser);
+    let event = done(&o, status);
+    let finished = store.finish(&current, next, status, T0_MS + LEASE_MS + 4, &event);
+    assert!(finished.await.expect("the holder finishes"));
+    let late = store.save_saga(&stale, OWNER, T0_MS + LEASE_MS + 5).await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost(_))),
+        "a stale owner learns it lost the saga: {late:?}"
+    );
 }
 
 /// A saga claim belongs to one owner until its lease runs out; the owner

@@ -8,7 +8,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use uuid::Uuid;
 
-use super::{Next, SagaEngine};
+use super::{Next, SagaEngine, PAYMENT_SETTLE_MS};
 use crate::domain::{CancelReason, Order, OrderId, OrderStatus};
 use crate::inventory::{InventoryError, ReservedLine};
 use crate::metrics::{FinishLabels, StepLabels};
@@ -75,6 +75,24 @@ impl SagaEngine {
             Ok(()) => Next::Continue,
             Err(e) => Self::store_failed(saga.order_id, &e),
         }
+    }
+
+    /// Renews this instance's claim before a call to another service, so a
+    /// step that runs long never calls on after another instance took over.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the claim is another's now.
+    async fn still_mine(&self, order_id: OrderId) -> Result<(), StoreError> {
+        let lease_ms = i64::try_from(self.config.lease_ms).unwrap_or(i64::MAX);
+        let now_ms = self.clock.now_ms();
+        if self
+            .store
+            .claim(order_id, self.owner, now_ms, lease_ms)
+            .await?
+        {
+            return Ok(());
+        }
+        Err(StoreError::LeaseLost(order_id))
     }
 
     /// Saves progress as this instance, the claim's holder.
@@ -213,6 +231,10 @@ impl SagaEngine {
             amount_minor,
             currency: currency.to_owned(),
         };
+        // Saved before the charge is sent: an undo waits at least
+        // PAYMENT_SETTLE_MS from here before it believes nothing was charged.
+        saga.charge_sent_ms = Some(self.clock.now_ms());
+        self.save_fenced(saga).await?;
         let result = self
             .burst(
                 "pay",
@@ -234,17 +256,22 @@ impl SagaEngine {
                 saga.payment_id = Some(payment_id);
                 saga.enter(SagaStep::Confirm);
             }
-            Err(PaymentError::Declined) => {
-                saga.step = SagaStep::Compensate {
-                    reason: CancelReason::PaymentDeclined,
+            Err(refused @ (PaymentError::Declined | PaymentError::FraudSuspected)) => {
+                // A definite refusal (repeated for the order, never a
+                // charge): no money is held, nothing to look up on undo.
+                saga.charge_attempted = false;
+                saga.charge_sent_ms = None;
+                let reason = if refused == PaymentError::Declined {
+                    CancelReason::PaymentDeclined
+                } else {
+                    CancelReason::FraudSuspected
                 };
-            }
-            Err(PaymentError::FraudSuspected) => {
-                saga.step = SagaStep::Compensate {
-                    reason: CancelReason::FraudSuspected,
-                };
+                saga.step = SagaStep::Compensate { reason };
             }
             Err(PaymentError::Transient(e)) => {
+                // A charge sent in the burst may still be completing: the
+                // settle window runs from the burst's end.
+                saga.charge_sent_ms = Some(self.clock.now_ms());
                 if !self.past_deadline(saga) {
                     tracing::info!(order_id = %saga.order_id, error = %e, "payment provider failing, order waits");
                     return Ok(Next::Park);
@@ -265,6 +292,7 @@ impl SagaEngine {
             let Some(reservation_id) = line.reservation_id.filter(|_| !line.confirmed) else {
                 continue;
             };
+            self.still_mine(saga.order_id).await?;
             let result = self
                 .burst(
                     "confirm",
@@ -369,6 +397,7 @@ impl SagaEngine {
             return Ok(None);
         }
         let order_id = saga.order_id;
+        self.still_mine(order_id).await?;
         let result = self
             .burst(
                 "charge_lookup",
@@ -377,7 +406,16 @@ impl SagaEngine {
             )
             .await;
         match result {
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                let settled_ms = saga
+                    .charge_sent_ms
+                    .map_or(i64::MIN, |sent| sent.saturating_add(PAYMENT_SETTLE_MS));
+                if self.clock.now_ms() < settled_ms {
+                    tracing::info!(%order_id, "no charge found yet; a charge sent lately may still land");
+                    return Ok(Some(Next::Park));
+                }
+                Ok(None)
+            }
             Ok(Some(payment_id)) => {
                 tracing::warn!(%order_id, %payment_id, "found a charge the saga had not recorded");
                 self.store
@@ -438,6 +476,7 @@ impl SagaEngine {
             let Some(rid) = line.reservation_id.filter(|_| !line.confirmed) else {
                 continue;
             };
+            self.still_mine(saga.order_id).await?;
             match self.settle_hold(rid, &correlation).await {
                 Ok(sold) => {
                     saga.lines[i].confirmed |= sold;
@@ -517,6 +556,7 @@ impl SagaEngine {
             };
             let key = format!("order-{}-{rid}", saga.order_id);
             let (product, units) = (line.product_id.as_uuid(), line.quantity);
+            self.still_mine(saga.order_id).await?;
             let result = self
                 .burst(
                     "restock",
@@ -548,6 +588,7 @@ impl SagaEngine {
         let (Some(payment_id), None) = (saga.payment_id.clone(), saga.refund_id.as_ref()) else {
             return Ok(None);
         };
+        self.still_mine(saga.order_id).await?;
         let result = self
             .burst(
                 "refund",

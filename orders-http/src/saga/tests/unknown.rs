@@ -301,3 +301,73 @@ async fn a_cancel_after_a_lost_reserve_releases_its_holds() {
         "every hold released"
     );
 }
+
+/// A provider whose charges time out at first and land later (a slow
+/// provider still working on a call the saga gave up waiting for).
+struct LandsLate {
+    sim: PaymentSimulator,
+    sent: AtomicU32,
+}
+
+impl PaymentProvider for LandsLate {
+    fn charge(&self, _request: ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>> {
+        Box::pin(async move {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            Err(PaymentError::Transient("timed out".into()))
+        })
+    }
+
+    fn charge_of(&self, order_id: OrderId) -> BoxFuture<'_, Result<Option<String>, PaymentError>> {
+        self.sim.charge_of(order_id)
+    }
+
+    fn refund(
+        &self,
+        order_id: OrderId,
+        payment_id: String,
+        amount_minor: i64,
+    ) -> BoxFuture<'_, Result<String, PaymentError>> {
+        self.sim.refund(order_id, payment_id, amount_minor)
+    }
+}
+
+/// The deadline cancels an order whose charges timed out; the provider says
+/// nothing was charged, but a charge sent lately may still land, so the undo
+/// waits; when the charge lands it is found and refunded.
+#[tokio::test(start_paused = true)]
+async fn a_charge_landing_after_the_deadline_is_refunded() {
+    let inventory = Arc::new(ModelInventory::default());
+    let payments = Arc::new(LandsLate {
+        sim: PaymentSimulator::new(Default::default()),
+        sent: AtomicU32::new(0),
+    });
+    let r = rig_paying(inventory.clone(), payments.clone(), SagaConfig::default());
+    let id = place(&r, 60_000).await;
+    until(|| payments.sent.load(Ordering::SeqCst) > 0).await;
+    r.clock.advance(Duration::from_secs(61));
+    let sent = payments.sent.load(Ordering::SeqCst);
+    until(|| payments.sent.load(Ordering::SeqCst) > sent).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let record = r.store.get(id).await.expect("get").expect("stored");
+    assert_eq!(
+        record.order.status,
+        OrderStatus::Pending,
+        "waits for a late charge"
+    );
+    let late = ChargeRequest {
+        order_id: id,
+        amount_minor: 200,
+        currency: "EUR".into(),
+    };
+    payments
+        .sim
+        .charge(late)
+        .await
+        .expect("the late charge lands");
+    let status = final_status(&r, id).await;
+    assert_eq!(
+        status,
+        OrderStatus::Cancelled(CancelReason::PaymentDeclined)
+    );
+    assert_eq!(payments.sim.refunded(), 1, "the late charge is refunded");
+}
