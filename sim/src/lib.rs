@@ -10,6 +10,7 @@
 //! - [`model`]: the rules of one product, written out again.
 //! - [`check`]: linearizability per product (unknown outcomes may or may not
 //!   have happened).
+//! - [`pg`]: a PostgreSQL store in a schema of its own for a run.
 //! - [`run`]: the deterministic scheduled run (same seed, same run on the
 //!   memory store) and the concurrent run (for a real database), each
 //!   followed by the checks and the store's invariants.
@@ -28,4 +29,5 @@ pub mod faults;
 pub mod gen;
 pub mod history;
 pub mod model;
+pub mod pg;
 pub mod run;

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use inventory_sqlx::{Concurrency, PgOptions, PgStore};
+use inventory_sqlx::{Concurrency, PgOptions};
 use sim::faults::{FaultRates, Faulty};
 use sim::gen::Shape;
-use sim::run::{run_concurrent, run_scheduled, Report, FAULTS_DEFAULT};
+use sim::run::{run_concurrent, run_scheduled_caught, Report, FAULTS_DEFAULT};
 
 /// Which store the clients use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -63,6 +63,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // A panic inside a run is reported with its seed; one line is enough.
+    std::panic::set_hook(Box::new(|info| eprintln!("sim: {info}")));
     match run(Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -101,7 +103,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         StoreKind::Memory => seeds
             .iter()
             .map(|&seed| {
-                run_scheduled(inventory_memory::MemoryStore::new(), seed, &shape, faults)
+                run_scheduled_caught(inventory_memory::MemoryStore::new(), seed, &shape, faults)
                     .map_err(anyhow::Error::from)
             })
             .collect::<anyhow::Result<Vec<Report>>>()?,
@@ -153,7 +155,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
 fn shortest_failing(seed: u64, shape: &Shape, faults: FaultRates) -> usize {
     let fails = |steps: usize| {
         let shape = Shape { steps, ..*shape };
-        run_scheduled(inventory_memory::MemoryStore::new(), seed, &shape, faults)
+        run_scheduled_caught(inventory_memory::MemoryStore::new(), seed, &shape, faults)
             .map(|r| !r.anomalies.is_empty())
             .unwrap_or(true)
     };
@@ -180,15 +182,16 @@ fn postgres(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = PgStore::connect(url, options)
+        let (store, schema) = sim::pg::fresh_store(url, options)
             .await
-            .context("connecting to PostgreSQL")?;
-        store.migrate().await.context("migrating")?;
+            .context("a schema of the run's own in PostgreSQL")?;
         let mut reports = Vec::new();
         for &seed in seeds {
             let faulty = Arc::new(Faulty::new(store.clone(), faults, seed ^ 0x5eed));
             reports.push(run_concurrent(faulty, seed, shape).await?);
         }
+        drop(store);
+        sim::pg::drop_schema(url, &schema).await?;
         Ok(reports)
     })
 }

@@ -74,6 +74,35 @@ pub enum Anomaly {
         /// Which and where.
         why: String,
     },
+    /// The run panicked (an assertion of the store or the rules fired).
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// [`run_scheduled`] with a panic turned into a report of it.
+pub fn run_scheduled_caught<S: InventoryStore + Outbox>(
+    store: S,
+    seed: u64,
+    shape: &Shape,
+    faults: FaultRates,
+) -> Result<Report, Error> {
+    let run = std::panic::AssertUnwindSafe(|| run_scheduled(store, seed, shape, faults));
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Ok(Report {
+            seed,
+            calls: 0,
+            unknown: 0,
+            faults: FaultCounts::default(),
+            anomalies: vec![Anomaly::Panicked { message }],
+        })
+    })
 }
 
 /// What one run did.

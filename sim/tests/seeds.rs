@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use inventory_sqlx::{PgOptions, PgStore};
+use inventory_sqlx::PgOptions;
 use sim::faults::Faulty;
 use sim::gen::Shape;
 use sim::run::{run_concurrent, run_scheduled, FAULTS_DEFAULT};
@@ -61,15 +61,14 @@ async fn postgres_seeds_pass() {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
-    let store = match PgStore::connect(&url, PgOptions::default()).await {
-        Ok(store) => store,
+    let (store, schema) = match sim::pg::fresh_store(&url, PgOptions::default()).await {
+        Ok(made) => made,
         Err(e) if std::env::var("REQUIRE_SERVICES").as_deref() != Ok("1") => {
             eprintln!("skipped: PostgreSQL unreachable: {e}");
             return;
         }
         Err(e) => panic!("PostgreSQL unreachable: {e}"),
     };
-    store.migrate().await.expect("migrate");
     let shape = Shape {
         steps: 30,
         ..Shape::default()
@@ -79,4 +78,8 @@ async fn postgres_seeds_pass() {
         let report = run_concurrent(faulty, seed, &shape).await.expect("run");
         assert!(report.anomalies.is_empty(), "{report:?}");
     }
+    drop(store);
+    sim::pg::drop_schema(&url, &schema)
+        .await
+        .expect("drop schema");
 }
