@@ -136,6 +136,11 @@ impl PaymentSimulator {
         self.ledger.lock().refunds.len()
     }
 
+    /// Whether `order_id` was refunded.
+    pub fn refunded_order(&self, order_id: OrderId) -> bool {
+        self.ledger.lock().refunds.contains_key(&order_id)
+    }
+
     fn decide(&self, request: &ChargeRequest) -> Result<String, PaymentError> {
         if request.amount_minor > self.config.fraud_limit_minor {
             return Err(PaymentError::FraudSuspected);

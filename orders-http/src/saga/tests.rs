@@ -18,6 +18,7 @@ use crate::metrics::{OrderMetrics, StepLabels};
 use crate::payment::{PaymentProvider, PaymentSimulator, SimulatorConfig};
 use crate::store::{BoxFuture, HoldStatus, MemoryStore, OrderStore};
 
+mod seeded;
 mod unknown;
 
 const T0_MS: i64 = 1_700_000_000_000;

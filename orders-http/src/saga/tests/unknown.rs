@@ -8,41 +8,111 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::Rng;
 use uuid::Uuid;
 
 use super::{final_status, place, rig, rig_paying, take_one, SagaConfig};
+use crate::clock::{Clock, ManualClock};
 use crate::domain::{CancelReason, OrderId, OrderStatus};
 use crate::inventory::{InventoryApi, InventoryError, ReservedLine};
 use crate::payment::{ChargeRequest, PaymentError, PaymentProvider, PaymentSimulator};
 use crate::store::{BoxFuture, HoldStatus, OrderStore};
 
 #[derive(Default)]
-struct Held {
+pub(super) struct Held {
     /// `(inventory order, product)` -> reservation.
     by_line: HashMap<(Uuid, Uuid), Uuid>,
     /// Reservation -> (product, units, status).
-    reservations: HashMap<Uuid, (Uuid, u32, HoldStatus)>,
+    pub(super) reservations: HashMap<Uuid, (Uuid, u32, HoldStatus)>,
     released: Vec<Uuid>,
     /// Keyed restocks, each key once: (product, units).
-    restocked: HashMap<String, (Uuid, u32)>,
+    pub(super) restocked: HashMap<String, (Uuid, u32)>,
+    /// Units not held, per product; a product not listed has no limit.
+    pub(super) stock: HashMap<Uuid, u64>,
+    /// When each hold ends (ms), when holds have an end.
+    ends: HashMap<Uuid, i64>,
+    /// The correlation id of the reserve that made each hold.
+    pub(super) made_by: HashMap<Uuid, String>,
+}
+
+/// Faults of a chaotic inventory: per call, fail before acting, or act and
+/// lose the answer.
+pub(super) struct Chaos {
+    pub(super) rng: StdRng,
+    pub(super) fail: f64,
+    pub(super) lose: f64,
 }
 
 /// Inventory as a map of reservations; it can make a reserve or a confirm
-/// and then lose the answer (the caller sees a timeout).
+/// and then lose the answer (the caller sees a timeout). With stock, holds
+/// need units; with a clock, holds end after their TTL; with chaos, any
+/// call may fail or lose its answer.
 #[derive(Default)]
-struct ModelInventory {
-    held: Mutex<Held>,
+pub(super) struct ModelInventory {
+    pub(super) held: Mutex<Held>,
     lose_reserve_answers: AtomicU32,
     lose_confirm_answers: AtomicU32,
     reserve_calls: AtomicU32,
     confirm_calls: AtomicU32,
+    pub(super) chaos: Mutex<Option<Chaos>>,
+    pub(super) clock: Option<Arc<ManualClock>>,
+    /// Time each call takes (tokio time), so other calls interleave.
+    pub(super) latency: Duration,
 }
 
 fn lost() -> InventoryError {
     InventoryError::Unavailable("timed out".into())
 }
 
+/// Moves a held reservation to `to`, giving its units back to stock.
+fn give_back(held: &mut Held, rid: Uuid, to: HoldStatus) {
+    let r = held.reservations.get_mut(&rid).expect("known hold");
+    r.2 = to;
+    let (product, units) = (r.0, u64::from(r.1));
+    if let Some(stock) = held.stock.get_mut(&product) {
+        *stock += units;
+    }
+}
+
 impl ModelInventory {
+    /// Whether this call fails before acting, and whether it loses its
+    /// answer (after the call's latency).
+    async fn draw(&self) -> (bool, bool) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        self.roll()
+    }
+
+    fn roll(&self) -> (bool, bool) {
+        let mut chaos = self.chaos.lock();
+        let Some(c) = chaos.as_mut() else {
+            return (false, false);
+        };
+        let roll: f64 = c.rng.random();
+        (roll < c.fail, roll >= c.fail && roll < c.fail + c.lose)
+    }
+
+    fn now_ms(&self) -> Option<i64> {
+        self.clock.as_ref().map(|c| c.now_ms())
+    }
+
+    /// Ends every hold whose time is up, giving its units back.
+    pub(super) fn sweep(&self) {
+        let Some(now) = self.now_ms() else { return };
+        let mut held = self.held.lock();
+        let due: Vec<Uuid> = held
+            .ends
+            .iter()
+            .filter(|(rid, end)| **end <= now && held.reservations[*rid].2 == HoldStatus::Reserved)
+            .map(|(rid, _)| *rid)
+            .collect();
+        for rid in due {
+            give_back(&mut held, rid, HoldStatus::Expired);
+        }
+    }
+
     fn status(&self, rid: Uuid) -> Option<HoldStatus> {
         self.held.lock().reservations.get(&rid).map(|r| r.2)
     }
@@ -57,27 +127,54 @@ impl InventoryApi for ModelInventory {
         &'a self,
         inventory_order_id: Uuid,
         lines: &'a [(Uuid, u32)],
-        _ttl_seconds: Option<u64>,
-        _correlation: &'a str,
+        ttl_seconds: Option<u64>,
+        correlation: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ReservedLine>, InventoryError>> {
         Box::pin(async move {
             self.reserve_calls.fetch_add(1, Ordering::SeqCst);
+            let (fail, lose) = self.draw().await;
+            if fail {
+                return Err(lost());
+            }
+            let now = self.now_ms();
             let mut held = self.held.lock();
+            let new: Vec<(Uuid, u32)> = lines
+                .iter()
+                .filter(|(p, _)| !held.by_line.contains_key(&(inventory_order_id, *p)))
+                .copied()
+                .collect();
+            let short = new.iter().any(|(p, units)| {
+                held.stock
+                    .get(p)
+                    .is_some_and(|stock| *stock < u64::from(*units))
+            });
+            if short {
+                return Err(InventoryError::InsufficientStock);
+            }
             let mut out = Vec::new();
             for &(product_id, units) in lines {
+                let fresh = !held.by_line.contains_key(&(inventory_order_id, product_id));
                 let rid = *held
                     .by_line
                     .entry((inventory_order_id, product_id))
                     .or_insert_with(Uuid::new_v4);
-                held.reservations
-                    .entry(rid)
-                    .or_insert((product_id, units, HoldStatus::Reserved));
+                if fresh {
+                    held.reservations
+                        .insert(rid, (product_id, units, HoldStatus::Reserved));
+                    if let Some(stock) = held.stock.get_mut(&product_id) {
+                        *stock -= u64::from(units);
+                    }
+                    if let (Some(now), Some(ttl)) = (now, ttl_seconds) {
+                        held.ends.insert(rid, now + ttl as i64 * 1_000);
+                    }
+                    held.made_by.insert(rid, correlation.to_owned());
+                }
                 out.push(ReservedLine {
                     product_id,
                     reservation_id: rid,
                 });
             }
-            if take_one(&self.lose_reserve_answers) {
+            if lose || take_one(&self.lose_reserve_answers) {
                 return Err(lost());
             }
             Ok(out)
@@ -87,18 +184,28 @@ impl InventoryApi for ModelInventory {
     fn confirm<'a>(&'a self, id: Uuid, _c: &'a str) -> BoxFuture<'a, Result<(), InventoryError>> {
         Box::pin(async move {
             self.confirm_calls.fetch_add(1, Ordering::SeqCst);
+            let (fail, lose) = self.draw().await;
+            if fail {
+                return Err(lost());
+            }
+            let now = self.now_ms();
             let mut held = self.held.lock();
+            let ended = now.is_some_and(|now| held.ends.get(&id).is_some_and(|end| *end <= now));
             let Some(r) = held.reservations.get_mut(&id) else {
                 return Err(InventoryError::NotFound("reservation_not_found".into()));
             };
             match r.2 {
+                HoldStatus::Reserved if ended => {
+                    give_back(&mut held, id, HoldStatus::Expired);
+                    return Err(InventoryError::Expired);
+                }
                 HoldStatus::Reserved | HoldStatus::Confirmed => r.2 = HoldStatus::Confirmed,
                 HoldStatus::Expired => return Err(InventoryError::Expired),
                 HoldStatus::Released => {
                     return Err(InventoryError::Conflict("invalid_transition".into()))
                 }
             }
-            if take_one(&self.lose_confirm_answers) {
+            if lose || take_one(&self.lose_confirm_answers) {
                 return Err(lost());
             }
             Ok(())
@@ -107,12 +214,16 @@ impl InventoryApi for ModelInventory {
 
     fn release<'a>(&'a self, id: Uuid, _c: &'a str) -> BoxFuture<'a, Result<(), InventoryError>> {
         Box::pin(async move {
+            let (fail, lose) = self.draw().await;
+            if fail {
+                return Err(lost());
+            }
             let mut held = self.held.lock();
             let Some(r) = held.reservations.get_mut(&id) else {
                 return Err(InventoryError::NotFound("reservation_not_found".into()));
             };
             match r.2 {
-                HoldStatus::Reserved => r.2 = HoldStatus::Released,
+                HoldStatus::Reserved => give_back(&mut held, id, HoldStatus::Released),
                 HoldStatus::Released => return Ok(()),
                 HoldStatus::Expired => return Err(InventoryError::Expired),
                 HoldStatus::Confirmed => {
@@ -120,6 +231,9 @@ impl InventoryApi for ModelInventory {
                 }
             }
             held.released.push(id);
+            if lose {
+                return Err(lost());
+            }
             Ok(())
         })
     }
@@ -143,10 +257,21 @@ impl InventoryApi for ModelInventory {
         _c: &'a str,
     ) -> BoxFuture<'a, Result<(), InventoryError>> {
         Box::pin(async move {
+            let (fail, lose) = self.draw().await;
+            if fail {
+                return Err(lost());
+            }
             let mut held = self.held.lock();
-            held.restocked
-                .entry(key.to_owned())
-                .or_insert((product_id, quantity));
+            if !held.restocked.contains_key(key) {
+                held.restocked
+                    .insert(key.to_owned(), (product_id, quantity));
+                if let Some(stock) = held.stock.get_mut(&product_id) {
+                    *stock += u64::from(quantity);
+                }
+            }
+            if lose {
+                return Err(lost());
+            }
             Ok(())
         })
     }
