@@ -1,7 +1,8 @@
 //! Seeded runs of many sagas at once against a chaotic inventory and
 //! payment provider: any call may fail before acting or act and lose its
-//! answer, holds run out, customers cancel, and the service restarts (a new
-//! engine, a new owner) at any moment. Once the chaos stops, every order
+//! answer, holds run out, customers cancel, the service restarts (a new
+//! engine, a new owner) at any moment, and the saga's own writes fail before
+//! or after they are kept (a crash at a step boundary). Once the chaos stops, every order
 //! must end consistent: confirmed and paid once, each line sold once; or
 //! cancelled with no money held and no unit sold.
 
@@ -16,14 +17,19 @@ use uuid::Uuid;
 
 use super::unknown::{Chaos, ModelInventory};
 use super::T0_MS;
+use crate::catalog::Product;
 use crate::clock::{Clock, ManualClock};
+use crate::domain::IdempotencyKey;
 use crate::domain::{Order, OrderId, OrderLine, OrderStatus, ProductId, UserId};
 use crate::metrics::OrderMetrics;
 use crate::payment::{
     ChargeRequest, PaymentError, PaymentProvider, PaymentSimulator, SimulatorConfig,
 };
 use crate::saga::{SagaConfig, SagaEngine, SagaState};
-use crate::store::{BoxFuture, HoldStatus, MemoryStore, OrderStore};
+use crate::store::{
+    BoxFuture, HoldApplied, HoldEvent, HoldStatus, MemoryStore, OrderRecord, OrderStore,
+    OrdersOutbox, Page, PaymentRecord, Placed, RefundRecord, StoreError,
+};
 
 /// Seeds run by the test suite (`SAGA_SEEDS` sets another number).
 const SEEDS: u64 = 200;
@@ -99,6 +105,187 @@ impl PaymentProvider for ChaoticPayments {
     }
 }
 
+/// The order store with the saga's writes failing now and then: before the
+/// write, or after it (the write is kept, the saga is told it failed), which
+/// is what a crash right before or right after a step boundary leaves.
+struct ChaoticStore {
+    inner: MemoryStore,
+    chaos: Mutex<Option<Chaos>>,
+}
+
+impl ChaoticStore {
+    fn draw(&self) -> (bool, bool) {
+        let mut chaos = self.chaos.lock();
+        let Some(c) = chaos.as_mut() else {
+            return (false, false);
+        };
+        let roll: f64 = c.rng.random();
+        (roll < c.fail, roll >= c.fail && roll < c.fail + c.lose)
+    }
+
+    /// Runs a saga write under the chaos.
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        write: BoxFuture<'a, Result<T, StoreError>>,
+    ) -> BoxFuture<'a, Result<T, StoreError>> {
+        let (fail, lose) = self.draw();
+        Box::pin(async move {
+            if fail {
+                return Err(crashed());
+            }
+            let done = write.await;
+            if lose {
+                return Err(crashed());
+            }
+            done
+        })
+    }
+}
+
+fn crashed() -> StoreError {
+    StoreError::Unavailable("crashed at a step boundary".into())
+}
+
+impl OrderStore for ChaoticStore {
+    fn place<'a>(
+        &'a self,
+        order: &'a Order,
+        saga: &'a SagaState,
+        event: &'a event_bus::Envelope,
+    ) -> BoxFuture<'a, Result<Placed, StoreError>> {
+        self.inner.place(order, saga, event)
+    }
+
+    fn by_key<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a IdempotencyKey,
+    ) -> BoxFuture<'a, Result<Option<OrderRecord>, StoreError>> {
+        self.inner.by_key(user, key)
+    }
+
+    fn get(&self, id: OrderId) -> BoxFuture<'_, Result<Option<OrderRecord>, StoreError>> {
+        self.inner.get(id)
+    }
+
+    fn list<'a>(
+        &'a self,
+        user: &'a UserId,
+        offset: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Page, StoreError>> {
+        self.inner.list(user, offset, limit)
+    }
+
+    fn save_saga<'a>(
+        &'a self,
+        saga: &'a SagaState,
+        owner: Uuid,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write(self.inner.save_saga(saga, owner, now_ms))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        saga: &'a SagaState,
+        owner: Uuid,
+        status: OrderStatus,
+        now_ms: i64,
+        event: &'a event_bus::Envelope,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.write(self.inner.finish(saga, owner, status, now_ms, event))
+    }
+
+    fn apply_hold_event<'a>(
+        &'a self,
+        consumer: &'a str,
+        event: &'a HoldEvent,
+    ) -> BoxFuture<'a, Result<HoldApplied, StoreError>> {
+        self.inner.apply_hold_event(consumer, event)
+    }
+
+    fn outbox(&self) -> OrdersOutbox {
+        self.inner.outbox()
+    }
+
+    fn prune(&self, before_ms: i64, limit: usize) -> BoxFuture<'_, Result<usize, StoreError>> {
+        self.inner.prune(before_ms, limit)
+    }
+
+    fn request_cancel(&self, id: OrderId, now_ms: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.inner.request_cancel(id, now_ms)
+    }
+
+    fn claim(
+        &self,
+        id: OrderId,
+        owner: Uuid,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.inner.claim(id, owner, now_ms, lease_ms)
+    }
+
+    fn unclaim<'a>(
+        &'a self,
+        ids: &'a [OrderId],
+        owner: Uuid,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.unclaim(ids, owner)
+    }
+
+    fn pending(
+        &self,
+        after: Option<OrderId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<OrderId>, StoreError>> {
+        self.inner.pending(after, limit)
+    }
+
+    fn record_payment<'a>(&'a self, p: &'a PaymentRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write(self.inner.record_payment(p))
+    }
+
+    fn record_refund<'a>(&'a self, r: &'a RefundRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write(self.inner.record_refund(r))
+    }
+
+    fn money(
+        &self,
+        id: OrderId,
+    ) -> BoxFuture<'_, Result<(Option<PaymentRecord>, Option<RefundRecord>), StoreError>> {
+        self.inner.money(id)
+    }
+
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>, StoreError>> {
+        self.inner.products()
+    }
+
+    fn products_by_id<'a>(
+        &'a self,
+        ids: &'a [ProductId],
+    ) -> BoxFuture<'a, Result<Vec<Product>, StoreError>> {
+        self.inner.products_by_id(ids)
+    }
+
+    fn create_product<'a>(&'a self, p: &'a Product) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.create_product(p)
+    }
+
+    fn update_product<'a>(&'a self, p: &'a Product) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.update_product(p)
+    }
+
+    fn seed_products<'a>(&'a self, ps: &'a [Product]) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.seed_products(ps)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.ping()
+    }
+}
+
 fn product(n: u128) -> ProductId {
     ProductId::from_uuid(Uuid::from_u128(0x9000 + n))
 }
@@ -130,7 +317,7 @@ fn order(rng: &mut StdRng, now_ms: i64) -> Order {
 }
 
 struct World {
-    store: Arc<MemoryStore>,
+    store: Arc<ChaoticStore>,
     inventory: Arc<ModelInventory>,
     payments: Arc<ChaoticPayments>,
     clock: Arc<ManualClock>,
@@ -184,7 +371,14 @@ async fn run(seed: u64, tally: &mut Tally) {
         })),
     };
     let world = World {
-        store: Arc::new(MemoryStore::new()),
+        store: Arc::new(ChaoticStore {
+            inner: MemoryStore::new(),
+            chaos: Mutex::new(Some(Chaos {
+                rng: StdRng::seed_from_u64(seed ^ 3),
+                fail: 0.05,
+                lose: 0.05,
+            })),
+        }),
         inventory: Arc::new(inventory),
         payments: Arc::new(payments),
         clock,
@@ -231,6 +425,7 @@ async fn run(seed: u64, tally: &mut Tally) {
     }
     *world.inventory.chaos.lock() = None;
     *world.payments.chaos.lock() = None;
+    *world.store.chaos.lock() = None;
     for _ in 0..200 {
         world.clock.advance(Duration::from_secs(30));
         world.inventory.sweep();
