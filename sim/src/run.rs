@@ -290,6 +290,7 @@ async fn scheduled<S: InventoryStore + Outbox>(
     events
         .check_final(store.inner(), &generator, &mut anomalies)
         .await;
+    check_all_or_nothing(store.inner(), &calls, &mut anomalies).await;
     finish(
         seed,
         calls,
@@ -394,6 +395,43 @@ async fn check_item<S: InventoryStore>(store: &S, p: ProductId, anomalies: &mut 
                 item.quantity()
             ),
         });
+    }
+}
+
+/// Every reserve of the history, answered or not, holds all its lines or
+/// none: what the per-product check cannot see for a reserve whose outcome
+/// is unknown. (Orders are never reused, so an order's reservations are the
+/// ones its reserve made, whatever happened to them since.)
+async fn check_all_or_nothing<S: InventoryStore>(
+    store: &S,
+    calls: &[Call],
+    anomalies: &mut Vec<Anomaly>,
+) {
+    let reserves = calls.iter().flat_map(|call| match &call.request {
+        Request::One(command, _) => vec![command],
+        Request::Batch(commands) => commands.iter().map(|(c, _)| c).collect(),
+        Request::Sweep(_) => vec![],
+    });
+    for command in reserves {
+        let Command::Reserve(reserve) = command else {
+            continue;
+        };
+        let Ok(made) = store.reservations_of_order(reserve.order_id()).await else {
+            anomalies.push(Anomaly::Invariant {
+                why: format!("order {}: cannot read its reservations", reserve.order_id()),
+            });
+            continue;
+        };
+        if !made.is_empty() && made.len() != reserve.lines().len() {
+            anomalies.push(Anomaly::Invariant {
+                why: format!(
+                    "order {}: {} of its {} lines reserved",
+                    reserve.order_id(),
+                    made.len(),
+                    reserve.lines().len()
+                ),
+            });
+        }
     }
 }
 
@@ -590,6 +628,7 @@ pub async fn run_concurrent<S: InventoryStore + Outbox>(
         check_item(store.inner(), *p, &mut anomalies).await;
     }
     let calls = std::mem::take(&mut *calls.lock());
+    check_all_or_nothing(store.inner(), &calls, &mut anomalies).await;
     let generator = generator.lock();
     finish(
         seed,
