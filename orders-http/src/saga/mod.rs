@@ -4,6 +4,7 @@
 //! on it, so a restarted service resumes every unfinished saga.
 
 mod engine;
+pub mod machine;
 mod state;
 
 pub use engine::{

@@ -19,6 +19,16 @@ pub struct HeldLine {
     pub reservation_id: Option<Uuid>,
     /// Whether inventory confirmed that reservation (stock taken for good).
     pub confirmed: bool,
+    /// The hold no longer holds stock for the order (released, found gone,
+    /// or left to its TTL) in the current undo or retry.
+    #[serde(default)]
+    pub settled: bool,
+    /// Inventory refused to release the hold: where it stands is read next.
+    #[serde(default)]
+    pub refused: bool,
+    /// The units of this sold line went back to stock (a cancelled order).
+    #[serde(default)]
+    pub returned: bool,
 }
 
 /// The step a saga runs next.
@@ -106,6 +116,13 @@ pub struct SagaState {
     /// stock.
     #[serde(default)]
     pub reserve_settled: bool,
+    /// The provider said nothing was charged, after the settle window.
+    #[serde(default)]
+    pub charge_checked: bool,
+    /// A hold the saga relied on is gone: the other holds of the attempt are
+    /// being settled before it reserves again (or gives up).
+    #[serde(default)]
+    pub settling: bool,
 }
 
 /// What a saga stored without the `*_attempted` fields may have done: any.
@@ -129,6 +146,9 @@ impl SagaState {
                     quantity: l.quantity,
                     reservation_id: None,
                     confirmed: false,
+                    settled: false,
+                    refused: false,
+                    returned: false,
                 })
                 .collect(),
             payment_id: None,
@@ -139,6 +159,8 @@ impl SagaState {
             charge_sent_ms: None,
             confirm_attempted: false,
             reserve_settled: false,
+            charge_checked: false,
+            settling: false,
         }
     }
 
@@ -160,6 +182,8 @@ impl SagaState {
         self.reserve_settled = false;
         for line in self.lines.iter_mut().filter(|l| !l.confirmed) {
             line.reservation_id = None;
+            line.settled = false;
+            line.refused = false;
         }
         self.step = SagaStep::Reserve;
     }
@@ -173,6 +197,15 @@ impl SagaState {
                 .find(|r| r.product_id == line.product_id.as_uuid());
             line.reservation_id = held.map(|r| r.reservation_id).or(line.reservation_id);
         }
+    }
+
+    /// Every line not confirmed yet, as `(product, units)`.
+    pub fn unconfirmed_lines(&self) -> Vec<(Uuid, u32)> {
+        self.lines
+            .iter()
+            .filter(|l| !l.confirmed)
+            .map(|l| (l.product_id.as_uuid(), l.quantity))
+            .collect()
     }
 
     /// Lines not confirmed and without a known reservation (what a lost
