@@ -9,7 +9,7 @@ use crate::model::{ItemAnswer, LineRole, SettleAnswer, Step};
 use inventory_core::{Command, Error, Outcome, ProductId, ReservationId};
 
 /// What a call asked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// One command at its instant (ms).
     One(Command, i64),
@@ -20,7 +20,7 @@ pub enum Request {
 }
 
 /// What a call got back.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     /// Not answered (yet, or ever: an unknown outcome).
     None,
@@ -33,7 +33,7 @@ pub enum Answer {
 }
 
 /// One call of the history.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
     /// Who made it.
     pub client: usize,

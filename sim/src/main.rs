@@ -56,6 +56,9 @@ struct Args {
     /// Run without injected faults.
     #[arg(long)]
     no_faults: bool,
+    /// Print every call of the run (with `--seed`).
+    #[arg(long)]
+    history: bool,
     /// PostgreSQL in optimistic mode (versioned writes, retried) rather than
     /// row locks.
     #[arg(long)]
@@ -104,6 +107,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
             .iter()
             .map(|&seed| {
                 run_scheduled_caught(inventory_memory::MemoryStore::new(), seed, &shape, faults)
+                    .map(|report| kept(report, args.history))
                     .map_err(anyhow::Error::from)
             })
             .collect::<anyhow::Result<Vec<Report>>>()?,
@@ -119,7 +123,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
                 },
                 ..PgOptions::default()
             };
-            postgres(&url, options, &seeds, &shape, faults)?
+            postgres(&url, args.history, options, &seeds, &shape, faults)?
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -134,9 +138,16 @@ fn run(args: Args) -> anyhow::Result<bool> {
         if args.store == StoreKind::Memory {
             let shortest = shortest_failing(report.seed, &shape, faults);
             println!(
-                "  shortest failing run: --seed {} --steps {shortest}",
+                "  shortest failing run (add --history to print it): --seed {} --steps {shortest}",
                 report.seed
             );
+        }
+    }
+    if args.history {
+        for report in &reports {
+            for call in &report.history {
+                println!("{call:?}");
+            }
         }
     }
     println!(
@@ -148,6 +159,15 @@ fn run(args: Args) -> anyhow::Result<bool> {
         reports.len() as f64 / elapsed.max(f64::EPSILON),
     );
     Ok(failed.is_empty())
+}
+
+/// The report, without its history unless it is to be printed (a long run
+/// keeps thousands of reports).
+fn kept(mut report: Report, history: bool) -> Report {
+    if !history {
+        report.history = Vec::new();
+    }
+    report
 }
 
 /// The fewest scheduler moves with which `seed` still fails (runs are
@@ -173,6 +193,7 @@ fn shortest_failing(seed: u64, shape: &Shape, faults: FaultRates) -> usize {
 
 fn postgres(
     url: &str,
+    history: bool,
     options: PgOptions,
     seeds: &[u64],
     shape: &Shape,
@@ -188,7 +209,7 @@ fn postgres(
         let mut reports = Vec::new();
         for &seed in seeds {
             let faulty = Arc::new(Faulty::new(store.clone(), faults, seed ^ 0x5eed));
-            reports.push(run_concurrent(faulty, seed, shape).await?);
+            reports.push(kept(run_concurrent(faulty, seed, shape).await?, history));
         }
         drop(store);
         sim::pg::drop_schema(url, &schema).await?;

@@ -101,6 +101,7 @@ pub fn run_scheduled_caught<S: InventoryStore + Outbox>(
             unknown: 0,
             faults: FaultCounts::default(),
             anomalies: vec![Anomaly::Panicked { message }],
+            history: Vec::new(),
         })
     })
 }
@@ -118,6 +119,8 @@ pub struct Report {
     pub faults: FaultCounts,
     /// What was found wrong (empty: the run passed).
     pub anomalies: Vec<Anomaly>,
+    /// Every call of the run, in the order made.
+    pub history: Vec<Call>,
 }
 
 struct Inflight {
@@ -349,6 +352,7 @@ fn finish(
         unknown: unknown_calls,
         faults,
         anomalies,
+        history: calls,
     })
 }
 
