@@ -224,17 +224,17 @@ impl ProductState {
                 expires_at,
                 role,
             } => self.line(*rid, *order, *quantity, *now, *expires_at, *role),
-            Step::Confirm { rid, now, answer } => self.settle(*answer, |s| s.confirm(*rid, *now)),
-            Step::Release { rid, answer } => self.settle(*answer, |s| s.release(*rid)),
+            Step::Confirm { rid, now, answer } => self.checked(*answer, |s| s.confirm(*rid, *now)),
+            Step::Release { rid, answer } => self.checked(*answer, |s| s.release(*rid)),
             Step::Adjust { delta, answer } => {
                 let target = self.quantity as i64 + delta;
-                self.item_write(*answer, |s| s.set_stock(target))
+                self.checked(*answer, |s| s.set_stock(target))
             }
             Step::Set {
                 quantity,
                 expected_version,
                 answer,
-            } => self.item_write(*answer, |s| {
+            } => self.checked(*answer, |s| {
                 if s.version != *expected_version {
                     return (s.clone(), ItemAnswer::VersionConflict);
                 }
@@ -372,23 +372,12 @@ impl ProductState {
         (s, answer)
     }
 
-    fn settle(
+    /// The state `rule` leads to when the store's `answer` is the rule's
+    /// (or unknown: then the state may also be unchanged).
+    fn checked<A: PartialEq>(
         &self,
-        answer: Option<SettleAnswer>,
-        rule: impl Fn(&Self) -> (ProductState, SettleAnswer),
-    ) -> Vec<ProductState> {
-        let (next, model) = rule(self);
-        match answer {
-            Some(got) if got == model => vec![next],
-            Some(_) => vec![],
-            None => dedup(vec![self.clone(), next]),
-        }
-    }
-
-    fn item_write(
-        &self,
-        answer: Option<ItemAnswer>,
-        rule: impl Fn(&Self) -> (ProductState, ItemAnswer),
+        answer: Option<A>,
+        rule: impl Fn(&Self) -> (ProductState, A),
     ) -> Vec<ProductState> {
         let (next, model) = rule(self);
         match answer {

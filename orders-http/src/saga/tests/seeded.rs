@@ -48,12 +48,7 @@ struct ChaoticPayments {
 
 impl ChaoticPayments {
     fn draw(&self) -> (bool, bool) {
-        let mut chaos = self.chaos.lock();
-        let Some(c) = chaos.as_mut() else {
-            return (false, false);
-        };
-        let roll: f64 = c.rng.random();
-        (roll < c.fail, roll >= c.fail && roll < c.fail + c.lose)
+        Chaos::draw(&self.chaos)
     }
 }
 
@@ -115,12 +110,7 @@ struct ChaoticStore {
 
 impl ChaoticStore {
     fn draw(&self) -> (bool, bool) {
-        let mut chaos = self.chaos.lock();
-        let Some(c) = chaos.as_mut() else {
-            return (false, false);
-        };
-        let roll: f64 = c.rng.random();
-        (roll < c.fail, roll >= c.fail && roll < c.fail + c.lose)
+        Chaos::draw(&self.chaos)
     }
 
     /// Runs a saga write under the chaos.

@@ -36,12 +36,25 @@ pub(super) struct Held {
     pub(super) made_by: HashMap<Uuid, String>,
 }
 
-/// Faults of a chaotic inventory: per call, fail before acting, or act and
+/// Faults of a chaotic service: per call, fail before acting, or act and
 /// lose the answer.
 pub(super) struct Chaos {
     pub(super) rng: StdRng,
     pub(super) fail: f64,
     pub(super) lose: f64,
+}
+
+impl Chaos {
+    /// Whether the next call fails before acting, and whether it loses its
+    /// answer; never either without chaos.
+    pub(super) fn draw(chaos: &Mutex<Option<Chaos>>) -> (bool, bool) {
+        let mut chaos = chaos.lock();
+        let Some(c) = chaos.as_mut() else {
+            return (false, false);
+        };
+        let roll: f64 = c.rng.random();
+        (roll < c.fail, roll >= c.fail && roll < c.fail + c.lose)
+    }
 }
 
 /// Inventory as a map of reservations; it can make a reserve or a confirm
@@ -82,16 +95,7 @@ impl ModelInventory {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        self.roll()
-    }
-
-    fn roll(&self) -> (bool, bool) {
-        let mut chaos = self.chaos.lock();
-        let Some(c) = chaos.as_mut() else {
-            return (false, false);
-        };
-        let roll: f64 = c.rng.random();
-        (roll < c.fail, roll >= c.fail && roll < c.fail + c.lose)
+        Chaos::draw(&self.chaos)
     }
 
     fn now_ms(&self) -> Option<i64> {
