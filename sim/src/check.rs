@@ -37,9 +37,13 @@ pub enum Verdict {
     Undecided,
 }
 
+/// The memo's hasher: states are the checker's own, not an attacker's, so
+/// the fast variant is enough.
+type MemoHasher = foldhash::fast::RandomState;
+
 struct Search<'a> {
     steps: &'a [Timed],
-    memo: HashSet<(Vec<u64>, ProductState)>,
+    memo: HashSet<(Vec<u64>, ProductState), MemoHasher>,
     visits: usize,
 }
 
@@ -48,7 +52,7 @@ pub fn check(initial: &ProductState, steps: &[Timed]) -> Verdict {
     assert!(steps.len() <= STEPS_MAX, "too many steps for one check");
     let mut search = Search {
         steps,
-        memo: HashSet::new(),
+        memo: HashSet::default(),
         visits: 0,
     };
     let done = vec![0_u64; steps.len().div_ceil(64)];
