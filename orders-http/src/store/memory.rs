@@ -30,9 +30,14 @@ struct Inner {
     claims: HashMap<OrderId, (Uuid, i64)>,
     /// Current inventory order id of each saga -> its order.
     by_inventory_order: HashMap<Uuid, OrderId>,
-    /// `(consumer, event_id)` of every inventory event applied, with the
-    /// instant of the hold change it carried (what pruning goes by).
+    /// `(consumer, event_id)` of every inventory event applied, stamped
+    /// with [`Inner::events_seen_ms`] when it was applied (what pruning goes
+    /// by).
     processed: HashMap<(String, Uuid), i64>,
+    /// The latest hold-change instant of any event applied: this store has
+    /// no clock, so it stamps an applied event with how far the stream had
+    /// got, which a late delivery of an old event does not move back.
+    events_seen_ms: i64,
 }
 
 impl Inner {
@@ -418,7 +423,9 @@ impl OrderStore for MemoryStore {
         if inner.processed.contains_key(&key) {
             return ready(Ok(HoldApplied::Duplicate));
         }
-        inner.processed.insert(key, event.hold.updated_at_ms);
+        inner.events_seen_ms = inner.events_seen_ms.max(event.hold.updated_at_ms);
+        let stamp = inner.events_seen_ms;
+        inner.processed.insert(key, stamp);
         let Some(order_id) = inner
             .by_inventory_order
             .get(&event.inventory_order_id)
@@ -497,6 +504,35 @@ mod tests {
             created_at_ms: at_ms,
             updated_at_ms: at_ms,
         }
+    }
+
+    /// An event delivered late (its hold changed long ago) is stamped with
+    /// how far the stream had got, so pruning by age keeps its record as
+    /// long as any other record applied then.
+    #[tokio::test]
+    async fn a_late_event_is_kept_as_long_as_its_neighbours() {
+        let store = MemoryStore::new();
+        let event = |updated_at_ms| HoldEvent {
+            event_id: Uuid::new_v4(),
+            inventory_order_id: Uuid::new_v4(),
+            hold: Hold {
+                reservation_id: Uuid::new_v4(),
+                product_id: ProductId::from_uuid(Uuid::from_u128(1)),
+                quantity: 1,
+                status: HoldStatus::Reserved,
+                updated_at_ms,
+            },
+        };
+        let (fresh, late) = (event(T0_MS + 60_000), event(T0_MS));
+        store.apply_hold_event("late", &fresh).await.expect("apply");
+        store.apply_hold_event("late", &late).await.expect("apply");
+        let pruned = store.prune(T0_MS + 1, usize::MAX).await.expect("prune");
+        assert_eq!(
+            pruned, 0,
+            "the late event's record is as young as its neighbour's"
+        );
+        let again = store.apply_hold_event("late", &late).await.expect("apply");
+        assert_eq!(again, HoldApplied::Duplicate);
     }
 
     /// Soak: round after round of orders placed, claimed, told about their
