@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
 use crate::publisher::Publisher;
@@ -83,13 +82,10 @@ impl Default for RelayConfig {
 }
 
 impl RelayConfig {
+    /// Pauses after failures: never above `backoff_max_ms` (backon's jitter
+    /// alone could double it), the same rule as the consumers'.
     fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.backoff_min_ms))
-            .with_max_delay(Duration::from_millis(self.backoff_max_ms))
-            .with_jitter()
-            .without_max_times()
-            .build()
+        crate::consume::backoff(self.backoff_min_ms, self.backoff_max_ms)
     }
 }
 
