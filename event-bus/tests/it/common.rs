@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use event_bus::Envelope;
 use inventory_core::{
     Actor, Command, Meta, OrderId, ProductId, Quantity, Reason, ReservationId, Reserve,
     ReserveLine, StockDelta, StockLevel, Timestamp, Ttl,
@@ -91,4 +92,17 @@ pub(crate) fn adjust(product_id: ProductId, delta: i64) -> Command {
         actor: Actor::system(),
         key: None,
     }
+}
+
+/// An inventory stock event numbered `n` (in its payload), of `event_type`.
+pub(crate) fn stock_envelope(event_type: &str, correlation_id: &str, n: u64) -> Envelope {
+    Envelope::new(
+        "inventory",
+        event_type,
+        1,
+        id(),
+        0,
+        Some(correlation_id),
+        serde_json::json!({"product_id": "p", "quantity_after": n}),
+    )
 }

@@ -11,9 +11,8 @@ use event_bus::{
 };
 use inventory_core::{Command, ProductId};
 use inventory_memory::MemoryStore;
-use serde_json::json;
 
-use crate::common::{create, eventually, id, meta, reserve, shutdown};
+use crate::common::{create, eventually, id, meta, reserve, shutdown, stock_envelope};
 use crate::support::Recorder;
 
 /// How long the events may take to arrive.
@@ -26,18 +25,6 @@ const RETRIES_VIRTUAL_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// Transient failures of one event: far more than the single retry after
 /// which the in-process consumer used to drop it.
 const TRANSIENT_FAILURES: u32 = 20;
-
-fn stock_event(event_type: &str, correlation_id: &str, n: u64) -> Envelope {
-    Envelope::new(
-        "inventory",
-        event_type,
-        1,
-        id(),
-        0,
-        Some(correlation_id),
-        json!({"product_id": "p", "quantity_after": n}),
-    )
-}
 
 /// A subscriber of the in-process bus receives the same envelopes the
 /// RabbitMQ path carries, in order.
@@ -156,8 +143,8 @@ async fn transient_failures_are_retried_until_applied_in_process() {
     let (stop, signal) = shutdown();
     let task = tokio::spawn(run_subscription(subscription, recorder.clone(), signal));
     let events = [
-        stock_event("inventory.stock.adjusted", "fail-transiently", 1),
-        stock_event("inventory.stock.adjusted", "ok", 2),
+        stock_envelope("inventory.stock.adjusted", "fail-transiently", 1),
+        stock_envelope("inventory.stock.adjusted", "ok", 2),
     ];
 
     bus.publish(&events).await.expect("published");
@@ -193,10 +180,10 @@ async fn permanent_failure_is_skipped_and_counted_in_process() {
     )
     .expect("subscribe");
     let health = consumer.health.clone().expect("in-process counts");
-    let good = stock_event("inventory.stock.adjusted", "ok", 1);
+    let good = stock_envelope("inventory.stock.adjusted", "ok", 1);
 
     bus.publish(&[
-        stock_event("inventory.stock.exploded", "ok", 0),
+        stock_envelope("inventory.stock.exploded", "ok", 0),
         good.clone(),
     ])
     .await
@@ -223,7 +210,7 @@ async fn shutdown_stops_transient_retries_in_process() {
     let recorder = Recorder::new("stop");
     let (stop, signal) = shutdown();
     let task = tokio::spawn(run_subscription(subscription, recorder.clone(), signal));
-    bus.publish(&[stock_event(
+    bus.publish(&[stock_envelope(
         "inventory.stock.adjusted",
         "fail-transiently",
         1,

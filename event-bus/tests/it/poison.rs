@@ -3,30 +3,17 @@
 
 use std::time::Duration;
 
-use event_bus::rabbit::{self, ConsumerConfig, RabbitConsumer, HEADER_DEAD_LETTER_REASON};
+use event_bus::rabbit::{RabbitConsumer, HEADER_DEAD_LETTER_REASON};
 use event_bus::Envelope;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
 use lapin::BasicProperties;
-use serde_json::json;
 
-use crate::common::{eventually, id, shutdown};
-use crate::support::{broker, unique_spec, Recorder, Topology};
+use crate::common::{eventually, shutdown, stock_envelope};
+use crate::support::{broker, publisher, quick_config, unique_spec, Recorder, Topology};
 
 /// How long messages may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn envelope(event_type: &str, correlation_id: &str, n: u64) -> Envelope {
-    Envelope::new(
-        "inventory",
-        event_type,
-        1,
-        id(),
-        0,
-        Some(correlation_id),
-        json!({"product_id": "p", "quantity_after": n}),
-    )
-}
 
 /// Garbage and an unknown event type (a permanent failure) each land in the
 /// dead-letter queue at once, with their reason; the good events around them
@@ -36,17 +23,9 @@ async fn poison_messages_are_dead_lettered_and_later_ones_flow() {
     let Some(url) = broker().await else { return };
     let spec = unique_spec("poison");
     let _topology = Topology::new(&url, &spec);
-    let connection = rabbit::connect(&url, "poison-publisher")
-        .await
-        .expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    spec.declare(&channel).await.expect("declare");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
+    let (connection, channel) = publisher(&url, &spec).await;
     let good: Vec<Envelope> = (1..=5)
-        .map(|n| envelope("inventory.stock.adjusted", "ok", n))
+        .map(|n| stock_envelope("inventory.stock.adjusted", "ok", n))
         .collect();
     let messages: Vec<(&str, Vec<u8>)> = vec![
         ("inventory.stock.adjusted", good[0].to_bytes()),
@@ -54,7 +33,7 @@ async fn poison_messages_are_dead_lettered_and_later_ones_flow() {
         ("inventory.stock.adjusted", good[1].to_bytes()),
         (
             "inventory.stock.exploded",
-            envelope("inventory.stock.exploded", "x", 0).to_bytes(),
+            stock_envelope("inventory.stock.exploded", "x", 0).to_bytes(),
         ),
         ("inventory.stock.adjusted", good[2].to_bytes()),
         ("inventory.stock.adjusted", good[3].to_bytes()),
@@ -76,9 +55,7 @@ async fn poison_messages_are_dead_lettered_and_later_ones_flow() {
     }
 
     let recorder = Recorder::new("poison");
-    let mut config = ConsumerConfig::new(&url, spec.clone(), "poison-consumer");
-    config.retry_delay_min_ms = 5;
-    config.retry_delay_max_ms = 20;
+    let config = quick_config(&url, &spec, "poison-consumer");
     let consumer = RabbitConsumer::new(config, recorder.clone());
     let health = consumer.health();
     let (stop, signal) = shutdown();

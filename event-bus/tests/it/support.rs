@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use event_bus::rabbit::ConsumerConfig;
 use event_bus::rabbit::{self, LOCAL_AMQP_URL};
 use event_bus::{Dedup, Envelope, Handler, HandlerError, MemoryDedup, QueueSpec};
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Channel, Connection};
 use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::watch;
@@ -256,4 +258,26 @@ pub(crate) fn assert_in_order_per_product(applied: &[Envelope]) {
         }
         last.insert(key, after);
     }
+}
+
+/// A connection and a confirming channel with `spec` declared.
+pub(crate) async fn publisher(url: &str, spec: &QueueSpec) -> (Connection, Channel) {
+    let connection = rabbit::connect(url, "test-publisher")
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    spec.declare(&channel).await.expect("declare");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    (connection, channel)
+}
+
+/// Short pauses so that many retries take little time.
+pub(crate) fn quick_config(url: &str, spec: &QueueSpec, name: &str) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(url, spec.clone(), name);
+    config.retry_delay_min_ms = 5;
+    config.retry_delay_max_ms = 20;
+    config
 }

@@ -5,15 +5,14 @@
 
 use std::time::Duration;
 
-use event_bus::rabbit::{self, ConsumerConfig, RabbitConsumer, HEADER_DEAD_LETTER_REASON};
+use event_bus::rabbit::{RabbitConsumer, HEADER_DEAD_LETTER_REASON};
 use event_bus::{Envelope, QueueSpec};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
-use lapin::{BasicProperties, Channel, Connection};
-use serde_json::json;
+use lapin::{BasicProperties, Channel};
 
-use crate::common::{eventually, id, shutdown};
-use crate::support::{broker, unique_spec, Recorder, Topology};
+use crate::common::{eventually, shutdown, stock_envelope};
+use crate::support::{broker, publisher, quick_config, unique_spec, Recorder, Topology};
 
 /// How long messages may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,32 +23,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Transient failures of one event: more than the 5 attempts after which the
 /// consumer used to dead-letter it.
 const TRANSIENT_FAILURES: u32 = 8;
-
-fn envelope(event_type: &str, correlation_id: &str, n: u64) -> Envelope {
-    Envelope::new(
-        "inventory",
-        event_type,
-        1,
-        id(),
-        0,
-        Some(correlation_id),
-        json!({"product_id": "p", "quantity_after": n}),
-    )
-}
-
-/// A connection and a confirming channel with `spec` declared.
-async fn publisher(url: &str, spec: &QueueSpec) -> (Connection, Channel) {
-    let connection = rabbit::connect(url, "transient-publisher")
-        .await
-        .expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    spec.declare(&channel).await.expect("declare");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    (connection, channel)
-}
 
 async fn publish(channel: &Channel, spec: &QueueSpec, envelopes: &[Envelope]) {
     for envelope in envelopes {
@@ -87,14 +60,6 @@ async fn get_within(channel: &Channel, queue: &str, timeout: Duration) -> Option
     }
 }
 
-/// Short pauses so that many retries take little time.
-fn quick_config(url: &str, spec: &QueueSpec, name: &str) -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(url, spec.clone(), name);
-    config.retry_delay_min_ms = 5;
-    config.retry_delay_max_ms = 20;
-    config
-}
-
 /// An event that fails transiently more often than the old attempt limit
 /// is applied in the end, in its place among the others, and the
 /// dead-letter queue holds only the permanent failure.
@@ -104,13 +69,13 @@ async fn transient_failures_are_retried_until_applied_never_dead_lettered() {
     let spec = unique_spec("transient");
     let _topology = Topology::new(&url, &spec);
     let (connection, channel) = publisher(&url, &spec).await;
-    let flaky = envelope("inventory.stock.adjusted", "fail-transiently", 2);
-    let permanent = envelope("inventory.stock.exploded", "ok", 0);
+    let flaky = stock_envelope("inventory.stock.adjusted", "fail-transiently", 2);
+    let permanent = stock_envelope("inventory.stock.exploded", "ok", 0);
     let expected = vec![
-        envelope("inventory.stock.adjusted", "ok", 1),
+        stock_envelope("inventory.stock.adjusted", "ok", 1),
         flaky.clone(),
-        envelope("inventory.stock.adjusted", "ok", 3),
-        envelope("inventory.stock.adjusted", "ok", 4),
+        stock_envelope("inventory.stock.adjusted", "ok", 3),
+        stock_envelope("inventory.stock.adjusted", "ok", 4),
     ];
     let published = [
         expected[0].clone(),
@@ -177,7 +142,7 @@ async fn shutdown_during_transient_retries_leaves_the_message_queued() {
     let spec = unique_spec("transient-stop");
     let _topology = Topology::new(&url, &spec);
     let (connection, channel) = publisher(&url, &spec).await;
-    let stuck = envelope("inventory.stock.adjusted", "fail-transiently", 1);
+    let stuck = stock_envelope("inventory.stock.adjusted", "fail-transiently", 1);
     publish(&channel, &spec, std::slice::from_ref(&stuck)).await;
     let recorder = Recorder::new("transient-stop");
     let consumer = RabbitConsumer::new(
