@@ -96,15 +96,14 @@ pub fn project(
                     push(*p, Step::Sweep { now: *now });
                 }
             }
-            (Request::One(command, now), Answer::One(result)) => {
+            (Request::One(command, now), answer) => {
+                let result = match answer {
+                    Answer::One(result) => Some(result),
+                    _ => None,
+                };
                 for (p, step) in
-                    steps_of(command, *now, Some(result), products_of).map_err(unexplained)?
+                    steps_of(command, *now, result, products_of).map_err(unexplained)?
                 {
-                    push(p, step);
-                }
-            }
-            (Request::One(command, now), _) => {
-                for (p, step) in steps_of(command, *now, None, products_of).map_err(unexplained)? {
                     push(p, step);
                 }
             }
