@@ -22,9 +22,9 @@ use crate::inventory::{CALL_TIMEOUT_MS_DEFAULT, SERVICE_TOKEN_TTL_SECS_DEFAULT};
 use crate::payment::{SimulatorConfig, FRAUD_LIMIT_MINOR_DEFAULT};
 use crate::saga::{
     SagaConfig, CANCEL_WAIT_MS_DEFAULT, LEASE_MS_DEFAULT, PARK_INTERVAL_MS_DEFAULT,
-    PENDING_DEADLINE_MS_DEFAULT, RESERVE_ATTEMPTS_MAX_DEFAULT, RESUME_INTERVAL_MS_DEFAULT,
-    RETRIES_MAX_DEFAULT, RETRY_DELAY_MAX_MS_DEFAULT, RETRY_DELAY_MIN_MS_DEFAULT,
-    RETRY_TOTAL_MS_DEFAULT,
+    PAYMENT_SETTLE_MS_DEFAULT, PENDING_DEADLINE_MS_DEFAULT, RESERVE_ATTEMPTS_MAX_DEFAULT,
+    RESUME_INTERVAL_MS_DEFAULT, RETRIES_MAX_DEFAULT, RETRY_DELAY_MAX_MS_DEFAULT,
+    RETRY_DELAY_MIN_MS_DEFAULT, RETRY_TOTAL_MS_DEFAULT,
 };
 
 /// The rate limit window: `rate_limit_per_minute` requests per this many seconds.
@@ -203,6 +203,13 @@ pub struct Config {
     /// waits before taking over the sagas of one that died).
     #[arg(long, env = "SAGA_LEASE_MS", default_value_t = LEASE_MS_DEFAULT)]
     pub saga_lease_ms: u64,
+
+    /// How long after a charge call the payment provider's "nothing charged"
+    /// is believed, in milliseconds (until then an order whose charge answer
+    /// was lost is neither confirmed nor cancelled). Longer than any charge
+    /// call can take to land at the provider.
+    #[arg(long, env = "PAYMENT_SETTLE_MS", default_value_t = PAYMENT_SETTLE_MS_DEFAULT)]
+    pub payment_settle_ms: u64,
 
     /// Simulated payment latency, in milliseconds.
     #[arg(long, env = "PAYMENT_LATENCY_MS", default_value_t = 0)]
@@ -385,6 +392,7 @@ impl Config {
             resume_interval_ms: self.resume_interval_ms,
             cancel_wait_ms: self.cancel_wait_ms,
             lease_ms: self.saga_lease_ms,
+            payment_settle_ms: self.payment_settle_ms,
             dedup_retention_ms: self.event_dedup_retention_secs.saturating_mul(1_000),
         }
     }

@@ -66,10 +66,10 @@ pub const CANCEL_WAIT_MS_DEFAULT: u64 = 5_000;
 /// days).
 pub const DEDUP_RETENTION_MS_DEFAULT: u64 = 8 * 24 * 3_600_000;
 
-/// How long after a charge was sent the provider's "nothing charged" is
-/// trusted, in milliseconds: longer than any charge call can still be
-/// completing (a burst of retries with their timeouts).
-pub(crate) const PAYMENT_SETTLE_MS: i64 = 60_000;
+/// Default time after a charge was sent before the provider's "nothing
+/// charged" is trusted, in milliseconds: longer than any charge call can
+/// still be completing (a burst of retries with their timeouts).
+pub const PAYMENT_SETTLE_MS_DEFAULT: u64 = 60_000;
 
 /// Most records one prune (one resumer run) forgets.
 pub const PRUNE_BATCH_MAX: usize = 10_000;
@@ -105,6 +105,9 @@ pub struct SagaConfig {
     /// How long the records kept to deduplicate and route events live, in
     /// milliseconds (0 keeps them forever); pruned on every resumer run.
     pub dedup_retention_ms: u64,
+    /// How long after a charge was sent the provider's "nothing charged" is
+    /// trusted, in milliseconds (see [`PAYMENT_SETTLE_MS_DEFAULT`]).
+    pub payment_settle_ms: u64,
 }
 
 impl Default for SagaConfig {
@@ -122,6 +125,7 @@ impl Default for SagaConfig {
             cancel_wait_ms: CANCEL_WAIT_MS_DEFAULT,
             lease_ms: LEASE_MS_DEFAULT,
             dedup_retention_ms: DEDUP_RETENTION_MS_DEFAULT,
+            payment_settle_ms: PAYMENT_SETTLE_MS_DEFAULT,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use uuid::Uuid;
 
-use super::{Next, SagaEngine, PAYMENT_SETTLE_MS};
+use super::{Next, SagaEngine};
 use crate::domain::{CancelReason, Order, OrderId, OrderStatus};
 use crate::inventory::{InventoryError, ReservedLine};
 use crate::metrics::{FinishLabels, StepLabels};
@@ -56,7 +56,7 @@ impl SagaEngine {
                 .collect(),
             reserve_attempts_max: self.config.reserve_attempts_max,
             give_up_ms: record.saga.deadline_ms.saturating_add(pending_deadline_ms),
-            payment_settle_ms: PAYMENT_SETTLE_MS,
+            payment_settle_ms: i64::try_from(self.config.payment_settle_ms).unwrap_or(i64::MAX),
         }
     }
 
