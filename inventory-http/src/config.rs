@@ -2,6 +2,7 @@
 //! variable (see `.env.example`). Every limit is named with its unit last.
 
 use inventory_combiner::CombinerConfig;
+use inventory_sqlx::ACQUIRE_TIMEOUT_DEFAULT_MS;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -94,6 +95,12 @@ pub struct Config {
     /// Most PostgreSQL connections.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = DB_POOL_SIZE_DEFAULT)]
     pub db_pool_size: u32,
+
+    /// How long a request waits for a database connection before it is
+    /// answered 503 (the database is down or every connection is busy), in
+    /// milliseconds.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = ACQUIRE_TIMEOUT_DEFAULT_MS)]
+    pub db_acquire_timeout_ms: u64,
 
     /// Redis URL for the availability cache and the shared rate limiter;
     /// neither uses Redis when absent.
@@ -222,6 +229,7 @@ impl Config {
             listen: LISTEN_DEFAULT.parse().expect("valid default address"),
             database_url: None,
             db_pool_size: DB_POOL_SIZE_DEFAULT,
+            db_acquire_timeout_ms: ACQUIRE_TIMEOUT_DEFAULT_MS,
             redis_url: None,
             cache_ttl_secs: CACHE_TTL_SECS_DEFAULT,
             redis_timeout_ms: REDIS_TIMEOUT_MS_DEFAULT,

@@ -33,6 +33,7 @@ impl AnyStore {
         };
         let options = PgOptions {
             pool_size_max: config.db_pool_size,
+            acquire_timeout_ms: config.db_acquire_timeout_ms,
             ..PgOptions::default()
         };
         let store = PgStore::connect(url, options).await?;

@@ -26,6 +26,7 @@ use crate::saga::{
     RESUME_INTERVAL_MS_DEFAULT, RETRIES_MAX_DEFAULT, RETRY_DELAY_MAX_MS_DEFAULT,
     RETRY_DELAY_MIN_MS_DEFAULT, RETRY_TOTAL_MS_DEFAULT,
 };
+use crate::store::ACQUIRE_TIMEOUT_DEFAULT_MS;
 
 /// The rate limit window: `rate_limit_per_minute` requests per this many seconds.
 pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
@@ -83,6 +84,12 @@ pub struct Config {
     /// Most PostgreSQL connections.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = DB_POOL_SIZE_DEFAULT)]
     pub db_pool_size: u32,
+
+    /// How long a request waits for a database connection before it is
+    /// answered 503 (the database is down or every connection is busy), in
+    /// milliseconds.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = ACQUIRE_TIMEOUT_DEFAULT_MS)]
+    pub db_acquire_timeout_ms: u64,
 
     /// Seed the catalog with the demo products (ids that do not exist yet).
     #[arg(long, env = "SEED_DEMO_PRODUCTS", default_value_t = true, action = clap::ArgAction::Set)]

@@ -62,6 +62,7 @@ pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderSto
         Some(url) => {
             let options = PgOrderOptions {
                 pool_size_max: config.db_pool_size,
+                acquire_timeout_ms: config.db_acquire_timeout_ms,
                 schema: config.db_schema.clone(),
                 ..PgOrderOptions::default()
             };

@@ -104,11 +104,7 @@ async fn rows(pool: &PgPool, sql: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// Every check in SQL.
-pub(crate) async fn sql(
-    pool: &PgPool,
-    world: &World,
-    seen: &Seen,
-) -> anyhow::Result<Vec<Finding>> {
+pub(crate) async fn sql(pool: &PgPool, world: &World, seen: &Seen) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
     let stock = "WITH s AS ( \
         SELECT i.product_id, i.quantity, i.reserved, \
@@ -145,10 +141,16 @@ pub(crate) async fn sql(
         .fetch_optional(pool)
         .await?;
         if first != Some(p.initial as i64) {
-            initial.push(format!("{}: created with {first:?}, expected {}", p.id, p.initial));
+            initial.push(format!(
+                "{}: created with {first:?}, expected {}",
+                p.id, p.initial
+            ));
         }
     }
-    out.push(finding("stock: the ledger starts with the initial stock", initial));
+    out.push(finding(
+        "stock: the ledger starts with the initial stock",
+        initial,
+    ));
     out.push(finding(
         "orders: every order terminal",
         rows(pool, "SELECT format('%s is %s', id, status) FROM orders.orders WHERE status NOT IN ('confirmed', 'cancelled')").await?,
@@ -206,11 +208,15 @@ pub(crate) async fn sql(
     ));
     out.push(finding(
         "events: every hold event of inventory applied by orders",
-        rows(pool, "SELECT format('%s %s not applied', e.event_type, e.event_id) FROM outbox e \
+        rows(
+            pool,
+            "SELECT format('%s %s not applied', e.event_type, e.event_id) FROM outbox e \
              WHERE e.event_type IN ('inventory.stock.reserved', 'inventory.stock.confirmed', \
                'inventory.stock.released', 'inventory.stock.expired') \
              AND NOT EXISTS (SELECT 1 FROM orders.processed_events p \
-               WHERE p.consumer = 'orders' AND p.event_id = e.event_id)").await?,
+               WHERE p.consumer = 'orders' AND p.event_id = e.event_id)",
+        )
+        .await?,
     ));
     let placed: Vec<Uuid> = seen.placed.iter().map(|p| p.order_id).collect();
     let found: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM orders.orders WHERE id = ANY($1)")
@@ -237,7 +243,10 @@ pub(crate) async fn sql(
         &keys,
     )
     .await?;
-    out.push(finding("writes: every adjustment acknowledged is in the ledger", lost));
+    out.push(finding(
+        "writes: every adjustment acknowledged is in the ledger",
+        lost,
+    ));
     let queues = tokio::task::spawn_blocking(cluster::queue_depths).await??;
     out.push(finding(
         "events: every queue drained, nothing dead-lettered",
@@ -275,12 +284,11 @@ pub(crate) async fn api(
 ) -> anyhow::Result<Vec<Finding>> {
     let mut stock = Vec::new();
     for p in &world.products {
-        let (quantity, reserved): (i64, i64) = sqlx::query_as(
-            "SELECT quantity, reserved FROM inventory_items WHERE product_id = $1",
-        )
-        .bind(p.id)
-        .fetch_one(pool)
-        .await?;
+        let (quantity, reserved): (i64, i64) =
+            sqlx::query_as("SELECT quantity, reserved FROM inventory_items WHERE product_id = $1")
+                .bind(p.id)
+                .fetch_one(pool)
+                .await?;
         let url = format!("{}/api/inventory/{}", world.gateway, p.id);
         let served = match http.get(&url, None).await {
             Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body).ok(),

@@ -142,7 +142,10 @@ impl Cluster {
                 cmd.env("DATABASE_URL", &c.database_url)
                     .env("DB_SCHEMA", "orders")
                     .env("SEED_DEMO_PRODUCTS", "false")
-                    .env("INVENTORY_URL", format!("http://{}", self.proxy.local_addr()))
+                    .env(
+                        "INVENTORY_URL",
+                        format!("http://{}", self.proxy.local_addr()),
+                    )
                     .env("INVENTORY_JWT_SECRET", &c.jwt_secret)
                     .env("INVENTORY_JWT_ISSUER", ISSUER)
                     .env("INVENTORY_JWT_AUDIENCE", AUDIENCE)

@@ -87,7 +87,11 @@ impl Http {
             .unwrap_or(Err(NoAnswer::Timeout))
     }
 
-    pub(crate) async fn get(&self, url: &str, token: Option<&str>) -> Result<(u16, Bytes), NoAnswer> {
+    pub(crate) async fn get(
+        &self,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, Bytes), NoAnswer> {
         self.call(Method::GET, url, token, None, None).await
     }
 }

@@ -213,7 +213,11 @@ fn plan(rng: &mut StdRng, world: &World, seen: &Mutex<Seen>) -> Planned {
                     continue;
                 }
                 chosen.push(p.id);
-                let units = if p.scarce { 1 } else { rng.random_range(1..=UNITS_MAX) };
+                let units = if p.scarce {
+                    1
+                } else {
+                    rng.random_range(1..=UNITS_MAX)
+                };
                 items.push(serde_json::json!({"product_id": p.id, "quantity": units}));
             }
             Planned {

@@ -328,10 +328,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         .map(|l| l + "\n")
         .collect();
     std::fs::write(out.join("history.jsonl"), history)?;
-    println!(
-        "history, report and service logs in {}",
-        out.display()
-    );
+    println!("history, report and service logs in {}", out.display());
     let answers_ok = seen
         .records
         .iter()

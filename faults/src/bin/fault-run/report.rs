@@ -94,8 +94,12 @@ pub(crate) fn faults(records: &[Record], windows: &[Window], slowest: &[Option<i
                     .map(|r| r.start_ms)
                     .min()
             })
-            .try_fold(0u64, |acc, first| first.map(|f| acc.max(f - w.recovered_ms)));
-        let back = back.map_or("never".to_owned(), |ms| format!("{:.2} s", ms as f64 / 1000.0));
+            .try_fold(0u64, |acc, first| {
+                first.map(|f| acc.max(f - w.recovered_ms))
+            });
+        let back = back.map_or("never".to_owned(), |ms| {
+            format!("{:.2} s", ms as f64 / 1000.0)
+        });
         let anomalies = during
             .iter()
             .filter(|r| anomaly(r, windows).is_some())
@@ -118,10 +122,7 @@ pub(crate) fn faults(records: &[Record], windows: &[Window], slowest: &[Option<i
 /// The totals of the whole run.
 pub(crate) fn totals(records: &[Record], windows: &[Window], not_sent: u64, secs: f64) -> String {
     let ok = records.iter().filter(|r| r.ok()).count();
-    let refused = records
-        .iter()
-        .filter(|r| !r.ok() && !r.failed())
-        .count();
+    let refused = records.iter().filter(|r| !r.ok() && !r.failed()).count();
     let failed = records.iter().filter(|r| r.failed()).count();
     let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
     for r in records {
@@ -142,7 +143,11 @@ pub(crate) fn totals(records: &[Record], windows: &[Window], not_sent: u64, secs
         for (k, n) in kinds {
             let _ = writeln!(out, "ANOMALY: {n} answers: {k}");
         }
-        for r in records.iter().filter(|r| anomaly(r, windows).is_some()).take(10) {
+        for r in records
+            .iter()
+            .filter(|r| anomaly(r, windows).is_some())
+            .take(10)
+        {
             let _ = writeln!(
                 out,
                 "  e.g. {:?} at {} ms: {} {}",
