@@ -1,4 +1,10 @@
-//! Fault injection for runs of the whole system on real services.
+//! Fault runs of the whole system on real services.
+//!
+//! The `fault-run` binary starts the three services as processes on
+//! PostgreSQL, Redis and RabbitMQ, drives a mixed load through the gateway,
+//! injects faults one after another and checks the result (see
+//! `docs/operations.md`). This library holds its parts that stand alone:
+//! the proxy below, and [`check`], the invariants of the whole system in SQL.
 //!
 //! [`FaultProxy`] sits on a TCP path between two services (orders and
 //! inventory, say) and can be switched at run time between passing traffic,
@@ -18,6 +24,8 @@
 //! proxy.stop().await;
 //! # Ok(()) }
 //! ```
+
+pub mod check;
 
 use std::net::SocketAddr;
 

@@ -64,7 +64,6 @@ pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderSto
                 pool_size_max: config.db_pool_size,
                 acquire_timeout_ms: config.db_acquire_timeout_ms,
                 schema: config.db_schema.clone(),
-                ..PgOrderOptions::default()
             };
             let pg = PgOrderStore::connect(url, options).await?;
             pg.migrate().await?;

@@ -58,7 +58,7 @@ pub const RESUME_PAGE_MAX: u32 = 500;
 
 /// Default longest a cancel request waits for the saga to finish, in
 /// milliseconds (then it answers 202 and the saga finishes later).
-pub const CANCEL_WAIT_MS_DEFAULT: u64 = 5_000;
+pub const CANCEL_WAIT_MS_DEFAULT: u64 = 3_000;
 
 /// Default time the record of an applied inventory event (and the claims
 /// and inventory order ids of finished orders) is kept, in milliseconds: 8

@@ -23,8 +23,8 @@ pub mod suite;
 
 pub use memory::MemoryStore;
 pub use pg::{
-    PgOrderOptions, PgOrderStore, ACQUIRE_TIMEOUT_DEFAULT_MS, MIGRATOR, POOL_SIZE_DEFAULT,
-    SCHEMA_NAME_LEN_MAX,
+    PgOrderOptions, PgOrderStore, ACQUIRE_TIMEOUT_DEFAULT_MS, HOLD_OWNER_SQL, MIGRATOR,
+    POOL_SIZE_DEFAULT, SCHEMA_NAME_LEN_MAX,
 };
 
 /// A boxed, sendable future: the return type of every port method, so the

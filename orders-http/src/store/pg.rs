@@ -338,14 +338,11 @@ impl PgOrderStore {
             tx.rollback().await.map_err(fail)?;
             return Ok(HoldApplied::Duplicate);
         }
-        let found = sqlx::query(
-            "SELECT o.id, o.status, s.state FROM saga_states s JOIN orders o ON o.id = s.order_id \
-             WHERE s.state ->> 'inventory_order_id' = $1",
-        )
-        .bind(event.inventory_order_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(fail)?;
+        let found = sqlx::query(HOLD_OWNER_SQL)
+            .bind(event.inventory_order_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
         let Some(row) = found else {
             tx.commit().await.map_err(fail)?;
             return Ok(HoldApplied::UnknownOrder);
@@ -379,6 +376,18 @@ impl PgOrderStore {
         })
     }
 }
+
+/// The order (id, status, saga state) whose saga holds the inventory order
+/// `$1`. An inventory order id belongs to one saga, and the `LIMIT` tells
+/// the planner so: without it, an expression index the table's statistics
+/// do not cover yet is estimated at thousands of rows and the join scans
+/// every order, a cost per event that grows with the table (a fault run's
+/// soak saw the consumer of inventory's events fall to 90 events/s).
+#[doc(hidden)]
+pub const HOLD_OWNER_SQL: &str = "SELECT o.id, o.status, s.state FROM \
+       (SELECT order_id, state FROM saga_states \
+         WHERE state ->> 'inventory_order_id' = $1 LIMIT 1) s \
+     JOIN orders o ON o.id = s.order_id";
 
 async fn save_saga_on<'e, E>(executor: E, saga: &SagaState, now_ms: i64) -> Result<(), StoreError>
 where

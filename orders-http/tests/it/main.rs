@@ -151,6 +151,36 @@ async fn two_instances_share_sagas_postgres() {
     saga::two_instances_never_run_one_saga_twice(ord.orders_store().await).await;
 }
 
+/// Finding the order of an inventory event reads one order, however many
+/// there are and whether or not the planner has statistics yet (a plan
+/// scanning every order made the consumer of inventory's events slower as
+/// orders accumulated).
+#[tokio::test]
+async fn the_order_of_an_event_is_found_without_scanning_orders() {
+    let Some(db) = TestSchema::create().await else {
+        return;
+    };
+    let _store = db.orders_store().await;
+    let pool = sqlx::PgPool::connect_with(db.options()).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO orders (id, user_id, status, total_minor, currency, fingerprint, created_at_ms, updated_at_ms) \
+           SELECT gen_random_uuid(), 'u', 'confirmed', 1, 'EUR', 'f', 0, 0 FROM generate_series(1, 20000); \
+         INSERT INTO saga_states (order_id, step, state, updated_at_ms) \
+           SELECT id, 'done', jsonb_build_object('inventory_order_id', gen_random_uuid()::text), 0 FROM orders",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let plan: Vec<String> =
+        sqlx::query_scalar(&format!("EXPLAIN {}", orders_http::store::HOLD_OWNER_SQL))
+            .bind(uuid::Uuid::new_v4().to_string())
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
+
 /// An order's life as events through the in-process bus (memory stores).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_events_in_process() {

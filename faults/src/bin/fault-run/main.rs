@@ -280,7 +280,17 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         }
     }
     let seen = std::mem::take(&mut *seen.lock());
-    let mut findings = check::sql(&pool, &world, &seen).await?;
+    let expected = faults::check::Expected {
+        initial_stock: world.products.iter().map(|p| (p.id, p.initial)).collect(),
+        orders: seen.placed.iter().map(|p| p.order_id).collect(),
+        adjustments: seen
+            .adjusted
+            .iter()
+            .map(|a| (a.product_id, a.key.clone()))
+            .collect(),
+    };
+    let mut findings = faults::check::invariants(&pool, &expected).await?;
+    findings.push(check::queues().await?);
     findings.extend(check::api(&pool, &http, &world, &seen).await?);
     let mut slowest = Vec::new();
     for w in &windows {

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::check::Finding;
 use crate::cluster::Service;
 use crate::load::{Op, Record};
 use crate::schedule::Window;
+use faults::check::Finding;
 
 /// Why an answer is an anomaly, if it is one.
 pub(crate) fn anomaly(r: &Record, windows: &[Window]) -> Option<&'static str> {
