@@ -42,7 +42,7 @@
 //!
 //! ```text
 //! let consumer = spawn_consumer(events.amqp_url.as_deref(),
-//!     EventsConfig::orders_inventory_queue(), "orders", handler, &bus, stop)?;
+//!     EventsConfig::orders_inventory_queue(), "orders", 8, handler, &bus, stop)?;
 //! ```
 //!
 //! In one process (the embedded stack) both servers get the same
@@ -216,6 +216,8 @@ pub struct ConsumerHandle {
 /// `inventory.stock.`), until `shutdown` resolves. Both follow
 /// [`crate::consume`]'s retry policy: transient failures are retried until
 /// they apply, permanent ones are dead-lettered (in process: skipped).
+/// On RabbitMQ, events are applied in `lanes` ordered lanes by ordering key
+/// ([`ConsumerConfig::lanes`]); in process, one at a time.
 ///
 /// # Errors
 /// [`TooManySubscribers`] when the in-process bus is full.
@@ -223,13 +225,18 @@ pub fn spawn_consumer<H: Handler>(
     amqp_url: Option<&str>,
     queue: QueueSpec,
     name: &str,
+    lanes: u16,
     handler: H,
     bus: &InProcessBus,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ConsumerHandle, TooManySubscribers> {
     match amqp_url {
         Some(url) => {
-            let consumer = RabbitConsumer::new(ConsumerConfig::new(url, queue, name), handler);
+            let config = ConsumerConfig {
+                lanes,
+                ..ConsumerConfig::new(url, queue, name)
+            };
+            let consumer = RabbitConsumer::new(config, handler);
             let health = consumer.health();
             Ok(ConsumerHandle {
                 health: Some(health),

@@ -1,6 +1,13 @@
-//! [`RabbitConsumer`]: consumes a durable queue one message at a time, hands
-//! each envelope to a [`Handler`], acknowledges after the handler committed,
-//! and dead-letters (with the reason in a header) what can never be applied.
+//! [`RabbitConsumer`]: consumes a durable queue, hands each envelope to a
+//! [`Handler`], acknowledges after the handler committed, and dead-letters
+//! (with the reason in a header) what can never be applied.
+//!
+//! Messages are applied in [`ConsumerConfig::lanes`] ordered lanes: each
+//! envelope goes to the lane of its ordering key (the product, for stock
+//! events), and a lane applies its messages one at a time, in the order the
+//! queue delivered them. So events of one key are applied in order, while
+//! events of different keys are applied side by side (one lane, the
+//! default, applies the whole queue in order).
 //!
 //! The retry policy is [`crate::consume`]'s. A transient failure is retried
 //! in place, after jittered pauses growing from
@@ -9,8 +16,8 @@
 //! the handler applies it or shutdown is asked (then the message is left
 //! unacknowledged and the broker redelivers it): an outage of the handler's
 //! store holds the queue, it never empties it into the dead-letter queue. The
-//! message keeps its place, so later events of the same product wait behind
-//! it and order is kept. A malformed message or a permanent failure is
+//! message keeps its place in its lane, so later events of the same key wait
+//! behind it and their order is kept. A malformed message or a permanent failure is
 //! dead-lettered at once: republished to the dead-letter exchange (confirmed)
 //! before the original is acknowledged, so it is never lost and never blocks
 //! the queue.
@@ -26,6 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -35,6 +43,7 @@ use lapin::options::{
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
+use tokio::sync::{mpsc, watch};
 
 use super::{connect, rpc, QueueSpec};
 use crate::consume::{
@@ -52,6 +61,9 @@ pub const HEADER_ORIGINAL_ROUTING_KEY: &str = "x-original-routing-key";
 /// Unacknowledged messages the broker sends ahead: enough to hide the round
 /// trip, few enough that a crash redelivers little.
 pub const PREFETCH_DEFAULT: u16 = 128;
+
+/// Ordered lanes of a consumer, by default: one, the whole queue in order.
+pub const LANES_DEFAULT: u16 = 1;
 
 /// How often an idle consumer checks that its connection is still open: a
 /// stream that missed the connection's end must not wait forever.
@@ -71,6 +83,9 @@ pub struct ConsumerConfig {
     pub name: String,
     /// See [`PREFETCH_DEFAULT`].
     pub prefetch: u16,
+    /// Ordered lanes applying messages side by side, by ordering key (see
+    /// the module doc); default [`LANES_DEFAULT`]. At most `prefetch`.
+    pub lanes: u16,
     /// First pause between attempts at a transient failure (and between
     /// reconnections); default [`TRANSIENT_RETRY_DELAY_MIN_MS`].
     pub retry_delay_min_ms: u64,
@@ -88,6 +103,7 @@ impl ConsumerConfig {
             queue,
             name: name.to_owned(),
             prefetch: PREFETCH_DEFAULT,
+            lanes: LANES_DEFAULT,
             retry_delay_min_ms: TRANSIENT_RETRY_DELAY_MIN_MS,
             retry_delay_max_ms: TRANSIENT_RETRY_DELAY_MAX_MS,
         }
@@ -194,33 +210,52 @@ impl<H: Handler> RabbitConsumer<H> {
             self.health.set_connected(true);
             self.health.record_session();
             tracing::info!(queue = %self.config.queue.queue, "consuming");
+            let lanes = usize::from(self.config.lanes.clamp(1, self.config.prefetch.max(1)));
+            // Each lane holds at most what the broker sends ahead.
+            let lane_capacity = usize::from(self.config.prefetch.max(1));
+            let (stop, stopping) = watch::channel(false);
+            let mut senders = Vec::with_capacity(lanes);
+            let mut running = FuturesUnordered::new();
+            for _ in 0..lanes {
+                let (send, receive) = mpsc::channel(lane_capacity);
+                senders.push(send);
+                running.push(self.lane(receive, &dead_letters, stopping.clone()));
+            }
             let mut watchdog =
                 tokio::time::interval(Duration::from_millis(CONNECTION_CHECK_INTERVAL_MS));
-            loop {
+            let ended = loop {
                 let delivery = tokio::select! {
-                    () = shutdown.as_mut() => return Ok(()),
+                    () = shutdown.as_mut() => break Ok(()),
                     _ = watchdog.tick() => {
                         if !connection.status().connected() || !channel.status().connected() {
-                            return Err("connection lost".to_owned());
+                            break Err("connection lost".to_owned());
                         }
                         continue;
                     }
+                    Some(lane_ended) = running.next() => {
+                        // A lane ends early only when its channel broke.
+                        break lane_ended.and(Err("a lane stopped".to_owned()));
+                    }
                     next = deliveries.next() => match next {
                         Some(Ok(delivery)) => delivery,
-                        Some(Err(e)) => return Err(format!("receive: {e}")),
-                        None => return Err("consumer cancelled".to_owned()),
+                        Some(Err(e)) => break Err(format!("receive: {e}")),
+                        None => break Err("consumer cancelled".to_owned()),
                     },
                 };
-                match self.verdict(&delivery, shutdown).await {
-                    Verdict::Applied => self.health.record_applied(),
-                    Verdict::DeadLetter(reason) => {
-                        self.dead_letter(&dead_letters, &delivery, &reason).await?;
-                        self.health.record_dead_lettered();
-                    }
-                    Verdict::Abandoned => return Ok(()),
-                }
-                rpc("ack", delivery.ack(BasicAckOptions::default())).await?;
-            }
+                let parsed = Envelope::from_bytes(&delivery.data).map_err(|e| e.to_string());
+                let lane = parsed
+                    .as_ref()
+                    .map_or(0, |e| lane_of(e.ordering_key(), lanes));
+                // A lane that stopped (its channel broke) ends the session
+                // through `running`.
+                let _ = senders[lane].send((delivery, parsed)).await;
+            };
+            // Lanes finish the message in hand (a retry pause is cut short)
+            // and leave the rest unacknowledged, for the broker to redeliver.
+            let _ = stop.send(true);
+            drop(senders);
+            while running.next().await.is_some() {}
+            ended
         }
         .await;
         self.health.set_connected(false);
@@ -228,19 +263,50 @@ impl<H: Handler> RabbitConsumer<H> {
         result.map_err(ConsumerError::Unavailable)
     }
 
-    /// Parses and applies one delivery, retrying transient failures in place
-    /// until they apply or shutdown is asked.
+    /// One ordered lane: applies its deliveries one at a time, in order,
+    /// until its sender is dropped or shutdown is asked. `Err` when the
+    /// channel broke (an ack or a dead-letter failed).
+    async fn lane(
+        &self,
+        mut deliveries: mpsc::Receiver<(Delivery, Result<Envelope, String>)>,
+        dead_letters: &Channel,
+        stopping: watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let mut watching = stopping.clone();
+        let shutdown = async move {
+            let _ = watching.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(shutdown);
+        while let Some((delivery, parsed)) = deliveries.recv().await {
+            if *stopping.borrow() {
+                return Ok(());
+            }
+            let verdict = match parsed {
+                Ok(envelope) => self.verdict(&envelope, &mut shutdown).await,
+                Err(reason) => Verdict::DeadLetter(reason),
+            };
+            match verdict {
+                Verdict::Applied => self.health.record_applied(),
+                Verdict::DeadLetter(reason) => {
+                    self.dead_letter(dead_letters, &delivery, &reason).await?;
+                    self.health.record_dead_lettered();
+                }
+                Verdict::Abandoned => return Ok(()),
+            }
+            rpc("ack", delivery.ack(BasicAckOptions::default())).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one envelope, retrying transient failures in place until
+    /// they apply or shutdown is asked.
     async fn verdict(
         &self,
-        delivery: &Delivery,
+        envelope: &Envelope,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Verdict {
-        let envelope = match Envelope::from_bytes(&delivery.data) {
-            Ok(envelope) => envelope,
-            Err(e) => return Verdict::DeadLetter(e.to_string()),
-        };
         let delays = self.config.delays();
-        match consume::apply(&self.handler, &envelope, delays, &self.health, shutdown).await {
+        match consume::apply(&self.handler, envelope, delays, &self.health, shutdown).await {
             Outcome::Applied => Verdict::Applied,
             Outcome::Permanent(reason) => {
                 Verdict::DeadLetter(format!("permanent failure: {reason}"))
@@ -288,6 +354,15 @@ async fn close(connection: &Connection) {
         // A connection that died unnoticed never answers the close.
         let _ = rpc("close", connection.close(200, "closing")).await;
     }
+}
+
+/// The lane of an ordering key: the same key always gets the same lane.
+fn lane_of(key: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same lane for a key in every process.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
 }
 
 fn cut(text: &str, len_max: usize) -> &str {

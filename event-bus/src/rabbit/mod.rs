@@ -14,7 +14,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 pub use crate::consume::ConsumerHealth;
 pub use consumer::{
     ConsumerConfig, ConsumerError, RabbitConsumer, HEADER_DEAD_LETTER_REASON,
-    HEADER_ORIGINAL_ROUTING_KEY, PREFETCH_DEFAULT,
+    HEADER_ORIGINAL_ROUTING_KEY, LANES_DEFAULT, PREFETCH_DEFAULT,
 };
 pub use publisher::{RabbitConfig, RabbitPublisher, CONFIRM_TIMEOUT_MS, HEADER_CORRELATION_ID};
 

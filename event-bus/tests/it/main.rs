@@ -14,6 +14,7 @@ mod common;
 mod db;
 mod faults;
 mod in_process;
+mod lanes;
 mod pg_relays;
 mod poison;
 mod restart;

@@ -21,6 +21,9 @@ pub struct EventSettings {
     pub config: EventsConfig,
     /// The queue of inventory events this service consumes (RabbitMQ only).
     pub queue: QueueSpec,
+    /// Ordered lanes applying that queue's events side by side, by product
+    /// (RabbitMQ only; see [`event_bus::rabbit::ConsumerConfig::lanes`]).
+    pub consumer_lanes: u16,
     /// The in-process bus used when no AMQP URL is configured (shared with
     /// inventory when both run in one process).
     pub bus: InProcessBus,
@@ -106,6 +109,7 @@ impl EventsRuntime {
             settings.config.amqp_url.as_deref(),
             settings.queue.clone(),
             super::CONSUMER_NAME,
+            settings.consumer_lanes,
             handler,
             &settings.bus,
             consumer_stopped,

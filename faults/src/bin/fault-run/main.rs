@@ -229,21 +229,27 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let outcome: anyhow::Result<()> = async {
         if args.plan == Plan::Soak {
             let end = epoch + Duration::from_secs(args.soak_secs);
-            while Instant::now() < end {
-                samples.push(report::Sample {
-                    at_s: epoch.elapsed().as_secs(),
-                    rss_kib: cluster.rss_kib(),
-                    cpu_ms: cluster.cpu_ms(),
-                    requests: seen.lock().records.len(),
-                });
-                tokio::time::sleep(SAMPLE_INTERVAL.min(end - Instant::now())).await;
-            }
-            samples.push(report::Sample {
+            let sample = |cluster: &Cluster| report::Sample {
                 at_s: epoch.elapsed().as_secs(),
                 rss_kib: cluster.rss_kib(),
                 cpu_ms: cluster.cpu_ms(),
                 requests: seen.lock().records.len(),
-            });
+                queued: None,
+            };
+            while Instant::now() < end {
+                let mut s = sample(&cluster);
+                s.queued = tokio::task::spawn_blocking(cluster::queue_depths)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|q| q.values().sum());
+                samples.push(s);
+                tokio::time::sleep(
+                    SAMPLE_INTERVAL.min(end.saturating_duration_since(Instant::now())),
+                )
+                .await;
+            }
+            samples.push(sample(&cluster));
             return Ok(());
         }
         tokio::time::sleep(warmup).await;

@@ -183,22 +183,25 @@ pub(crate) struct Sample {
     pub(crate) rss_kib: BTreeMap<Service, u64>,
     pub(crate) cpu_ms: BTreeMap<Service, u64>,
     pub(crate) requests: usize,
+    /// Events waiting in the run's queues (the consumer's lag).
+    pub(crate) queued: Option<u64>,
 }
 
 /// The soak's samples and the memory growth of each service after
 /// `warmup_s` (least-squares slope, KiB per minute).
 pub(crate) fn soak(samples: &[Sample], warmup_s: u64) -> String {
-    let mut out = String::from("| t (s) | requests so far |");
+    let mut out = String::from("| t (s) | requests so far | events queued |");
     for s in Service::ALL {
         let _ = write!(out, " {} RSS (MiB) |", s.name());
     }
-    out.push_str("\n|---|---|");
+    out.push_str("\n|---|---|---|");
     for _ in Service::ALL {
         out.push_str("---|");
     }
     out.push('\n');
     for sample in samples {
-        let _ = write!(out, "| {} | {} |", sample.at_s, sample.requests);
+        let queued = sample.queued.map_or("?".to_owned(), |q| q.to_string());
+        let _ = write!(out, "| {} | {} | {queued} |", sample.at_s, sample.requests);
         for s in Service::ALL {
             let mib = sample.rss_kib.get(&s).map_or(0.0, |k| *k as f64 / 1024.0);
             let _ = write!(out, " {mib:.1} |");
