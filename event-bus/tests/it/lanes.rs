@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use event_bus::rabbit::RabbitConsumer;
-use event_bus::{Envelope, QueueSpec};
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel};
+use event_bus::Envelope;
 
 use crate::common::{id, shutdown};
 use crate::support::{
-    assert_in_order_per_product, broker, publisher, quick_config, unique_spec, Recorder, Topology,
+    assert_in_order_per_product, broker, publish, publisher, quick_config, unique_spec, Recorder,
+    Topology,
 };
 
 /// How long messages may take to arrive.
@@ -37,23 +36,6 @@ fn keyed(key: &str, correlation_id: &str, n: u64) -> Envelope {
         Some(correlation_id),
         serde_json::json!({"product_id": key, "quantity_after": n}),
     )
-}
-
-async fn publish(channel: &Channel, spec: &QueueSpec, envelopes: &[Envelope]) {
-    for envelope in envelopes {
-        channel
-            .basic_publish(
-                &spec.exchange,
-                &envelope.event_type,
-                BasicPublishOptions::default(),
-                &envelope.to_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirmed");
-    }
 }
 
 /// Runs `lanes` lanes over: the stuck key's first event (failing

@@ -8,8 +8,10 @@ use std::time::Duration;
 use event_bus::rabbit::ConsumerConfig;
 use event_bus::rabbit::{self, LOCAL_AMQP_URL};
 use event_bus::{Dedup, Envelope, Handler, HandlerError, MemoryDedup, QueueSpec};
-use lapin::options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Channel, Connection};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
+};
+use lapin::{BasicProperties, Channel, Connection};
 use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::watch;
@@ -257,6 +259,25 @@ pub(crate) fn assert_in_order_per_product(applied: &[Envelope]) {
             }
         }
         last.insert(key, after);
+    }
+}
+
+/// Publishes `envelopes` persistently to `spec`'s exchange (routing key =
+/// event type), each confirmed before the next.
+pub(crate) async fn publish(channel: &Channel, spec: &QueueSpec, envelopes: &[Envelope]) {
+    for envelope in envelopes {
+        channel
+            .basic_publish(
+                &spec.exchange,
+                &envelope.event_type,
+                BasicPublishOptions::default(),
+                &envelope.to_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
     }
 }
 

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use event_bus::rabbit::{RabbitConsumer, HEADER_DEAD_LETTER_REASON};
-use event_bus::{Envelope, QueueSpec};
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use event_bus::Envelope;
+use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
-use lapin::{BasicProperties, Channel};
+use lapin::Channel;
 
 use crate::common::{eventually, shutdown, stock_envelope};
-use crate::support::{broker, publisher, quick_config, unique_spec, Recorder, Topology};
+use crate::support::{broker, publish, publisher, quick_config, unique_spec, Recorder, Topology};
 
 /// How long messages may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,23 +23,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Transient failures of one event: more than the 5 attempts after which the
 /// consumer used to dead-letter it.
 const TRANSIENT_FAILURES: u32 = 8;
-
-async fn publish(channel: &Channel, spec: &QueueSpec, envelopes: &[Envelope]) {
-    for envelope in envelopes {
-        channel
-            .basic_publish(
-                &spec.exchange,
-                &envelope.event_type,
-                BasicPublishOptions::default(),
-                &envelope.to_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirmed");
-    }
-}
 
 /// The body of the next message of `queue`, waiting at most `timeout` for
 /// one (a closed consumer's messages return to the queue asynchronously).

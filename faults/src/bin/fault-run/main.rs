@@ -295,9 +295,6 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             .map(|a| (a.product_id, a.key.clone()))
             .collect(),
     };
-    let mut findings = faults::check::invariants(&pool, &expected).await?;
-    findings.push(check::queues().await?);
-    findings.extend(check::api(&pool, &http, &world, &seen).await?);
     let mut slowest = Vec::new();
     for w in &windows {
         let v: Option<i64> = sqlx::query_scalar(
@@ -316,8 +313,8 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     )
     .fetch_one(&pool)
     .await?;
-    cluster.stop().await;
-
+    // What the clients saw, printed before the checks (which take a while
+    // after a long run).
     let mut text = String::new();
     if !windows.is_empty() {
         text.push_str(&report::faults(&seen.records, &windows, &slowest));
@@ -334,8 +331,19 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         load_secs,
     ));
     text.push_str(&format!("orders: {orders_by_status}\n\n"));
-    text.push_str(&report::findings(&findings));
     println!("\n{text}");
+    println!("checking...");
+    let checks_started = Instant::now();
+    let mut findings = faults::check::invariants(&pool, &expected).await?;
+    findings.push(check::queues().await?);
+    findings.extend(check::api(&pool, &http, &world, &seen).await?);
+    cluster.stop().await;
+    let table = report::findings(&findings);
+    println!(
+        "{table}\nchecked in {:.1} s",
+        checks_started.elapsed().as_secs_f64()
+    );
+    text.push_str(&table);
     std::fs::write(out.join("report.md"), &text)?;
     let history: String = seen
         .records
