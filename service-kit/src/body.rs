@@ -129,6 +129,19 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
 
 /// Parses a JSON document into `T`.
 ///
+/// A number with an integral value written with a fraction or an exponent
+/// (`75.0`, `1e2`) is an integer, as JSON Schema counts it: it is accepted
+/// where an integer is expected. (Only a document that fails to parse as
+/// written is looked at again, so the usual request pays nothing for it.)
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Line { quantity: i64 }
+/// let line: Line = service_kit::body::parse_json(br#"{"quantity": 75.0}"#).unwrap();
+/// assert_eq!(line.quantity, 75);
+/// assert!(service_kit::body::parse_json::<Line>(br#"{"quantity": 7.5}"#).is_err());
+/// ```
+///
 /// # Errors
 /// 400 `malformed_json` when the text is not JSON, 400 `invalid_request` when
 /// it does not have the expected shape (missing field, wrong type, unknown
@@ -140,13 +153,50 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             "the request body is empty",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = match e.classify() {
-            serde_json::error::Category::Data => "invalid_request",
-            _ => "malformed_json",
-        };
-        Problem::bad_request(code, e.to_string())
-    })
+    let first = match serde_json::from_slice(bytes) {
+        Ok(parsed) => return Ok(parsed),
+        Err(e) => e,
+    };
+    if first.classify() == serde_json::error::Category::Data {
+        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if integral_floats_to_integers(&mut value) {
+                // What is still wrong once the numbers are read as JSON
+                // Schema reads them.
+                return serde_json::from_value(value)
+                    .map_err(|e| Problem::bad_request("invalid_request", e.to_string()));
+            }
+        }
+    }
+    let code = match first.classify() {
+        serde_json::error::Category::Data => "invalid_request",
+        _ => "malformed_json",
+    };
+    Err(Problem::bad_request(code, first.to_string()))
+}
+
+/// Rewrites every number of `value` that has an integral value but is held
+/// as a float (`75.0`, `1e2`) as an integer; whether it changed any.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Within i64's range, where every integral f64 converts exactly.
+            if f.fract() == 0.0 && f >= -9.0e18 && f <= 9.0e18 {
+                *value = Value::from(f as i64);
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| {
+            integral_floats_to_integers(v) || changed
+        }),
+        Value::Object(fields) => fields.values_mut().fold(false, |changed, v| {
+            integral_floats_to_integers(v) || changed
+        }),
+        _ => false,
+    }
 }
 
 /// [`require_json`], [`read_limited`] and [`parse_json`] in one step.
@@ -217,5 +267,29 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    /// A number with an integral value is an integer however it is written;
+    /// one with a fraction, or beyond i64, is still refused.
+    #[test]
+    fn integral_numbers_are_integers() {
+        for text in [
+            r#"{"quantity":75}"#,
+            r#"{"quantity":75.0}"#,
+            r#"{"quantity":7.5e1}"#,
+            r#"{"quantity":75.000}"#,
+        ] {
+            let cmd: Cmd = parse_json(text.as_bytes()).unwrap();
+            assert_eq!(cmd.quantity, 75, "{text}");
+        }
+        let negative: Cmd = parse_json(br#"{"quantity":-2.0}"#).unwrap();
+        assert_eq!(negative.quantity, -2);
+        for text in [r#"{"quantity":7.5}"#, r#"{"quantity":1e30}"#] {
+            let err = parse_json::<Cmd>(text.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{text}");
+        }
+        // Other shape errors keep their own message, not the retry's.
+        let err = parse_json::<Cmd>(br#"{"quantity":1.0,"extra":2}"#).unwrap_err();
+        assert!(err.detail().contains("extra"), "{}", err.detail());
     }
 }

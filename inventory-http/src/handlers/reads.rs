@@ -20,6 +20,9 @@ impl<S: InventoryStore> App<S> {
         &self,
         ids: &[ProductId],
     ) -> Result<Vec<Option<Availability>>, Problem> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         if let ([id], None) = (ids, &self.cache) {
             let item = domain(self.store.item(*id).await)?;
             return Ok(vec![item.map(|item| {
@@ -88,16 +91,21 @@ impl<S: InventoryStore> App<S> {
 
     pub(crate) async fn bulk_availability<B>(&self, request: &Request<B>) -> Handled {
         let query = request.uri().query().unwrap_or("");
-        let raw = query_param(query, "product_ids").unwrap_or("");
-        let raw = raw.replace("%2C", ",").replace("%2c", ",");
-        let texts: Vec<&str> = raw.split(',').filter(|s| !s.is_empty()).collect();
-        if texts.is_empty() || texts.len() > AVAILABILITY_BATCH_MAX {
-            return Err(Problem::bad_request(
+        let limit = || {
+            Problem::bad_request(
                 "invalid_request",
                 format!(
-                    "product_ids must name 1 to {AVAILABILITY_BATCH_MAX} comma-separated products"
+                    "product_ids must name 0 to {AVAILABILITY_BATCH_MAX} comma-separated products"
                 ),
-            ));
+            )
+        };
+        // Present and empty is an empty list (answered with empty lists);
+        // absent is a malformed request.
+        let raw = query_param(query, "product_ids").ok_or_else(limit)?;
+        let raw = raw.replace("%2C", ",").replace("%2c", ",");
+        let texts: Vec<&str> = raw.split(',').filter(|s| !s.is_empty()).collect();
+        if texts.len() > AVAILABILITY_BATCH_MAX {
+            return Err(limit());
         }
         let mut ids = Vec::with_capacity(texts.len());
         for t in texts {

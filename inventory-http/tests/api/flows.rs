@@ -249,6 +249,32 @@ pub async fn versions_and_stock_management<S: InventoryStore>(t: &TestApp<S>) {
     assert_eq!(bulk.status, 200);
     assert_eq!(bulk.json()["items"][0]["quantity"], 10);
     assert_eq!(bulk.json()["missing"].as_array().unwrap().len(), 1);
+
+    // An empty list, which the contract allows, is answered with empty lists.
+    let none = t.get("/api/inventory?product_ids=").await;
+    assert_eq!(none.status, 200);
+    assert_eq!(none.json(), json!({"items": [], "missing": []}));
+
+    // A number with an integral value is an integer, as JSON Schema says,
+    // however it is written.
+    let integral = t
+        .post(
+            &format!("/api/inventory/{product}/adjustments"),
+            &json!({"delta": 2.0, "reason": "recount"}),
+        )
+        .await;
+    assert!(integral.status < 300, "{}", integral.status);
+    assert_eq!(t.availability(product).await["quantity"], 12);
+    let fraction = t
+        .post(
+            &format!("/api/inventory/{product}/adjustments"),
+            &json!({"delta": 2.5, "reason": "recount"}),
+        )
+        .await;
+    assert_eq!(
+        (fraction.status, fraction.code()),
+        (400, "invalid_request".to_owned())
+    );
 }
 
 /// An adjustment sent twice with one `Idempotency-Key` (as a client does
