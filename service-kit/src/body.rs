@@ -182,19 +182,27 @@ fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
         Value::Number(n) if n.is_f64() => {
             let f = n.as_f64().unwrap_or(f64::NAN);
             // Within i64's range, where every integral f64 converts exactly.
-            if f.fract() == 0.0 && f >= -9.0e18 && f <= 9.0e18 {
+            if f.fract() == 0.0 && (-9.0e18..=9.0e18).contains(&f) {
                 *value = Value::from(f as i64);
                 true
             } else {
                 false
             }
         }
-        Value::Array(items) => items.iter_mut().fold(false, |changed, v| {
-            integral_floats_to_integers(v) || changed
-        }),
-        Value::Object(fields) => fields.values_mut().fold(false, |changed, v| {
-            integral_floats_to_integers(v) || changed
-        }),
+        Value::Array(items) => {
+            let mut changed = false;
+            for v in items {
+                changed |= integral_floats_to_integers(v);
+            }
+            changed
+        }
+        Value::Object(fields) => {
+            let mut changed = false;
+            for v in fields.values_mut() {
+                changed |= integral_floats_to_integers(v);
+            }
+            changed
+        }
         _ => false,
     }
 }
