@@ -58,8 +58,18 @@ fn none_match(headers: &HeaderMap, tag: &HeaderValue) -> bool {
         .any(|t| t == "*" || t == tag)
 }
 
-/// The version an `If-Match` names: exactly one strong tag `"N"`.
-fn if_match(headers: &HeaderMap) -> Result<Version, Problem> {
+/// What an `If-Match` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IfMatch {
+    /// `*`: any current representation (RFC 9110, 13.1.1): the item exists.
+    Any,
+    /// Exactly one strong tag `"N"`: the item is at version N.
+    Version(Version),
+}
+
+/// The precondition an `If-Match` states: `*`, or exactly one strong tag
+/// `"N"`.
+fn if_match(headers: &HeaderMap) -> Result<IfMatch, Problem> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Err(Problem::new(
             StatusCode::PRECONDITION_REQUIRED,
@@ -68,16 +78,17 @@ fn if_match(headers: &HeaderMap) -> Result<Version, Problem> {
             "send If-Match with the ETag of the item you read",
         ));
     };
-    raw.to_str()
-        .ok()
-        .map(str::trim)
-        .and_then(|t| t.strip_prefix('"')?.strip_suffix('"'))
+    let text = raw.to_str().ok().map(str::trim);
+    if text == Some("*") {
+        return Ok(IfMatch::Any);
+    }
+    text.and_then(|t| t.strip_prefix('"')?.strip_suffix('"'))
         .and_then(|n| n.parse::<u64>().ok())
-        .map(Version::new)
+        .map(|n| IfMatch::Version(Version::new(n)))
         .ok_or_else(|| {
             Problem::bad_request(
                 "invalid_if_match",
-                "If-Match must be one strong ETag such as \"3\"",
+                "If-Match must be * or one strong ETag such as \"3\"",
             )
         })
 }

@@ -8,6 +8,7 @@ use inventory_core::{
 use service_kit::body::{read_json, RequestBody};
 use service_kit::response;
 use service_kit::server::RequestContext;
+use service_kit::Problem;
 
 use crate::app::App;
 use crate::auth::Caller;
@@ -15,7 +16,11 @@ use crate::dto::{
     AdjustRequest, Availability, CreateItemRequest, SetQuantityRequest, SET_QUANTITY_REASON_DEFAULT,
 };
 
-use super::{domain, etag, idempotency_key, if_match, parse_id, unexpected, Handled};
+use super::{domain, etag, idempotency_key, if_match, parse_id, unexpected, Handled, IfMatch};
+
+/// Attempts at a set-quantity under `If-Match: *` when other writes keep
+/// landing between its read of the item and its write.
+pub(crate) const IF_MATCH_ANY_ATTEMPTS_MAX: u32 = 5;
 
 impl<S: InventoryStore> App<S> {
     pub(crate) async fn create_item<B: RequestBody>(
@@ -54,18 +59,49 @@ impl<S: InventoryStore> App<S> {
         ctx: &RequestContext,
     ) -> Handled {
         let product_id: ProductId = parse_id(param, "product_id")?;
-        let expected_version = if_match(request.headers())?;
+        let precondition = if_match(request.headers())?;
         let (parts, body) = request.into_parts();
         let req: SetQuantityRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         let reason = req.reason.as_deref().unwrap_or(SET_QUANTITY_REASON_DEFAULT);
-        let command = Command::SetQuantity {
-            product_id,
-            quantity: domain(StockLevel::new(req.quantity))?,
-            expected_version,
-            reason: domain(Reason::new(reason))?,
-            actor: caller.actor.clone(),
-        };
-        self.item_outcome(self.execute(command, ctx, &[product_id]).await)
+        let quantity = domain(StockLevel::new(req.quantity))?;
+        let reason = domain(Reason::new(reason))?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let expected_version = match precondition {
+                IfMatch::Version(v) => v,
+                // `*`: whatever version the item is at now; none at all is
+                // a failed precondition (RFC 9110, 13.1.1).
+                IfMatch::Any => match domain(self.store.item(product_id).await)? {
+                    Some(item) => item.version(),
+                    None => {
+                        return Err(Problem::new(
+                            StatusCode::PRECONDITION_FAILED,
+                            "precondition_failed",
+                            "Precondition failed",
+                            "If-Match: * names a current item, and there is none",
+                        ))
+                    }
+                },
+            };
+            let command = Command::SetQuantity {
+                product_id,
+                quantity,
+                expected_version,
+                reason: reason.clone(),
+                actor: caller.actor.clone(),
+            };
+            let outcome = self.execute(command, ctx, &[product_id]).await;
+            // With `*`, a write that landed between the read and this one
+            // is no conflict: read again (a bounded number of times).
+            if precondition == IfMatch::Any
+                && matches!(outcome, Err(Error::VersionConflict { .. }))
+                && attempts < IF_MATCH_ANY_ATTEMPTS_MAX
+            {
+                continue;
+            }
+            return self.item_outcome(outcome);
+        }
     }
 
     pub(crate) async fn adjust<B: RequestBody>(

@@ -100,6 +100,7 @@ fn cases(product: Uuid, order: Uuid, fresh: Uuid) -> Vec<Case> {
         case("wrong method on a literal route", Method::GET, reserve, "", 405, "method_not_allowed"),
         case("invalid uuid in path", Method::GET, "/api/inventory/not-a-uuid", "", 400, "invalid_id"),
         case("unknown product in path", Method::GET, &format!("/api/inventory/{fresh}"), "", 404, "product_not_found"),
+        with_headers(case("If-Match * with no item", Method::PUT, &format!("/api/inventory/{fresh}"), put_body.clone(), 412, "precondition_failed"), &[("content-type", "application/json"), ("if-match", "*")]),
         with_headers(case("bad If-Match", Method::PUT, &item, put_body.clone(), 400, "invalid_if_match"), &[("content-type", "application/json"), ("if-match", "version-1")]),
         with_headers(case("weak If-Match", Method::PUT, &item, put_body.clone(), 400, "invalid_if_match"), &[("content-type", "application/json"), ("if-match", "W/\"1\"")]),
         case("missing If-Match", Method::PUT, &item, put_body.clone(), 428, "precondition_required"),

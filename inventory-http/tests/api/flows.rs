@@ -224,6 +224,10 @@ pub async fn versions_and_stock_management<S: InventoryStore>(t: &TestApp<S>) {
         (missing.status, missing.code().as_str()),
         (428, "precondition_required")
     );
+    // `*`: any current version (RFC 9110).
+    let any = put(Some("*"), 12).await;
+    assert_eq!(any.status, 200, "{:?}", any.json());
+    assert_eq!(any.json()["quantity"], 12);
 
     let adj = t
         .post(
