@@ -87,7 +87,7 @@ impl<R: RouteSpec> Router<R> {
     /// # Errors
     /// 404 `route_not_found` when no template fits the path; 405
     /// `method_not_allowed` (with `Allow`) when the best template has no row
-    /// with `method`.
+    /// with `method`. `HEAD` is answered by the `GET` row.
     pub fn find<'p>(&self, method: &str, path: &'p str) -> Result<Matched<'p, R>, Problem> {
         let Some(rest) = path.strip_prefix('/') else {
             return Err(Problem::route_not_found(path));
@@ -116,7 +116,7 @@ impl<R: RouteSpec> Router<R> {
                 hit = None;
             }
             let same_template = best.is_some_and(|(_, t)| t == p.route.template());
-            if same_template && hit.is_none() && p.route.method() == method {
+            if same_template && hit.is_none() && answers(p.route.method(), method) {
                 hit = Some(Matched {
                     route: p.route,
                     param,
@@ -129,14 +129,24 @@ impl<R: RouteSpec> Router<R> {
         let Some((_, template)) = best else {
             return Err(Problem::route_not_found(path));
         };
-        let allowed: Vec<&str> = self
+        let mut allowed: Vec<&str> = self
             .routes
             .iter()
             .filter(|r| r.template() == template)
             .map(RouteSpec::method)
             .collect();
+        if allowed.contains(&"GET") {
+            allowed.push("HEAD");
+        }
         Err(Problem::method_not_allowed(&allowed))
     }
+}
+
+/// Whether a row for `row_method` answers a request with `method`: its own
+/// method, and `HEAD` where the row is a `GET` (RFC 9110, 9.3.2: the same
+/// answer without its body, which the HTTP server leaves out).
+fn answers(row_method: &str, method: &str) -> bool {
+    row_method == method || (method == "HEAD" && row_method == "GET")
 }
 
 fn parse<R: RouteSpec>(route: &'static R) -> Parsed<R> {
@@ -238,7 +248,7 @@ mod tests {
         let p = ROUTER.find("DELETE", "/items/abc").unwrap_err();
         assert_eq!(p.status().as_u16(), 405);
         let resp = p.into_response(&crate::RequestId::parse("t").unwrap());
-        assert_eq!(resp.headers()["allow"], "GET, PUT");
+        assert_eq!(resp.headers()["allow"], "GET, PUT, HEAD");
         assert_eq!(status("GET", "/items/reserve"), 405);
         assert_eq!(status("GET", "/nope"), 404);
         assert_eq!(status("GET", "/items//log"), 404, "empty parameter");
@@ -248,6 +258,18 @@ mod tests {
             405,
             "ties go to the first template in the table"
         );
+    }
+
+    /// `HEAD` is answered by the `GET` row of a template, and only there.
+    #[test]
+    fn head_is_answered_where_get_is() {
+        let m = ROUTER.find("HEAD", "/items/abc").unwrap();
+        assert_eq!((m.route, m.param), (&ROWS[1], Some("abc")));
+        assert_eq!(ROUTER.find("HEAD", "/health").unwrap().route, &ROWS[0]);
+        let p = ROUTER.find("HEAD", "/items/reserve").unwrap_err();
+        assert_eq!(p.status().as_u16(), 405);
+        let resp = p.into_response(&crate::RequestId::parse("t").unwrap());
+        assert_eq!(resp.headers()["allow"], "POST");
     }
 
     #[test]

@@ -198,6 +198,11 @@ pub async fn versions_and_stock_management<S: InventoryStore>(t: &TestApp<S>) {
         .await;
     assert_eq!(cached.status, 304);
     assert!(cached.body.is_empty());
+    // HEAD where GET is: the same status and headers, no body.
+    let head = t.send(Method::HEAD, &path, &[], b"").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("etag").as_deref(), Some("\"1\""));
+    assert!(head.body.is_empty());
 
     let put = |tag: Option<&'static str>, qty: i64| {
         let body = serde_json::to_vec(&json!({"quantity": qty, "reason": "stock count"})).unwrap();
