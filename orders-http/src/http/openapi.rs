@@ -60,4 +60,26 @@ mod tests {
         routes.sort();
         assert_eq!(operations().unwrap(), routes);
     }
+
+    /// The list's paging bounds in the document are the server's.
+    #[test]
+    fn paging_bounds_match_the_document() {
+        use crate::http::handlers::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_MAX};
+        let doc = document().unwrap();
+        let params = doc["paths"]["/api/orders"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let schema = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name)
+                .map(|p| p["schema"].clone())
+                .unwrap()
+        };
+        assert_eq!(schema("page")["minimum"], 1);
+        assert_eq!(schema("page")["maximum"], u64::from(PAGE_MAX));
+        assert_eq!(schema("limit")["maximum"], u64::from(PAGE_LIMIT_MAX));
+        assert_eq!(schema("limit")["default"], u64::from(PAGE_LIMIT_DEFAULT));
+    }
 }
