@@ -47,9 +47,9 @@ impl Reserve {
     /// Validates a reservation request.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] on field `lines` when empty, too long, or when a
-    /// product appears twice; on field `reservation_id` when two lines share
-    /// a reservation id.
+    /// [`Error::InvalidInput`] on field `lines` when empty or too long; on
+    /// field `reservation_id` when two lines share a reservation id;
+    /// [`Error::DuplicateProduct`] when a product appears twice.
     pub fn new(order_id: OrderId, lines: Vec<ReserveLine>, ttl: Ttl) -> Result<Self, Error> {
         if lines.is_empty() || lines.len() > LINES_MAX {
             return Err(Error::InvalidInput {
@@ -61,9 +61,8 @@ impl Reserve {
         let mut ids = BTreeSet::new();
         for line in &lines {
             if !products.insert(line.product_id) {
-                return Err(Error::InvalidInput {
-                    field: "lines",
-                    reason: format!("product {} appears more than once", line.product_id),
+                return Err(Error::DuplicateProduct {
+                    product_id: line.product_id,
                 });
             }
             if !ids.insert(line.reservation_id) {

@@ -406,10 +406,9 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
             });
         }
         if target > STOCK_MAX as i64 {
-            return Err(Error::InvalidQuantity {
-                value: target,
-                min: 0,
-                max: STOCK_MAX,
+            return Err(Error::AboveStockMax {
+                product_id,
+                requested: target,
             });
         }
         let target = target as u64;

@@ -84,6 +84,24 @@ pub enum Error {
         /// The product.
         product_id: ProductId,
     },
+    /// An adjustment would take an item's stock above [`crate::STOCK_MAX`]
+    /// (the request is well formed; the item's current stock refuses it).
+    #[error(
+        "product {product_id}: a stock of {requested} is above the maximum {}",
+        crate::STOCK_MAX
+    )]
+    AboveStockMax {
+        /// The product.
+        product_id: ProductId,
+        /// The stock the change would reach.
+        requested: i64,
+    },
+    /// A multi-line reservation names a product on more than one line.
+    #[error("product {product_id} appears on more than one line")]
+    DuplicateProduct {
+        /// The product.
+        product_id: ProductId,
+    },
     /// A quantity is outside its bounds.
     #[error("invalid quantity {value}: must be between {min} and {max}")]
     InvalidQuantity {
@@ -161,6 +179,8 @@ impl Error {
             Error::VersionConflict { .. } => "version_conflict",
             Error::AlreadyExists { .. } => "already_exists",
             Error::InvalidQuantity { .. } => "invalid_quantity",
+            Error::AboveStockMax { .. } => "above_stock_max",
+            Error::DuplicateProduct { .. } => "duplicate_product",
             Error::InvalidInput { .. } => "invalid_request",
             Error::IdempotencyConflict { .. } | Error::AdjustmentKeyConflict { .. } => {
                 "idempotency_conflict"

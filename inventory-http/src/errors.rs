@@ -26,6 +26,7 @@ pub fn problem(error: &Error) -> Problem {
         | Error::BelowReserved { .. }
         | Error::InvalidTransition { .. }
         | Error::AlreadyExists { .. }
+        | Error::AboveStockMax { .. }
         | Error::IdempotencyConflict { .. }
         | Error::AdjustmentKeyConflict { .. } => {
             Problem::new(StatusCode::CONFLICT, code, "Conflict", detail)
@@ -33,6 +34,14 @@ pub fn problem(error: &Error) -> Problem {
         Error::ProductNotFound { .. } | Error::ReservationNotFound { .. } => {
             Problem::new(StatusCode::NOT_FOUND, code, "Not found", detail)
         }
+        // The body fits the document's schema, which cannot say "each product
+        // once": a rule the schema cannot state refuses it (ADR 0009).
+        Error::DuplicateProduct { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            "Unprocessable content",
+            detail,
+        ),
         Error::ReservationExpired { .. } => Problem::new(StatusCode::GONE, code, "Gone", detail),
         Error::VersionConflict { .. } => Problem::new(
             StatusCode::PRECONDITION_FAILED,

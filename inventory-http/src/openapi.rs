@@ -1,60 +1,51 @@
-//! The OpenAPI 3.1 document (`docs/openapi/inventory.yaml`), embedded at build
-//! time and served as JSON at `/openapi.json`.
+//! The OpenAPI 3.1 document (`docs/openapi/inventory.json`), embedded at build
+//! time and served at `/openapi.json`.
+//!
+//! The tests below hold it to the code: every route and no other, the statuses
+//! each route's facts imply, every request body against the type that parses
+//! it, every response body against the type that renders it, and every bound
+//! against its constant (ADR 0009).
 
 use bytes::Bytes;
+use service_kit::openapi;
 
-/// The document's YAML source.
-pub const SPEC_YAML: &str = include_str!("../../docs/openapi/inventory.yaml");
+/// The document's source.
+pub const SPEC_JSON: &str = include_str!("../../docs/openapi/inventory.json");
 
 /// The document as a JSON value.
 ///
 /// # Errors
-/// The YAML parser's message when the document is malformed.
+/// The parser's message when the document is malformed.
 pub fn document() -> Result<serde_json::Value, String> {
-    serde_yaml::from_str(SPEC_YAML).map_err(|e| e.to_string())
+    openapi::parse(SPEC_JSON)
 }
 
-/// The document as JSON bytes, ready to serve.
+/// The document as compact JSON bytes, ready to serve.
 ///
 /// # Errors
 /// As [`document`].
 pub fn document_json() -> Result<Bytes, String> {
-    let value = document()?;
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
-}
-
-/// Every `(METHOD, path template)` the document describes.
-///
-/// # Errors
-/// As [`document`].
-pub fn operations() -> Result<Vec<(String, String)>, String> {
-    let doc = document()?;
-    let mut ops = Vec::new();
-    let paths = doc["paths"]
-        .as_object()
-        .ok_or("the document has no paths")?;
-    for (path, item) in paths {
-        let Some(item) = item.as_object() else {
-            continue;
-        };
-        for method in item.keys() {
-            if ["get", "put", "post", "delete", "patch", "head", "options"]
-                .contains(&method.as_str())
-            {
-                ops.push((method.to_ascii_uppercase(), path.clone()));
-            }
-        }
-    }
-    ops.sort();
-    Ok(ops)
+    document().map(|d| openapi::to_bytes(&d))
 }
 
 #[cfg(test)]
 mod tests {
+    use inventory_core::{
+        InventoryItem, OrderId, ProductId, Reservation, ReservationId, ReservationStatus,
+        Timestamp, Version, ADJUSTMENTS_PAGE_MAX, AVAILABILITY_BATCH_MAX, LINES_MAX, QUANTITY_MAX,
+        REASON_LEN_MAX, RESERVATION_TTL_DEFAULT_MS, RESERVATION_TTL_MAX_MS, STOCK_MAX,
+    };
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+    use service_kit::openapi::check::{self, RouteFacts};
+
     use super::*;
-    use crate::routes::ROUTES;
+    use crate::dto;
+    use crate::routes::{Access, ROUTES};
+
+    fn doc() -> Value {
+        document().unwrap()
+    }
 
     /// Every route of the router has an entry in the document, and every
     /// entry of the document is a route of the router.
@@ -65,20 +56,274 @@ mod tests {
             .map(|r| (r.method.to_owned(), r.template.to_owned()))
             .collect();
         routes.sort();
-        let documented = operations().unwrap();
-        let missing: Vec<_> = routes.iter().filter(|r| !documented.contains(r)).collect();
-        let extra: Vec<_> = documented.iter().filter(|d| !routes.contains(d)).collect();
-        assert!(
-            missing.is_empty(),
-            "routes without a spec entry: {missing:?}"
-        );
-        assert!(extra.is_empty(), "spec entries without a route: {extra:?}");
+        assert_eq!(openapi::operations(&doc()), routes);
     }
 
-    /// The document is OpenAPI 3.1 and serializes to JSON.
+    /// Each route documents the statuses its facts imply (401 and 403 when it
+    /// needs a role, 400/413/415 for a body or a path id, 429, 503 or 504) and
+    /// its security.
     #[test]
-    fn document_is_openapi_3_1() {
-        assert_eq!(document().unwrap()["openapi"], "3.1.0");
-        assert!(!document_json().unwrap().is_empty());
+    fn every_route_documents_the_statuses_its_facts_imply() {
+        let facts: Vec<RouteFacts<'_>> = ROUTES
+            .iter()
+            .map(|r| RouteFacts {
+                method: r.method,
+                template: r.template,
+                authenticated: r.access != Access::Public,
+                role_limited: r.access != Access::Public,
+                rate_limited: r.rate_limited,
+                reaches_out: r.template.starts_with("/api/"),
+            })
+            .collect();
+        assert_eq!(
+            check::missing_statuses(&doc(), &facts),
+            Vec::<String>::new()
+        );
+    }
+
+    fn parses<T: DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
+        service_kit::body::parse_json::<T>(bytes)
+            .map(drop)
+            .map_err(|p| p.to_string())
+    }
+
+    /// Every documented request body matches, field by field, the type the
+    /// handler parses it into; and every body the code parses is documented.
+    #[test]
+    fn request_bodies_match_their_types() {
+        type Parse = fn(&[u8]) -> Result<(), String>;
+        let bodies: &[(&str, &str, Parse)] = &[
+            (
+                "PUT",
+                "/api/inventory/{product_id}",
+                parses::<dto::SetQuantityRequest>,
+            ),
+            (
+                "POST",
+                "/api/inventory/items",
+                parses::<dto::CreateItemRequest>,
+            ),
+            (
+                "POST",
+                "/api/inventory/reserve",
+                parses::<dto::ReserveRequest>,
+            ),
+            (
+                "POST",
+                "/api/inventory/reservations",
+                parses::<dto::ReserveLinesRequest>,
+            ),
+            (
+                "POST",
+                "/api/inventory/confirm",
+                parses::<dto::ConfirmRequest>,
+            ),
+            (
+                "POST",
+                "/api/inventory/{product_id}/adjustments",
+                parses::<dto::AdjustRequest>,
+            ),
+        ];
+        let d = doc();
+        for (method, template) in openapi::operations(&d) {
+            let schema = check::request_schema(&d, &method, &template);
+            let parse = bodies
+                .iter()
+                .find(|(m, t, _)| *m == method && *t == template)
+                .map(|b| b.2);
+            match (schema, parse) {
+                (Some(schema), Some(parse)) => {
+                    let found = check::request_mismatches(&d, schema, &parse);
+                    assert!(found.is_empty(), "{method} {template}: {found:#?}");
+                }
+                (None, None) => {}
+                (s, _) => panic!(
+                    "{method} {template}: a body is documented ({}) but not parsed, or parsed but not documented",
+                    s.is_some()
+                ),
+            }
+        }
+    }
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn item() -> InventoryItem {
+        let t = at(1_700_000_000_000);
+        InventoryItem::restore(
+            ProductId::from_uuid(uuid::Uuid::new_v4()),
+            10,
+            2,
+            Version::INITIAL,
+            t,
+            t,
+        )
+        .unwrap()
+    }
+
+    fn reservation() -> Reservation {
+        let t = at(1_700_000_000_000);
+        Reservation::restore(
+            ReservationId::from_uuid(uuid::Uuid::new_v4()),
+            OrderId::from_uuid(uuid::Uuid::new_v4()),
+            ProductId::from_uuid(uuid::Uuid::new_v4()),
+            2,
+            ReservationStatus::Pending,
+            t.plus_ms(RESERVATION_TTL_DEFAULT_MS),
+            t,
+            t,
+        )
+        .unwrap()
+    }
+
+    /// Every documented 2xx body is what the code renders for it, checked
+    /// against the document made strict (no field the document lacks) with
+    /// every optional field set (no documented field the code lacks); and
+    /// every problem the code renders fits the `Problem` schema.
+    #[tokio::test]
+    async fn response_bodies_match_their_types() {
+        let d = doc();
+        let availability = json!(dto::Availability::from(&item()));
+        let view = json!(dto::ReservationView::from(&reservation()));
+        let order = json!(dto::OrderReservations {
+            order_id: uuid::Uuid::new_v4(),
+            reservations: vec![dto::ReservationView::from(&reservation())],
+        });
+        let adjustments = json!(dto::AdjustmentList {
+            product_id: uuid::Uuid::new_v4(),
+            adjustments: vec![dto::AdjustmentView {
+                delta: -2,
+                quantity_before: 10,
+                quantity_after: 8,
+                reason: "damaged".into(),
+                actor: "admin".into(),
+                at: dto::rfc3339(at(1_700_000_000_000)),
+                idempotency_key: Some("k-1".into()),
+            }],
+        });
+        let bulk = json!(dto::BulkAvailability {
+            items: vec![dto::Availability::from(&item())],
+            missing: vec![uuid::Uuid::new_v4()],
+        });
+        let rendered: &[(&str, &str, u16, &Value)] = &[
+            ("GET", "/api/inventory", 200, &bulk),
+            ("GET", "/api/inventory/{product_id}", 200, &availability),
+            ("PUT", "/api/inventory/{product_id}", 200, &availability),
+            ("POST", "/api/inventory/items", 201, &availability),
+            ("POST", "/api/inventory/reserve", 201, &view),
+            ("POST", "/api/inventory/reserve", 200, &view),
+            ("POST", "/api/inventory/reservations", 201, &order),
+            ("POST", "/api/inventory/reservations", 200, &order),
+            (
+                "GET",
+                "/api/inventory/reservations/{reservation_id}",
+                200,
+                &view,
+            ),
+            ("POST", "/api/inventory/confirm", 200, &view),
+            (
+                "POST",
+                "/api/inventory/confirm/{reservation_id}",
+                200,
+                &view,
+            ),
+            (
+                "DELETE",
+                "/api/inventory/reserve/{reservation_id}",
+                200,
+                &view,
+            ),
+            (
+                "GET",
+                "/api/inventory/{product_id}/adjustments",
+                200,
+                &adjustments,
+            ),
+            (
+                "POST",
+                "/api/inventory/{product_id}/adjustments",
+                200,
+                &availability,
+            ),
+        ];
+        for (method, template, status, value) in rendered {
+            let schema = check::response_schema(&d, method, template, *status)
+                .unwrap_or_else(|| panic!("{method} {template} {status}: no body documented"));
+            let found = check::response_mismatches(&d, schema, value);
+            assert!(found.is_empty(), "{method} {template} {status}: {found:#?}");
+        }
+        let problem = service_kit::Problem::bad_request("invalid_request", "x")
+            .into_response(&service_kit::RequestId::parse("r-1").unwrap());
+        let bytes = http_body_util::BodyExt::collect(problem.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let found =
+            check::response_mismatches(&d, &json!({"$ref": "#/components/schemas/Problem"}), &body);
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    /// The document's bounds are the code's constants.
+    #[test]
+    fn bounds_are_the_constants() {
+        let d = doc();
+        let s = |pointer: &str| {
+            d.pointer(&format!("/components/schemas{pointer}"))
+                .cloned()
+                .unwrap_or_else(|| panic!("{pointer} not in the document"))
+        };
+        assert_eq!(
+            s("/ReserveRequest/properties/quantity/maximum"),
+            json!(QUANTITY_MAX)
+        );
+        assert_eq!(
+            s("/ReserveLinesRequest/properties/lines/items/properties/quantity/maximum"),
+            json!(QUANTITY_MAX)
+        );
+        assert_eq!(
+            s("/ReserveLinesRequest/properties/lines/maxItems"),
+            json!(LINES_MAX)
+        );
+        assert_eq!(
+            s("/CreateItemRequest/properties/quantity/maximum"),
+            json!(STOCK_MAX)
+        );
+        assert_eq!(
+            s("/SetQuantityRequest/properties/quantity/maximum"),
+            json!(STOCK_MAX)
+        );
+        assert_eq!(
+            s("/AdjustRequest/properties/delta/maximum"),
+            json!(STOCK_MAX)
+        );
+        assert_eq!(
+            s("/AdjustRequest/properties/reason/maxLength"),
+            json!(REASON_LEN_MAX)
+        );
+        assert_eq!(
+            s("/SetQuantityRequest/properties/reason/maxLength"),
+            json!(REASON_LEN_MAX)
+        );
+        assert_eq!(
+            s("/TtlSeconds/maximum"),
+            json!(RESERVATION_TTL_MAX_MS / 1_000)
+        );
+        let param = |path: &str, name: &str| {
+            d["paths"][path]["get"]["parameters"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+                .map(|p| p["schema"].clone())
+                .unwrap_or_else(|| panic!("{path} {name}"))
+        };
+        assert_eq!(
+            param("/api/inventory", "product_ids")["maxItems"],
+            json!(AVAILABILITY_BATCH_MAX)
+        );
+        assert_eq!(
+            param("/api/inventory/{product_id}/adjustments", "limit")["maximum"],
+            json!(ADJUSTMENTS_PAGE_MAX)
+        );
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::ProductId;
 
-/// Longest product name, in bytes.
+/// Longest product name, in characters.
 pub const PRODUCT_NAME_LEN_MAX: usize = 200;
 
 /// Highest unit price, in minor units (one million major units): keeps every
@@ -50,7 +50,7 @@ pub struct ProductInput {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
     /// Empty or longer than [`PRODUCT_NAME_LEN_MAX`].
-    #[error("name must be 1 to {PRODUCT_NAME_LEN_MAX} bytes")]
+    #[error("name must be 1 to {PRODUCT_NAME_LEN_MAX} characters")]
     InvalidName,
     /// Negative or above [`PRICE_MINOR_MAX`].
     #[error("price_minor must be between 0 and {PRICE_MINOR_MAX}")]
@@ -67,7 +67,7 @@ impl ProductInput {
     /// The first [`CatalogError`] found.
     pub fn into_product(self, id: ProductId, now_ms: i64) -> Result<Product, CatalogError> {
         let name = self.name.trim().to_owned();
-        if name.is_empty() || name.len() > PRODUCT_NAME_LEN_MAX {
+        if name.is_empty() || name.chars().count() > PRODUCT_NAME_LEN_MAX {
             return Err(CatalogError::InvalidName);
         }
         if !(0..=PRICE_MINOR_MAX).contains(&self.price_minor) {

@@ -298,7 +298,12 @@ impl OrderItems {
         }
         let mut lines = Vec::with_capacity(merged.len());
         for (product, quantity) in merged {
-            check_quantity(product.as_uuid(), quantity)?;
+            if check_quantity(product.as_uuid(), quantity).is_err() {
+                return Err(OrderError::MergedQuantity {
+                    product_id: product,
+                    quantity,
+                });
+            }
             lines.push((product, u32::try_from(quantity).unwrap_or(u32::MAX)));
         }
         Ok(Self(lines))
@@ -365,8 +370,9 @@ fn check_quantity(product: Uuid, quantity: i64) -> Result<(), OrderError> {
     }
 }
 
-/// Why an order request is refused (all are the client's fault: 400, except
-/// the idempotency conflict: 409).
+/// Why an order request is refused (all are the client's fault: 400 when the
+/// request breaks the document's schema, 422 when it fits the schema but a
+/// rule the schema cannot state refuses it; see [`OrderError::fits_the_schema`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
     /// The item list is empty.
@@ -381,6 +387,15 @@ pub enum OrderError {
         /// The product.
         product_id: ProductId,
         /// The quantity asked (after merging duplicate lines).
+        quantity: i64,
+    },
+    /// Lines of one product whose merged quantity is outside
+    /// [`LINE_QUANTITY_MIN`]..=[`LINE_QUANTITY_MAX`] (each line is within).
+    #[error("the lines of product {product_id} add up to {quantity}, outside {LINE_QUANTITY_MIN}..={LINE_QUANTITY_MAX}")]
+    MergedQuantity {
+        /// The product.
+        product_id: ProductId,
+        /// The merged quantity.
         quantity: i64,
     },
     /// A product the catalog does not sell.
@@ -401,12 +416,26 @@ pub enum OrderError {
 }
 
 impl OrderError {
+    /// True when a request the OpenAPI document's schema accepts can still be
+    /// refused this way (by the catalog's state or a rule across lines): such
+    /// a refusal is 422, the others are 400 (ADR 0009).
+    pub fn fits_the_schema(&self) -> bool {
+        matches!(
+            self,
+            Self::MergedQuantity { .. }
+                | Self::UnknownProduct(_)
+                | Self::MixedCurrency
+                | Self::TotalTooLarge
+        )
+    }
+
     /// A stable snake_case code.
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoItems => "no_items",
             Self::TooManyLines => "too_many_lines",
             Self::InvalidQuantity { .. } => "invalid_quantity",
+            Self::MergedQuantity { .. } => "merged_quantity_out_of_range",
             Self::UnknownProduct(_) => "unknown_product",
             Self::MixedCurrency => "mixed_currency",
             Self::TotalTooLarge => "total_too_large",
@@ -469,7 +498,7 @@ mod tests {
         assert!(OrderItems::parse(&[item(1, max)]).is_ok());
         assert!(matches!(
             OrderItems::parse(&[item(1, max), item(1, 1)]),
-            Err(OrderError::InvalidQuantity { .. })
+            Err(OrderError::MergedQuantity { .. })
         ));
         let many: Vec<_> = (0..=LINES_MAX as u128).map(|p| item(p, 1)).collect();
         assert_eq!(OrderItems::parse(&many), Err(OrderError::TooManyLines));
@@ -545,7 +574,7 @@ mod tests {
                     *sums.entry(l.product_id).or_default() += l.quantity;
                 }
                 if sums.values().any(|q| *q > i64::from(LINE_QUANTITY_MAX)) {
-                    let refused = matches!(parsed, Err(OrderError::InvalidQuantity { .. }));
+                    let refused = matches!(parsed, Err(OrderError::MergedQuantity { .. }));
                     prop_assert!(refused, "a merged quantity above the bound is refused");
                     return Ok(());
                 }

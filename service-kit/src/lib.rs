@@ -12,6 +12,8 @@
 //! - [`guard`]: service-guard's auth and rate-limit verdicts as problems.
 //! - [`body`]: read a request body under a size limit, check its content type,
 //!   parse JSON (413, 415 and 400 as problems).
+//! - [`openapi`]: the servers' OpenAPI documents: read, listed, served, and
+//!   checked against the code (feature `openapi-check`).
 //! - [`response`]: small builders for JSON responses.
 //! - [`telemetry`]: the JSON tracing subscriber, set up once per binary.
 //! - [`metrics`]: request count and latency by route template and status.
@@ -31,6 +33,7 @@
 pub mod body;
 pub mod guard;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod response;

@@ -88,7 +88,7 @@ fn cases(product: Uuid, order: Uuid, fresh: Uuid) -> Vec<Case> {
         case("ttl over a day", Method::POST, reserve, ttl(86_401), 400, "invalid_request"),
         case("ttl negative", Method::POST, reserve, ttl(-5), 400, "invalid_request"),
         case("too many lines", Method::POST, lines, j(json!({"order_id": Uuid::new_v4(), "lines": many_lines})), 400, "invalid_request"),
-        case("duplicate lines", Method::POST, lines, j(json!({"order_id": Uuid::new_v4(), "lines": [{"product_id": product, "quantity": 1}, {"product_id": product, "quantity": 1}]})), 400, "invalid_request"),
+        case("duplicate lines", Method::POST, lines, j(json!({"order_id": Uuid::new_v4(), "lines": [{"product_id": product, "quantity": 1}, {"product_id": product, "quantity": 1}]})), 422, "duplicate_product"),
         case("no lines", Method::POST, lines, j(json!({"order_id": Uuid::new_v4(), "lines": []})), 400, "invalid_request"),
         case("line with unknown product", Method::POST, lines, j(json!({"order_id": Uuid::new_v4(), "lines": [{"product_id": product, "quantity": 1}, {"product_id": fresh, "quantity": 1}]})), 404, "product_not_found"),
         case("body over the limit", Method::POST, reserve, vec![b' '; 70 * 1024], 413, "payload_too_large"),

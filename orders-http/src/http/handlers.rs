@@ -35,7 +35,16 @@ pub const PAGE_MAX: u32 = 100_000;
 pub const BROKER_RETRY_AFTER_MS: u64 = 5_000;
 
 fn order_problem(e: &OrderError) -> Problem {
-    Problem::bad_request(e.code(), e.to_string())
+    if e.fits_the_schema() {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            "Unprocessable content",
+            e.to_string(),
+        )
+    } else {
+        Problem::bad_request(e.code(), e.to_string())
+    }
 }
 
 /// What a 404 is about.

@@ -1,54 +1,43 @@
-//! The OpenAPI 3.1 document (`docs/openapi/orders.yaml`), embedded at build
-//! time and served as JSON at `/openapi.json`.
+//! The OpenAPI 3.1 document (`docs/openapi/orders.json`), embedded at build
+//! time and served at `/openapi.json`.
+//!
+//! The tests below hold it to the code: every route and no other, the statuses
+//! each route's facts imply, every request body against the type that parses
+//! it, every response body against the type that renders it, and every bound
+//! against its constant (ADR 0009).
 
 use bytes::Bytes;
+use service_kit::openapi;
 
-/// The document's YAML source.
-pub const SPEC_YAML: &str = include_str!("../../../docs/openapi/orders.yaml");
+/// The document's source.
+pub const SPEC_JSON: &str = include_str!("../../../docs/openapi/orders.json");
 
 /// The document as a JSON value.
 ///
 /// # Errors
-/// The YAML parser's message when the document is malformed.
+/// The parser's message when the document is malformed.
 pub fn document() -> Result<serde_json::Value, String> {
-    serde_yaml::from_str(SPEC_YAML).map_err(|e| e.to_string())
+    openapi::parse(SPEC_JSON)
 }
 
-/// The document as JSON bytes, ready to serve.
+/// The document as compact JSON bytes, ready to serve.
 ///
 /// # Errors
 /// As [`document`].
 pub fn document_json() -> Result<Bytes, String> {
-    serde_json::to_vec(&document()?)
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
-}
-
-/// Every `(METHOD, path template)` the document describes, sorted.
-///
-/// # Errors
-/// As [`document`].
-pub fn operations() -> Result<Vec<(String, String)>, String> {
-    let doc = document()?;
-    let paths = doc["paths"]
-        .as_object()
-        .ok_or("the document has no paths")?;
-    let mut ops = Vec::new();
-    for (path, item) in paths {
-        for method in item.as_object().map(|m| m.keys()).into_iter().flatten() {
-            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
-                ops.push((method.to_ascii_uppercase(), path.clone()));
-            }
-        }
-    }
-    ops.sort();
-    Ok(ops)
+    document().map(|d| openapi::to_bytes(&d))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+    use service_kit::openapi::check::{self, RouteFacts};
+
     use super::*;
-    use crate::http::routes::ROUTES;
+    use crate::domain::CancelReason;
+    use crate::http::dto;
+    use crate::http::routes::{Access, ROUTES};
 
     /// Every route is documented and every documented operation is a route.
     #[test]
@@ -58,7 +47,183 @@ mod tests {
             .map(|r| (r.method.to_owned(), r.template.to_owned()))
             .collect();
         routes.sort();
-        assert_eq!(operations().unwrap(), routes);
+        assert_eq!(openapi::operations(&document().unwrap()), routes);
+    }
+
+    /// Each route documents the statuses its facts imply (401 and 403 when it
+    /// needs a role, 400/413/415 for a body or a path id, 429, 503 or 504) and
+    /// its security.
+    #[test]
+    fn every_route_documents_the_statuses_its_facts_imply() {
+        let facts: Vec<RouteFacts<'_>> = ROUTES
+            .iter()
+            .map(|r| RouteFacts {
+                method: r.method,
+                template: r.template,
+                authenticated: r.access != Access::Public,
+                role_limited: r.access != Access::Public,
+                rate_limited: r.rate_limited(),
+                reaches_out: r.template.starts_with("/api/"),
+            })
+            .collect();
+        let found = check::missing_statuses(&document().unwrap(), &facts);
+        assert_eq!(found, Vec::<String>::new());
+    }
+
+    fn parses<T: DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
+        service_kit::body::parse_json::<T>(bytes)
+            .map(drop)
+            .map_err(|p| p.to_string())
+    }
+
+    /// Every documented request body matches, field by field, the type the
+    /// handler parses it into; and every body the code parses is documented.
+    #[test]
+    fn request_bodies_match_their_types() {
+        type Parse = fn(&[u8]) -> Result<(), String>;
+        let bodies: &[(&str, &str, Parse)] = &[
+            ("POST", "/api/orders", parses::<dto::PlaceOrderRequest>),
+            (
+                "POST",
+                "/api/products",
+                parses::<crate::catalog::ProductInput>,
+            ),
+            (
+                "PUT",
+                "/api/products/{id}",
+                parses::<crate::catalog::ProductInput>,
+            ),
+        ];
+        let d = document().unwrap();
+        for (method, template) in openapi::operations(&d) {
+            let schema = check::request_schema(&d, &method, &template);
+            let parse = bodies
+                .iter()
+                .find(|(m, t, _)| *m == method && *t == template)
+                .map(|b| b.2);
+            match (schema, parse) {
+                (Some(schema), Some(parse)) => {
+                    let found = check::request_mismatches(&d, schema, &parse);
+                    assert!(found.is_empty(), "{method} {template}: {found:#?}");
+                }
+                (None, None) => {}
+                (s, _) => panic!(
+                    "{method} {template}: a body is documented ({}) but not parsed, or parsed but not documented",
+                    s.is_some()
+                ),
+            }
+        }
+    }
+
+    /// Every documented 2xx body is what the code renders for it, checked
+    /// against the document made strict (no field the document lacks) with
+    /// every optional field set (no documented field the code lacks).
+    #[test]
+    fn response_bodies_match_their_types() {
+        let d = document().unwrap();
+        let uuid = uuid::Uuid::new_v4;
+        let at = dto::rfc3339(1_700_000_000_000);
+        let order_view = dto::OrderView {
+            id: uuid(),
+            user_id: "alice".into(),
+            status: "cancelled".into(),
+            cancel_reason: Some(CancelReason::ALL[0].as_str().into()),
+            items: vec![dto::LineView {
+                product_id: uuid(),
+                name: "Keyboard".into(),
+                quantity: 2,
+                unit_price_minor: 8_999,
+                line_total_minor: 17_998,
+            }],
+            total_minor: 17_998,
+            currency: "EUR".into(),
+            idempotency_key: Some("k-1".into()),
+            reservation_ids: vec![uuid()],
+            payment_id: Some("pay-1".into()),
+            refund_id: Some("ref-1".into()),
+            holds: vec![dto::HoldView {
+                reservation_id: uuid(),
+                product_id: uuid(),
+                quantity: 2,
+                status: "released".into(),
+                updated_at: at.clone(),
+            }],
+            created_at: at.clone(),
+            updated_at: at.clone(),
+        };
+        let order = json!(order_view);
+        let list = json!(dto::OrderList {
+            items: vec![order_view.clone()],
+            page: 1,
+            limit: 20,
+            total: 1,
+            has_next: false,
+        });
+        let status = json!(dto::StatusView {
+            id: uuid(),
+            status: "pending".into()
+        });
+        let product_view = dto::ProductView {
+            id: uuid(),
+            name: "Keyboard".into(),
+            price_minor: 8_999,
+            currency: "EUR".into(),
+            active: true,
+            updated_at: at,
+        };
+        let product = json!(product_view);
+        let products = json!(dto::ProductList {
+            items: vec![product_view.clone()]
+        });
+        let rendered: &[(&str, &str, u16, &Value)] = &[
+            ("POST", "/api/orders", 202, &order),
+            ("GET", "/api/orders", 200, &list),
+            ("GET", "/api/orders/{id}", 200, &order),
+            ("GET", "/api/orders/{id}/status", 200, &status),
+            ("POST", "/api/orders/{id}/cancel", 200, &order),
+            ("POST", "/api/orders/{id}/cancel", 202, &order),
+            ("GET", "/api/products", 200, &products),
+            ("POST", "/api/products", 201, &product),
+            ("GET", "/api/products/{id}", 200, &product),
+            ("PUT", "/api/products/{id}", 200, &product),
+        ];
+        for (method, template, status, value) in rendered {
+            let schema = check::response_schema(&d, method, template, *status)
+                .unwrap_or_else(|| panic!("{method} {template} {status}: no body documented"));
+            let found = check::response_mismatches(&d, schema, value);
+            assert!(found.is_empty(), "{method} {template} {status}: {found:#?}");
+        }
+    }
+
+    /// The order and catalog bounds in the document are the code's constants.
+    #[test]
+    fn body_bounds_match_the_document() {
+        use crate::catalog::{PRICE_MINOR_MAX, PRODUCT_NAME_LEN_MAX};
+        use crate::domain::{LINES_MAX, LINE_QUANTITY_MAX, LINE_QUANTITY_MIN};
+        let d = document().unwrap();
+        let s = |pointer: &str| {
+            d.pointer(&format!("/components/schemas{pointer}"))
+                .cloned()
+                .unwrap_or_else(|| panic!("{pointer} not in the document"))
+        };
+        let quantity = s("/PlaceOrder/properties/items/items/properties/quantity");
+        assert_eq!(quantity["minimum"], json!(LINE_QUANTITY_MIN));
+        assert_eq!(quantity["maximum"], json!(LINE_QUANTITY_MAX));
+        assert_eq!(s("/PlaceOrder/properties/items/maxItems"), json!(LINES_MAX));
+        assert_eq!(
+            s("/ProductInput/properties/name/maxLength"),
+            json!(PRODUCT_NAME_LEN_MAX)
+        );
+        assert_eq!(
+            s("/ProductInput/properties/price_minor/maximum"),
+            json!(PRICE_MINOR_MAX)
+        );
+        let mut reasons: Vec<Value> = CancelReason::ALL
+            .iter()
+            .map(|r| json!(r.as_str()))
+            .collect();
+        reasons.push(Value::Null);
+        assert_eq!(s("/Order/properties/cancel_reason/enum"), json!(reasons));
     }
 
     /// The list's paging bounds in the document are the server's.

@@ -75,7 +75,7 @@ pub(crate) async fn acceptance<S: InventoryStore>(t: &Stack<S>) {
     let empty = t.orders.place(&a, &[], None).await;
     assert_eq!((empty.status, empty.code()), (400, "no_items"));
     let unknown = t.orders.place(&a, &[(Uuid::new_v4(), 1)], None).await;
-    assert_eq!((unknown.status, unknown.code()), (400, "unknown_product"));
+    assert_eq!((unknown.status, unknown.code()), (422, "unknown_product"));
     let zero = t.orders.place(&a, &[(p, 0)], None).await;
     assert_eq!((zero.status, zero.code()), (400, "invalid_quantity"));
     let priced = t
@@ -379,7 +379,7 @@ pub(crate) async fn catalog_admin<S: InventoryStore>(t: &Stack<S>) {
     assert_eq!(missing.status, 404);
     let user = customer("frank");
     let inactive = t.orders.place(&user, &[(id, 1)], None).await;
-    assert_eq!((inactive.status, inactive.code()), (400, "unknown_product"));
+    assert_eq!((inactive.status, inactive.code()), (422, "unknown_product"));
     let shown = t.orders.get(&format!("/api/products/{id}"), &user).await;
     assert_eq!(shown.json["price_minor"], 2_999);
 }
