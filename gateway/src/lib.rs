@@ -13,6 +13,8 @@
 //! - [`proxy`]: [`Gateway`]: route, rate limit, authenticate, forward over a
 //!   pooled keep-alive client with streamed bodies, map upstream failures.
 //! - `health`: `GET /health` with each upstream's readiness.
+//! - [`openapi`]: the public API's one document, merged from the services'
+//!   with the gateway's own answers, at `/openapi.json`, and a viewer at `/docs`.
 //! - [`problems`]: the answers the gateway gives itself (401, 403, 429, 413,
 //!   502, 503, 504).
 //! - [`server`]: the accept loop with limits and graceful shutdown.
@@ -24,7 +26,7 @@
 //! |---|---|
 //! | `/api/orders`, `/api/orders/*`, `/api/products`, `/api/products/*` | orders |
 //! | `/api/inventory`, `/api/inventory/*` | inventory |
-//! | `/health`, `/health/ready`, `/metrics` | the gateway itself |
+//! | `/health`, `/health/ready`, `/metrics`, `/openapi.json`, `/docs` | the gateway itself |
 //!
 //! ## Invariants
 //!
@@ -41,6 +43,7 @@
 pub mod config;
 pub mod headers;
 mod health;
+pub mod openapi;
 pub mod problems;
 pub mod proxy;
 pub mod rules;

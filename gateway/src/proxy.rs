@@ -56,6 +56,9 @@ pub enum StartError {
     /// No key is configured and the listen address is not loopback.
     #[error("no jwt key configured: refusing to run open on {0} (configure a key or listen on loopback)")]
     OpenOffLoopback(SocketAddr),
+    /// A service's OpenAPI document does not parse (a build defect).
+    #[error("openapi document: {0}")]
+    OpenApi(String),
     /// The listener's address could not be read.
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
@@ -117,6 +120,8 @@ pub struct Gateway {
     health_timeout: Duration,
     metrics: HttpMetrics,
     registry: Registry,
+    /// The merged OpenAPI document of the public API.
+    openapi: Bytes,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -176,6 +181,8 @@ impl Gateway {
         let mut registry = Registry::default();
         let metrics = HttpMetrics::register(&mut registry);
         service_kit::metrics::register_key_reloads(&mut registry, auth.clone());
+        let openapi =
+            crate::openapi::document_json(&config.public_rules()).map_err(StartError::OpenApi)?;
         Ok(Self {
             client,
             orders: UpstreamConfig::parse("orders", &config.orders_url, config.orders_timeout_ms)?,
@@ -205,6 +212,7 @@ impl Gateway {
             health_timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
             metrics,
             registry,
+            openapi,
         })
     }
 
@@ -271,7 +279,7 @@ impl Gateway {
         B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        let local = matches!(target, Target::Health | Target::Ready | Target::Metrics);
+        let local = !matches!(target, Target::Proxy { .. });
         if local && request.method() != Method::GET {
             return Err(Problem::method_not_allowed(&["GET"]));
         }
@@ -288,6 +296,16 @@ impl Gateway {
                 &serde_json::json!({"status": "ready"}),
             ))),
             Target::Metrics => Ok(boxed(service_kit::metrics::render(&self.registry))),
+            Target::OpenApi => Ok(boxed(service_kit::response::bytes_with_type(
+                StatusCode::OK,
+                self.openapi.clone(),
+                "application/json",
+            ))),
+            Target::Docs => Ok(boxed(service_kit::response::bytes_with_type(
+                StatusCode::OK,
+                Bytes::from_static(crate::openapi::VIEWER_HTML.as_bytes()),
+                "text/html; charset=utf-8",
+            ))),
             Target::Proxy { upstream, .. } => {
                 let ip = headers::client_ip(request.headers(), peer.ip(), self.trusted_hops);
                 let ip_decision = check(self.ip_limiter.as_ref(), &format!("ip:{ip}")).await?;
@@ -441,6 +459,8 @@ fn label(target: Target) -> &'static str {
         Target::Health => "/health",
         Target::Ready => "/health/ready",
         Target::Metrics => "/metrics",
+        Target::OpenApi => "/openapi.json",
+        Target::Docs => "/docs",
         Target::Proxy { route, .. } => route,
     }
 }

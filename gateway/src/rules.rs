@@ -53,6 +53,10 @@ pub enum Target {
     Ready,
     /// The gateway's own `GET /metrics`.
     Metrics,
+    /// The merged OpenAPI document of the public API, `GET /openapi.json`.
+    OpenApi,
+    /// The page that shows it, `GET /docs`.
+    Docs,
     /// Forward to an upstream; `route` is the metrics label.
     Proxy {
         /// Where to.
@@ -76,6 +80,8 @@ pub fn target(path: &str) -> Option<Target> {
         "/health" => return Some(Target::Health),
         "/health/ready" => return Some(Target::Ready),
         "/metrics" => return Some(Target::Metrics),
+        "/openapi.json" => return Some(Target::OpenApi),
+        "/docs" => return Some(Target::Docs),
         _ => {}
     }
     PREFIXES.iter().find_map(|(prefix, upstream, route)| {

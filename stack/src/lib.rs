@@ -75,6 +75,10 @@ pub struct StackConfig {
     pub gateway_listen: SocketAddr,
     /// The HS256 secret every service verifies tokens with.
     pub secret: String,
+    /// The gateway's budget per client IP per minute (0 disables).
+    pub rate_limit_ip_per_minute: u32,
+    /// The gateway's budget per authenticated user per minute (0 disables).
+    pub rate_limit_user_per_minute: u32,
 }
 
 impl StackConfig {
@@ -85,6 +89,8 @@ impl StackConfig {
             orders_listen: ORDERS_LISTEN_DEFAULT.parse().expect("valid address"),
             gateway_listen: GATEWAY_LISTEN_DEFAULT.parse().expect("valid address"),
             secret: service_guard::random_hs256_secret(),
+            rate_limit_ip_per_minute: gateway::config::RATE_LIMIT_IP_PER_MINUTE_DEFAULT,
+            rate_limit_user_per_minute: gateway::config::RATE_LIMIT_USER_PER_MINUTE_DEFAULT,
         }
     }
 
@@ -221,6 +227,8 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     gateway_config.jwt_secret = Some(config.secret.clone());
     gateway_config.jwt_issuer = Some(STACK_ISSUER.to_owned());
     gateway_config.jwt_audience = Some(STACK_AUDIENCE.to_owned());
+    gateway_config.rate_limit_ip_per_minute = config.rate_limit_ip_per_minute;
+    gateway_config.rate_limit_user_per_minute = config.rate_limit_user_per_minute;
 
     let (stop, stopped) = watch::channel(false);
     let (ended_tx, ended) = mpsc::channel(3);

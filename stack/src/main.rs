@@ -42,16 +42,24 @@ struct AllArgs {
     /// The gateway's address.
     #[arg(long, default_value = stack::GATEWAY_LISTEN_DEFAULT)]
     gateway_listen: SocketAddr,
+    /// The gateway's requests per client IP per minute (0 disables).
+    #[arg(long, env = "RATE_LIMIT_IP_PER_MINUTE", default_value_t = gateway::config::RATE_LIMIT_IP_PER_MINUTE_DEFAULT)]
+    rate_limit_ip_per_minute: u32,
+    /// The gateway's requests per authenticated user per minute (0 disables).
+    #[arg(long, env = "RATE_LIMIT_USER_PER_MINUTE", default_value_t = gateway::config::RATE_LIMIT_USER_PER_MINUTE_DEFAULT)]
+    rate_limit_user_per_minute: u32,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mode = cli.mode.unwrap_or(Mode::All(AllArgs {
-        inventory_listen: stack::INVENTORY_LISTEN_DEFAULT.parse()?,
-        orders_listen: stack::ORDERS_LISTEN_DEFAULT.parse()?,
-        gateway_listen: stack::GATEWAY_LISTEN_DEFAULT.parse()?,
-    }));
+    // No subcommand is `shop all` with its defaults (and its environment).
+    let mode = match cli.mode {
+        Some(mode) => mode,
+        None => Cli::try_parse_from(["shop", "all"])?
+            .mode
+            .ok_or_else(|| anyhow::anyhow!("`shop all` parses to a mode"))?,
+    };
     if let Mode::Gateway(cli) = &mode {
         if let Some(gateway::Command::Token(args)) = &cli.command {
             let token = gateway::token::mint(&cli.config, args)?;
@@ -99,6 +107,8 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
         inventory_listen: args.inventory_listen,
         orders_listen: args.orders_listen,
         gateway_listen: args.gateway_listen,
+        rate_limit_ip_per_minute: args.rate_limit_ip_per_minute,
+        rate_limit_user_per_minute: args.rate_limit_user_per_minute,
         ..StackConfig::local()
     };
     let stack = stack::start(config).await?;
