@@ -291,6 +291,61 @@ pub fn request_mismatches(
     out
 }
 
+/// How a server parses one request body: `Err` when its code refuses the bytes.
+pub type Parse = fn(&[u8]) -> Result<(), String>;
+
+/// A [`Parse`] through the servers' own JSON body parser into `T`.
+pub fn parses<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
+    crate::body::parse_json::<T>(bytes)
+        .map(drop)
+        .map_err(|p| p.to_string())
+}
+
+/// [`request_mismatches`] for every operation of the document, given how the
+/// code parses each body (`(METHOD, template, parse)`); a body documented but
+/// not parsed, or parsed but not documented, is a finding too.
+pub fn request_bodies_mismatches(doc: &Value, bodies: &[(&str, &str, Parse)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (method, template) in super::operations(doc) {
+        let schema = request_schema(doc, &method, &template);
+        let parse = bodies
+            .iter()
+            .find(|(m, t, _)| *m == method && *t == template)
+            .map(|b| b.2);
+        match (schema, parse) {
+            (Some(schema), Some(parse)) => out.extend(
+                request_mismatches(doc, schema, &parse)
+                    .into_iter()
+                    .map(|f| format!("{method} {template}: {f}")),
+            ),
+            (None, None) => {}
+            (Some(_), None) => out.push(format!(
+                "{method} {template}: a documented body no type parses"
+            )),
+            (None, Some(_)) => out.push(format!(
+                "{method} {template}: a parsed body is not documented"
+            )),
+        }
+    }
+    out
+}
+
+/// [`response_mismatches`] for each `(METHOD, template, status, rendered)`.
+pub fn rendered_mismatches(doc: &Value, rendered: &[(&str, &str, u16, &Value)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (method, template, status, value) in rendered {
+        match response_schema(doc, method, template, *status) {
+            Some(schema) => out.extend(
+                response_mismatches(doc, schema, value)
+                    .into_iter()
+                    .map(|f| format!("{method} {template} {status}: {f}")),
+            ),
+            None => out.push(format!("{method} {template} {status}: no body documented")),
+        }
+    }
+    out
+}
+
 /// Every object schema under `schema`, with the JSON pointer of its value in `value`.
 fn object_schemas<'a>(
     doc: &'a Value,
