@@ -68,7 +68,8 @@ pub fn document(public: &[AccessRule]) -> Result<Value, String> {
                 stable `code` and the `request_id` (also in `X-Request-Id`). The services' own \
                 documents are at their `/openapi.json`."
         },
-        "servers": [{"url": "http://127.0.0.1:8000"}],
+        // Relative: the API is wherever this document was fetched from.
+        "servers": [{"url": "/"}],
         "paths": paths,
         "components": components,
     }))

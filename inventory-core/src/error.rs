@@ -167,7 +167,29 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable snake_case code for this error, used in problem+json bodies.
+    /// Every code [`Error::code`] can return, for documents and clients that
+    /// list them (the HTTP contract's tests check each one is documented).
+    pub const CODES: [&'static str; 16] = [
+        "insufficient_stock",
+        "below_reserved",
+        "product_not_found",
+        "reservation_not_found",
+        "reservation_expired",
+        "invalid_transition",
+        "version_conflict",
+        "already_exists",
+        "invalid_quantity",
+        "above_stock_max",
+        "duplicate_product",
+        "invalid_request",
+        "idempotency_conflict",
+        "contention",
+        "overloaded",
+        "store_unavailable",
+    ];
+
+    /// A stable snake_case code for this error, used in problem+json bodies
+    /// (one of [`Error::CODES`], or `internal_error` for a storage failure).
     pub fn code(&self) -> &'static str {
         match self {
             Error::InsufficientStock { .. } => "insufficient_stock",
@@ -218,5 +240,111 @@ mod tests {
         assert_eq!(e.code(), "insufficient_stock");
         assert!(!e.is_transient());
         assert!(Error::Contention.is_transient());
+    }
+
+    /// `CODES` is exactly the codes of the variants, apart from the storage
+    /// failure's `internal_error` (answered as a plain 500).
+    #[test]
+    fn codes_lists_every_variant() {
+        let p = ProductId::from_uuid(uuid::Uuid::nil());
+        let r = ReservationId::from_uuid(uuid::Uuid::nil());
+        let o = OrderId::from_uuid(uuid::Uuid::nil());
+        let t = Timestamp::from_millis(0);
+        let every = [
+            Error::InsufficientStock {
+                product_id: p,
+                requested: 1,
+                available: 0,
+            },
+            Error::BelowReserved {
+                product_id: p,
+                requested: 0,
+                reserved: 1,
+            },
+            Error::ProductNotFound { product_id: p },
+            Error::ReservationNotFound { reservation_id: r },
+            Error::ReservationExpired {
+                reservation_id: r,
+                expires_at: t,
+            },
+            Error::InvalidTransition {
+                reservation_id: r,
+                from: ReservationStatus::Released,
+                to: ReservationStatus::Confirmed,
+            },
+            Error::VersionConflict {
+                product_id: p,
+                expected: Version::INITIAL,
+                actual: Version::INITIAL,
+            },
+            Error::AlreadyExists { product_id: p },
+            Error::AboveStockMax {
+                product_id: p,
+                requested: 0,
+            },
+            Error::DuplicateProduct { product_id: p },
+            Error::InvalidQuantity {
+                value: 0,
+                min: 1,
+                max: 1,
+            },
+            Error::InvalidInput {
+                field: "f",
+                reason: String::new(),
+            },
+            Error::IdempotencyConflict {
+                order_id: o,
+                product_id: p,
+                existing: 1,
+                requested: 2,
+            },
+            Error::AdjustmentKeyConflict {
+                product_id: p,
+                key: String::new(),
+                existing: 1,
+                requested: 2,
+            },
+            Error::Overloaded,
+            Error::Contention,
+            Error::Unavailable {
+                reason: String::new(),
+            },
+            Error::Storage {
+                reason: String::new(),
+            },
+        ];
+        // A new variant fails to compile here until it is listed above.
+        for e in &every {
+            match e {
+                Error::InsufficientStock { .. }
+                | Error::BelowReserved { .. }
+                | Error::ProductNotFound { .. }
+                | Error::ReservationNotFound { .. }
+                | Error::ReservationExpired { .. }
+                | Error::InvalidTransition { .. }
+                | Error::VersionConflict { .. }
+                | Error::AlreadyExists { .. }
+                | Error::AboveStockMax { .. }
+                | Error::DuplicateProduct { .. }
+                | Error::InvalidQuantity { .. }
+                | Error::InvalidInput { .. }
+                | Error::IdempotencyConflict { .. }
+                | Error::AdjustmentKeyConflict { .. }
+                | Error::Overloaded
+                | Error::Contention
+                | Error::Unavailable { .. }
+                | Error::Storage { .. } => {}
+            }
+        }
+        let mut codes: Vec<&str> = every
+            .iter()
+            .map(Error::code)
+            .filter(|c| *c != "internal_error")
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let mut listed = Error::CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(codes, listed);
     }
 }

@@ -236,6 +236,38 @@ mod tests {
         assert!(found.is_empty(), "{found:#?}");
     }
 
+    /// Every code a domain error can carry, and the server's own codes, are
+    /// named in the document's `Problem.code`.
+    #[test]
+    fn every_error_code_is_documented() {
+        let d = doc();
+        let listed = d["components"]["schemas"]["Problem"]["properties"]["code"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let words: Vec<&str> = listed
+            .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        let own = [
+            "internal_error",
+            "invalid_id",
+            "malformed_json",
+            "invalid_if_match",
+            "precondition_required",
+            "precondition_failed",
+            "payload_too_large",
+            "unsupported_media_type",
+            "rate_limited",
+            "request_timeout",
+            "outcome_unknown",
+            "not_ready",
+            "forbidden",
+        ];
+        for code in inventory_core::Error::CODES.iter().chain(&own) {
+            assert!(words.contains(code), "{code} is not in Problem.code's list");
+        }
+    }
+
     /// The document's bounds are the code's constants.
     #[test]
     fn bounds_are_the_constants() {

@@ -166,6 +166,58 @@ mod tests {
         assert_eq!(found, Vec::<String>::new());
     }
 
+    /// Every code an order refusal can carry is named in the document's
+    /// `Problem.code`.
+    #[test]
+    fn every_order_error_code_is_documented() {
+        use crate::domain::{OrderError, ProductId};
+        let d = document().unwrap();
+        let listed = d["components"]["schemas"]["Problem"]["properties"]["code"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let words: Vec<&str> = listed
+            .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        let p = ProductId::from_uuid(uuid::Uuid::nil());
+        let every = [
+            OrderError::NoItems,
+            OrderError::TooManyLines,
+            OrderError::InvalidQuantity {
+                product_id: p,
+                quantity: 0,
+            },
+            OrderError::MergedQuantity {
+                product_id: p,
+                quantity: 200,
+            },
+            OrderError::UnknownProduct(p),
+            OrderError::MixedCurrency,
+            OrderError::TotalTooLarge,
+            OrderError::InvalidIdempotencyKey,
+            OrderError::InvalidUser,
+        ];
+        for e in &every {
+            // A new variant fails to compile here until it is listed above.
+            match e {
+                OrderError::NoItems
+                | OrderError::TooManyLines
+                | OrderError::InvalidQuantity { .. }
+                | OrderError::MergedQuantity { .. }
+                | OrderError::UnknownProduct(_)
+                | OrderError::MixedCurrency
+                | OrderError::TotalTooLarge
+                | OrderError::InvalidIdempotencyKey
+                | OrderError::InvalidUser => {}
+            }
+            assert!(
+                words.contains(&e.code()),
+                "{} is not in Problem.code's list",
+                e.code()
+            );
+        }
+    }
+
     /// The order and catalog bounds in the document are the code's constants.
     #[test]
     fn body_bounds_match_the_document() {
