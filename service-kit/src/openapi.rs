@@ -46,6 +46,15 @@ pub fn to_bytes(doc: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(doc).unwrap_or_default())
 }
 
+/// An embedded document's source, checked with [`parse`] and compacted with
+/// [`to_bytes`]: what a server answers at `/openapi.json`.
+///
+/// # Errors
+/// As [`parse`].
+pub fn served(source: &str) -> Result<Bytes, String> {
+    parse(source).map(|doc| to_bytes(&doc))
+}
+
 /// Every `(METHOD, path template)` the document describes, sorted.
 pub fn operations(doc: &Value) -> Vec<(String, String)> {
     let mut ops = Vec::new();

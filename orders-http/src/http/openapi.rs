@@ -12,20 +12,12 @@ use service_kit::openapi;
 /// The document's source.
 pub const SPEC_JSON: &str = include_str!("../../../docs/openapi/orders.json");
 
-/// The document as a JSON value.
-///
-/// # Errors
-/// The parser's message when the document is malformed.
-pub fn document() -> Result<serde_json::Value, String> {
-    openapi::parse(SPEC_JSON)
-}
-
 /// The document as compact JSON bytes, ready to serve.
 ///
 /// # Errors
-/// As [`document`].
+/// The parser's message when the embedded document is malformed.
 pub fn document_json() -> Result<Bytes, String> {
-    document().map(|d| openapi::to_bytes(&d))
+    openapi::served(SPEC_JSON)
 }
 
 #[cfg(test)]
@@ -46,7 +38,7 @@ mod tests {
             .map(|r| (r.method.to_owned(), r.template.to_owned()))
             .collect();
         routes.sort();
-        assert_eq!(openapi::operations(&document().unwrap()), routes);
+        assert_eq!(openapi::operations(&openapi::parse(SPEC_JSON).unwrap()), routes);
     }
 
     /// Each route documents the statuses its facts imply (401 and 403 when it
@@ -65,7 +57,7 @@ mod tests {
                 reaches_out: r.template.starts_with("/api/"),
             })
             .collect();
-        let found = check::missing_statuses(&document().unwrap(), &facts);
+        let found = check::missing_statuses(&openapi::parse(SPEC_JSON).unwrap(), &facts);
         assert_eq!(found, Vec::<String>::new());
     }
 
@@ -86,7 +78,7 @@ mod tests {
                 parses::<crate::catalog::ProductInput>,
             ),
         ];
-        let found = check::request_bodies_mismatches(&document().unwrap(), bodies);
+        let found = check::request_bodies_mismatches(&openapi::parse(SPEC_JSON).unwrap(), bodies);
         assert_eq!(found, Vec::<String>::new());
     }
 
@@ -95,7 +87,7 @@ mod tests {
     /// every optional field set (no documented field the code lacks).
     #[test]
     fn response_bodies_match_their_types() {
-        let d = document().unwrap();
+        let d = openapi::parse(SPEC_JSON).unwrap();
         let uuid = uuid::Uuid::new_v4;
         let at = dto::rfc3339(1_700_000_000_000);
         let order_view = dto::OrderView {
@@ -171,7 +163,7 @@ mod tests {
     #[test]
     fn every_order_error_code_is_documented() {
         use crate::domain::{OrderError, ProductId};
-        let d = document().unwrap();
+        let d = openapi::parse(SPEC_JSON).unwrap();
         let listed = d["components"]["schemas"]["Problem"]["properties"]["code"]["description"]
             .as_str()
             .unwrap_or_default()
@@ -223,7 +215,7 @@ mod tests {
     fn body_bounds_match_the_document() {
         use crate::catalog::{PRICE_MINOR_MAX, PRODUCT_NAME_LEN_MAX};
         use crate::domain::{LINES_MAX, LINE_QUANTITY_MAX, LINE_QUANTITY_MIN};
-        let d = document().unwrap();
+        let d = openapi::parse(SPEC_JSON).unwrap();
         let s = |pointer: &str| {
             d.pointer(&format!("/components/schemas{pointer}"))
                 .cloned()
@@ -253,7 +245,7 @@ mod tests {
     #[test]
     fn paging_bounds_match_the_document() {
         use crate::http::handlers::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_MAX};
-        let doc = document().unwrap();
+        let doc = openapi::parse(SPEC_JSON).unwrap();
         let params = doc["paths"]["/api/orders"]["get"]["parameters"]
             .as_array()
             .unwrap()
