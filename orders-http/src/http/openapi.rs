@@ -38,7 +38,10 @@ mod tests {
             .map(|r| (r.method.to_owned(), r.template.to_owned()))
             .collect();
         routes.sort();
-        assert_eq!(openapi::operations(&openapi::parse(SPEC_JSON).unwrap()), routes);
+        assert_eq!(
+            openapi::operations(&openapi::parse(SPEC_JSON).unwrap()),
+            routes
+        );
     }
 
     /// Each route documents the statuses its facts imply (401 and 403 when it

@@ -19,19 +19,67 @@ pub(crate) fn anomaly(r: &Record, windows: &[Window]) -> Option<&'static str> {
     if (400..500).contains(&r.status) {
         return Some("unexpected 4xx");
     }
-    let Some(w) = windows
+    // Faults follow one another: a request can overlap the settling time of
+    // one and the injection of the next, and is judged against both.
+    let mut overlapping = windows
         .iter()
-        .find(|w| r.start_ms < w.end_ms && r.end_ms >= w.injected_ms)
-    else {
+        .filter(|w| r.start_ms < w.end_ms && r.end_ms >= w.injected_ms)
+        .peekable();
+    if overlapping.peek().is_none() {
         return Some("error outside every fault window");
-    };
+    }
     if r.status == 503 {
         return None;
     }
-    if w.fault.kills() && r.start_ms <= w.injected_ms && r.end_ms >= w.injected_ms {
+    // Sent while a killed process was down: in flight at the kill, or sent
+    // over a pooled connection to the dead process before the gateway saw it
+    // close (502: no valid answer, the outcome unknown to the client).
+    if overlapping.any(|w| w.fault.kills() && r.start_ms <= w.recovered_ms) {
         return None;
     }
     Some("5xx other than 503, or no answer, during a fault")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Op;
+    use crate::schedule::Fault;
+
+    fn window(fault: Fault, injected_ms: u64, end_ms: u64) -> Window {
+        Window {
+            fault,
+            injected_ms,
+            recovered_ms: injected_ms + 2_000,
+            end_ms,
+        }
+    }
+
+    fn record(start_ms: u64, end_ms: u64, status: u16) -> Record {
+        Record {
+            op: Op::PlaceOrder,
+            start_ms,
+            end_ms,
+            status,
+            error: None,
+        }
+    }
+
+    /// A 502 sent as one fault's settling time ends and the next kill starts
+    /// is the kill's, not an anomaly of the fault before it; a 502 after the
+    /// killed process is back is an anomaly.
+    #[test]
+    fn a_request_at_a_kill_is_judged_by_every_window_it_overlaps() {
+        let windows = [
+            window(Fault::KillInventory, 23_000, 32_100),
+            window(Fault::KillOrders, 32_100, 41_000),
+        ];
+        assert_eq!(anomaly(&record(32_099, 32_150, 502), &windows), None);
+        assert_eq!(anomaly(&record(32_102, 32_150, 502), &windows), None);
+        assert!(anomaly(&record(35_000, 35_050, 502), &windows).is_some());
+        assert!(anomaly(&record(50_000, 50_010, 503), &windows).is_some());
+        assert_eq!(anomaly(&record(24_000, 24_010, 503), &windows), None);
+    }
 }
 
 fn status_name(status: u16) -> String {

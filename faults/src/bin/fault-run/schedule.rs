@@ -55,7 +55,8 @@ impl Fault {
         }
     }
 
-    /// A process died mid-request: requests in flight at that instant may
+    /// A process died mid-request: requests sent while it is down (in flight
+    /// at the kill, or sent over a pooled connection to the dead process) may
     /// get no valid answer (502) without it being an anomaly.
     pub(crate) fn kills(self) -> bool {
         matches!(self, Fault::KillInventory | Fault::KillOrders)
