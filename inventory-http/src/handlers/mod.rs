@@ -83,8 +83,10 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, Problem> {
         return Ok(IfMatch::Any);
     }
     text.and_then(|t| t.strip_prefix('"')?.strip_suffix('"'))
-        .and_then(|n| n.parse::<u64>().ok())
-        .map(|n| IfMatch::Version(Version::new(n)))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        // A tag too large for a version is well formed but names none: it
+        // matches no item (412 from the store, or 404), like any stale tag.
+        .map(|n| IfMatch::Version(Version::new(n.parse::<u64>().unwrap_or(u64::MAX))))
         .ok_or_else(|| {
             Problem::bad_request(
                 "invalid_if_match",
