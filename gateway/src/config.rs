@@ -5,13 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use service_guard::{
-    Algorithm, AuthConfig, KeySource, DEFAULT_LEEWAY_SECS, JWKS_POLL_INTERVAL_MS_DEFAULT,
-};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
+use service_kit::settings::AuthSettings;
 use service_kit::ServerLimits;
 
 use crate::rules::{AccessRule, DEFAULT_PUBLIC_ROUTES};
@@ -146,39 +144,9 @@ pub struct Config {
     #[arg(long, env = "UPSTREAM_POOL_IDLE_TIMEOUT_SECS", default_value_t = POOL_IDLE_TIMEOUT_SECS_DEFAULT)]
     pub pool_idle_timeout_secs: u64,
 
-    /// The pinned JWT algorithm: HS256, RS256 or ES256.
-    #[arg(long, env = "JWT_ALGORITHM", default_value = "HS256")]
-    pub jwt_algorithm: Algorithm,
-
-    /// HS256 shared secret (at least 32 bytes).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-
-    /// PEM file with the issuer's public key (RS256/ES256).
-    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
-    pub jwt_public_key_file: Option<PathBuf>,
-
-    /// JWKS file with the issuer's public keys, chosen by `kid` (RS256/ES256).
-    #[arg(long, env = "JWT_JWKS_FILE")]
-    pub jwt_jwks_file: Option<PathBuf>,
-
-    /// Required `iss` claim.
-    #[arg(long, env = "JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Required `aud` claim.
-    #[arg(long, env = "JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
-    /// Clock skew allowed for `exp` and `nbf`, in seconds.
-    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = DEFAULT_LEEWAY_SECS)]
-    pub jwt_leeway_secs: u64,
-
-    /// How often the key file (`--jwt-jwks-file` or `--jwt-public-key-file`)
-    /// is checked for changes, in milliseconds; a changed file is reloaded
-    /// without a restart, as it is on SIGHUP. 0: only on SIGHUP.
-    #[arg(long, env = "JWKS_POLL_INTERVAL_MS", default_value_t = JWKS_POLL_INTERVAL_MS_DEFAULT)]
-    pub jwks_poll_interval_ms: u64,
+    /// How callers' tokens are verified.
+    #[command(flatten)]
+    pub auth: AuthSettings,
 
     /// Routes anyone may call, as `METHOD /path` (`*` for any method; a
     /// trailing `*` matches the rest of the path, `{name}` one segment).
@@ -255,14 +223,7 @@ impl Config {
             health_timeout_ms: HEALTH_TIMEOUT_MS_DEFAULT,
             pool_idle_per_upstream_max: POOL_IDLE_PER_UPSTREAM_MAX_DEFAULT,
             pool_idle_timeout_secs: POOL_IDLE_TIMEOUT_SECS_DEFAULT,
-            jwt_algorithm: Algorithm::HS256,
-            jwt_secret: None,
-            jwt_public_key_file: None,
-            jwt_jwks_file: None,
-            jwt_issuer: None,
-            jwt_audience: None,
-            jwt_leeway_secs: DEFAULT_LEEWAY_SECS,
-            jwks_poll_interval_ms: JWKS_POLL_INTERVAL_MS_DEFAULT,
+            auth: AuthSettings::default(),
             public_routes: Vec::new(),
             strip_headers: Vec::new(),
             no_identity_headers: false,
@@ -297,25 +258,6 @@ impl Config {
             request_timeout_ms: self.request_timeout_ms,
             shutdown_drain_timeout_ms: self.shutdown_drain_timeout_ms,
         }
-    }
-
-    /// The verification settings, `None` when no key is configured.
-    ///
-    /// # Errors
-    /// [`service_guard::ConfigError`] when more than one key source is set.
-    pub fn auth_config(&self) -> Result<Option<AuthConfig>, service_guard::ConfigError> {
-        let key = KeySource::from_options(
-            self.jwt_secret.clone(),
-            self.jwt_public_key_file.clone(),
-            self.jwt_jwks_file.clone(),
-        )?;
-        Ok(key.map(|key| AuthConfig {
-            algorithm: self.jwt_algorithm,
-            key,
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
-            leeway_secs: self.jwt_leeway_secs,
-        }))
     }
 
     /// The public routes: the configured ones, else [`DEFAULT_PUBLIC_ROUTES`].
@@ -356,7 +298,7 @@ mod tests {
         ]);
         assert_eq!(cli.config.orders_url, "http://orders:3001");
         assert_eq!(cli.config.public_routes.len(), 2);
-        assert_eq!(cli.config.jwks_poll_interval_ms, 250);
+        assert_eq!(cli.config.auth.jwks_poll_interval_ms, 250);
         let Some(Command::Token(t)) = cli.command else {
             panic!("token subcommand expected");
         };
@@ -367,9 +309,12 @@ mod tests {
     #[test]
     fn embedded_defaults() {
         let c = Config::embedded();
-        assert!(c.auth_config().unwrap().is_none());
+        assert!(c.auth.config().unwrap().is_none());
         assert_eq!(c.public_rules().len(), DEFAULT_PUBLIC_ROUTES.len());
         assert_eq!(c.listen.port(), 8000);
-        assert_eq!(c.jwks_poll_interval_ms, JWKS_POLL_INTERVAL_MS_DEFAULT);
+        assert_eq!(
+            c.auth.jwks_poll_interval_ms,
+            service_guard::JWKS_POLL_INTERVAL_MS_DEFAULT
+        );
     }
 }

@@ -78,7 +78,7 @@ pub async fn run(
     let gateway = Arc::new(Gateway::new(&config).await?);
     let keys = KeyWatcher::spawn(
         gateway.authenticator().clone(),
-        config.jwks_poll_interval_ms,
+        config.auth.jwks_poll_interval_ms,
     );
     server::serve(listener, gateway, config.server_limits(), shutdown).await;
     keys.stop().await;

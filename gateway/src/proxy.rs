@@ -154,7 +154,7 @@ impl Gateway {
     /// [`StartError`] for unusable keys, URLs or header names, or a keyless
     /// gateway on a non-loopback address.
     pub async fn new(config: &Config) -> Result<Self, StartError> {
-        let auth = match config.auth_config()? {
+        let auth = match config.auth.config()? {
             Some(cfg) => Authenticator::new(&cfg)?,
             None if service_guard::open_allowed(&config.listen) => {
                 tracing::warn!(addr = %config.listen, "no jwt key configured: the gateway runs open (loopback only)");

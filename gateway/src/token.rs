@@ -36,8 +36,8 @@ pub fn mint(config: &Config, args: &TokenArgs) -> Result<String, TokenError> {
         .map(|r| r.parse::<Role>())
         .collect::<Result<Vec<_>, _>>()?;
     let mut signer = match (
-        config.jwt_algorithm,
-        &config.jwt_secret,
+        config.auth.algorithm(),
+        &config.auth.jwt_secret,
         &args.private_key_file,
     ) {
         (Algorithm::HS256, Some(secret), _) => TokenSigner::hs256(secret)?,
@@ -46,10 +46,10 @@ pub fn mint(config: &Config, args: &TokenArgs) -> Result<String, TokenError> {
         }
         _ => return Err(TokenError::NoKey),
     };
-    if let Some(iss) = &config.jwt_issuer {
+    if let Some(iss) = &config.auth.jwt_issuer {
         signer = signer.with_issuer(iss);
     }
-    if let Some(aud) = &config.jwt_audience {
+    if let Some(aud) = &config.auth.jwt_audience {
         signer = signer.with_audience(aud);
     }
     let now = SystemTime::now()
@@ -77,10 +77,10 @@ mod tests {
     #[test]
     fn minted_token_verifies() {
         let mut config = Config::embedded();
-        config.jwt_secret = Some(service_guard::random_hs256_secret());
-        config.jwt_issuer = Some("shop".into());
+        config.auth.jwt_secret = Some(service_guard::random_hs256_secret());
+        config.auth.jwt_issuer = Some("shop".into());
         let token = mint(&config, &args(&["customer"])).unwrap();
-        let auth = Authenticator::new(&config.auth_config().unwrap().unwrap()).unwrap();
+        let auth = Authenticator::new(&config.auth.config().unwrap().unwrap()).unwrap();
         let principal = auth.verify_token(&token).unwrap();
         assert_eq!(principal.subject, "user-1");
         assert_eq!(principal.roles, vec![Role::Customer]);
@@ -100,7 +100,7 @@ mod tests {
             Err(TokenError::NoKey)
         ));
         let mut config = Config::embedded();
-        config.jwt_secret = Some(service_guard::random_hs256_secret());
+        config.auth.jwt_secret = Some(service_guard::random_hs256_secret());
         assert!(matches!(
             mint(&config, &args(&["root"])),
             Err(TokenError::Role(_))

@@ -104,7 +104,7 @@ impl<S: InventoryStore> App<S> {
         let cache = redis
             .as_ref()
             .map(|r| AvailabilityCache::new(r.clone(), config.cache_ttl_secs));
-        let authenticator = match config.auth()? {
+        let authenticator = match config.auth.config()? {
             Some(auth) => Authenticator::new(&auth)?,
             None => Authenticator::disabled(),
         };

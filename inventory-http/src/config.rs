@@ -3,15 +3,14 @@
 
 use inventory_combiner::CombinerConfig;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::Parser;
 use event_bus::{EventsConfig, QueueSpec, RelayConfig};
-use service_guard::{Algorithm, AuthConfig, ConfigError, KeySource, JWKS_POLL_INTERVAL_MS_DEFAULT};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
+use service_kit::settings::AuthSettings;
 use service_kit::ServerLimits;
 
 /// Default listen address: loopback only, so a server started without auth
@@ -123,38 +122,9 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_KEY_PREFIX", default_value = RATE_LIMIT_KEY_PREFIX_DEFAULT)]
     pub rate_limit_key_prefix: String,
 
-    /// HS256 secret (at least 32 bytes) that signs access tokens. Set exactly
-    /// one of this, `--jwt-public-key-file` and `--jwt-jwks-file`; with none the
-    /// server runs without auth, and only on a loopback address.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-
-    /// PEM file with the public key that verifies access tokens.
-    #[arg(long, env = "JWT_PUBLIC_KEY_FILE", alias = "jwt-public-key-pem")]
-    pub jwt_public_key_file: Option<PathBuf>,
-
-    /// JWKS file with the keys that verify access tokens (chosen by `kid`).
-    #[arg(long, env = "JWT_JWKS_FILE")]
-    pub jwt_jwks_file: Option<PathBuf>,
-
-    /// The pinned token algorithm: HS256, RS256 or ES256 (HS256 for a secret,
-    /// RS256 for a key file, when absent).
-    #[arg(long, env = "JWT_ALGORITHM")]
-    pub jwt_algorithm: Option<String>,
-
-    /// Required `iss` of tokens.
-    #[arg(long, env = "JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Required `aud` of tokens.
-    #[arg(long, env = "JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
-    /// How often the key file (`--jwt-jwks-file` or `--jwt-public-key-file`)
-    /// is checked for changes, in milliseconds; a changed file is reloaded
-    /// without a restart, as it is on SIGHUP. 0: only on SIGHUP.
-    #[arg(long, env = "JWKS_POLL_INTERVAL_MS", default_value_t = JWKS_POLL_INTERVAL_MS_DEFAULT)]
-    pub jwks_poll_interval_ms: u64,
+    /// How callers' tokens are verified.
+    #[command(flatten)]
+    pub auth: AuthSettings,
 
     /// Largest request body, in bytes.
     #[arg(long, env = "BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
@@ -234,13 +204,7 @@ impl Config {
             redis_timeout_ms: REDIS_TIMEOUT_MS_DEFAULT,
             rate_limit_per_minute: RATE_LIMIT_PER_MINUTE_DEFAULT,
             rate_limit_key_prefix: RATE_LIMIT_KEY_PREFIX_DEFAULT.to_owned(),
-            jwt_secret: None,
-            jwt_public_key_file: None,
-            jwt_jwks_file: None,
-            jwt_algorithm: None,
-            jwt_issuer: None,
-            jwt_audience: None,
-            jwks_poll_interval_ms: JWKS_POLL_INTERVAL_MS_DEFAULT,
+            auth: AuthSettings::default(),
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
@@ -297,30 +261,6 @@ impl Config {
             request_timeout_ms: self.request_timeout_ms,
             shutdown_drain_timeout_ms: self.shutdown_drain_timeout_ms,
         }
-    }
-}
-
-impl Config {
-    /// The token verification settings, or `None` when no key is configured.
-    ///
-    /// # Errors
-    /// When several keys are set, or the algorithm is unknown.
-    pub fn auth(&self) -> Result<Option<AuthConfig>, ConfigError> {
-        let key = KeySource::from_options(
-            self.jwt_secret.clone(),
-            self.jwt_public_key_file.clone(),
-            self.jwt_jwks_file.clone(),
-        )?;
-        let Some(key) = key else { return Ok(None) };
-        let algorithm = match (&self.jwt_algorithm, &key) {
-            (Some(name), _) => name.parse::<Algorithm>()?,
-            (None, KeySource::Secret(_)) => Algorithm::HS256,
-            (None, _) => Algorithm::RS256,
-        };
-        let mut config = AuthConfig::new(algorithm, key);
-        config.issuer = self.jwt_issuer.clone();
-        config.audience = self.jwt_audience.clone();
-        Ok(Some(config))
     }
 }
 

@@ -121,7 +121,7 @@ pub async fn run_with_bus(
     }
     let keys = KeyWatcher::spawn(
         app.guard.authenticator().clone(),
-        config.jwks_poll_interval_ms,
+        config.auth.jwks_poll_interval_ms,
     );
     let relay = EventsRelay::spawn(&store, &config.events(), &bus);
     let app = app.with_events(relay.status());

@@ -50,7 +50,7 @@ async fn main() {
     let clock = Arc::new(inventory_http::SystemClock);
     let mut inv_config = inventory_http::Config::embedded();
     inv_config.rate_limit_per_minute = 0;
-    inv_config.jwt_secret = Some(SECRET.to_owned());
+    inv_config.auth.jwt_secret = Some(SECRET.to_owned());
     let inv_app = inventory_http::App::new(inventory_store.clone(), clock.clone(), &inv_config)
         .await
         .expect("inventory app");

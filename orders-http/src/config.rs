@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use event_bus::{EventsConfig, InProcessBus, QueueSpec, RelayConfig};
-use service_guard::{RateLimitConfig, JWKS_POLL_INTERVAL_MS_DEFAULT};
+use service_guard::RateLimitConfig;
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
+use service_kit::settings::AuthSettings;
 use service_kit::ServerLimits;
 
 use crate::breaker::{
@@ -100,36 +101,9 @@ pub struct Config {
     #[arg(long, env = "SEED_DEMO_PRODUCTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_demo_products: bool,
 
-    /// JWT algorithm pinned for callers' tokens (HS256, RS256, ES256).
-    #[arg(long, env = "JWT_ALGORITHM", default_value = "HS256")]
-    pub jwt_algorithm: String,
-
-    /// HS256 secret verifying callers' tokens. With no key at all the server
-    /// runs open, on loopback only.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-
-    /// PEM public key verifying callers' tokens (RS256 or ES256).
-    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
-    pub jwt_public_key_file: Option<PathBuf>,
-
-    /// JWKS file verifying callers' tokens.
-    #[arg(long, env = "JWT_JWKS_FILE")]
-    pub jwt_jwks_file: Option<PathBuf>,
-
-    /// Required `iss` of callers' tokens.
-    #[arg(long, env = "JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Required `aud` of callers' tokens.
-    #[arg(long, env = "JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
-    /// How often the key file (`--jwt-jwks-file` or `--jwt-public-key-file`)
-    /// is checked for changes, in milliseconds; a changed file is reloaded
-    /// without a restart, as it is on SIGHUP. 0: only on SIGHUP.
-    #[arg(long, env = "JWKS_POLL_INTERVAL_MS", default_value_t = JWKS_POLL_INTERVAL_MS_DEFAULT)]
-    pub jwks_poll_interval_ms: u64,
+    /// How callers' tokens are verified.
+    #[command(flatten)]
+    pub auth: AuthSettings,
 
     /// Fixed bearer token sent to inventory.
     #[arg(long, env = "INVENTORY_TOKEN", hide_env_values = true)]
@@ -326,11 +300,7 @@ impl Config {
             listen: LISTEN_DEFAULT.parse().expect("valid default address"),
             inventory_url: INVENTORY_URL_DEFAULT.to_owned(),
             database_url: None,
-            jwt_secret: None,
-            jwt_public_key_file: None,
-            jwt_jwks_file: None,
-            jwt_issuer: None,
-            jwt_audience: None,
+            auth: AuthSettings::default(),
             inventory_token: None,
             inventory_jwt_secret: None,
             inventory_jwt_private_key_file: None,

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use event_bus::InProcessBus;
 use prometheus_client::registry::Registry;
-use service_guard::{
-    Algorithm, AuthConfig, Authenticator, ConfigError, KeySource, KeyWatcher, Limiter, TokenSigner,
-};
+use service_guard::{Algorithm, Authenticator, ConfigError, KeyWatcher, Limiter, TokenSigner};
 use service_kit::ServerLimits;
 use tokio::net::TcpListener;
 
@@ -84,12 +82,7 @@ pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderSto
 /// [`StartError`] when a key cannot be loaded, or when there is no key and
 /// the address is not loopback.
 pub fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
-    let key = KeySource::from_options(
-        config.jwt_secret.clone(),
-        config.jwt_public_key_file.clone(),
-        config.jwt_jwks_file.clone(),
-    )?;
-    let Some(key) = key else {
+    let Some(auth) = config.auth.config()? else {
         if !Authenticator::open_allowed(&config.listen) {
             return Err(StartError::Config(
                 "no jwt key configured: refusing to run open on a non-loopback address".into(),
@@ -98,10 +91,6 @@ pub fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
         tracing::warn!(listen = %config.listen, "no jwt key configured: every caller is trusted (loopback only)");
         return Ok(Authenticator::disabled());
     };
-    let algorithm: Algorithm = config.jwt_algorithm.parse()?;
-    let mut auth = AuthConfig::new(algorithm, key);
-    auth.issuer = config.jwt_issuer.clone();
-    auth.audience = config.jwt_audience.clone();
     Ok(Authenticator::new(&auth)?)
 }
 
@@ -120,7 +109,9 @@ pub fn credential(config: &Config) -> Result<ServiceCredential, StartError> {
         (Some(token), None, None) => return Ok(ServiceCredential::Static(token.clone())),
         (None, Some(secret), None) => TokenSigner::hs256(secret)?,
         (None, None, Some(path)) => {
-            TokenSigner::from_private_pem_file(config.jwt_algorithm.parse()?, path)?
+            // A private key signs with the pinned asymmetric algorithm, RS256 by default.
+            let algorithm = config.auth.jwt_algorithm.unwrap_or(Algorithm::RS256);
+            TokenSigner::from_private_pem_file(algorithm, path)?
         }
         _ => {
             return Err(StartError::Config(
@@ -256,7 +247,7 @@ pub async fn run_with_bus(
         bus,
     };
     let authenticator = authenticator(&config)?;
-    let keys = KeyWatcher::spawn(authenticator.clone(), config.jwks_poll_interval_ms);
+    let keys = KeyWatcher::spawn(authenticator.clone(), config.auth.jwks_poll_interval_ms);
     let app = build(&config, authenticator, services).await?;
     serve_app(listener, app, config.server_limits(), shutdown).await;
     keys.stop().await;

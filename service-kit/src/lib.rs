@@ -19,6 +19,8 @@
 //! - [`metrics`]: request count and latency by route template and status.
 //! - [`server`]: the accept loop: connection cap, header-read and request
 //!   timeouts, request-id spans, graceful shutdown.
+//! - [`settings`]: the settings groups every server flattens into its
+//!   configuration (token verification).
 //! - [`shutdown`]: a future that completes on ctrl-c or SIGTERM.
 //!
 //! ## Invariants
@@ -39,6 +41,7 @@ pub mod request_id;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 

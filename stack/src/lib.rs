@@ -198,9 +198,9 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
 
     let mut inventory_config = inventory_http::Config::embedded();
     inventory_config.listen = inventory;
-    inventory_config.jwt_secret = Some(config.secret.clone());
-    inventory_config.jwt_issuer = Some(STACK_ISSUER.to_owned());
-    inventory_config.jwt_audience = Some(STACK_AUDIENCE.to_owned());
+    inventory_config.auth.jwt_secret = Some(config.secret.clone());
+    inventory_config.auth.jwt_issuer = Some(STACK_ISSUER.to_owned());
+    inventory_config.auth.jwt_audience = Some(STACK_AUDIENCE.to_owned());
     // Every call reaches inventory from the gateway or orders on loopback:
     // clients are rate limited at the gateway, per user and per IP.
     inventory_config.rate_limit_per_minute = 0;
@@ -208,9 +208,9 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     let mut orders_config = orders_http::config::Config::embedded();
     orders_config.listen = orders;
     orders_config.inventory_url = format!("http://{inventory}");
-    orders_config.jwt_secret = Some(config.secret.clone());
-    orders_config.jwt_issuer = Some(STACK_ISSUER.to_owned());
-    orders_config.jwt_audience = Some(STACK_AUDIENCE.to_owned());
+    orders_config.auth.jwt_secret = Some(config.secret.clone());
+    orders_config.auth.jwt_issuer = Some(STACK_ISSUER.to_owned());
+    orders_config.auth.jwt_audience = Some(STACK_AUDIENCE.to_owned());
     orders_config.inventory_jwt_secret = Some(config.secret.clone());
     orders_config.inventory_jwt_issuer = Some(STACK_ISSUER.to_owned());
     orders_config.inventory_jwt_audience = Some(STACK_AUDIENCE.to_owned());
@@ -224,9 +224,9 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     gateway_config.listen = gateway;
     gateway_config.orders_url = format!("http://{orders}");
     gateway_config.inventory_url = format!("http://{inventory}");
-    gateway_config.jwt_secret = Some(config.secret.clone());
-    gateway_config.jwt_issuer = Some(STACK_ISSUER.to_owned());
-    gateway_config.jwt_audience = Some(STACK_AUDIENCE.to_owned());
+    gateway_config.auth.jwt_secret = Some(config.secret.clone());
+    gateway_config.auth.jwt_issuer = Some(STACK_ISSUER.to_owned());
+    gateway_config.auth.jwt_audience = Some(STACK_AUDIENCE.to_owned());
     gateway_config.rate_limit_ip_per_minute = config.rate_limit_ip_per_minute;
     gateway_config.rate_limit_user_per_minute = config.rate_limit_user_per_minute;
 

@@ -50,11 +50,11 @@ fn b64(value: &serde_json::Value) -> String {
 async fn rejected_tokens_never_reach_the_upstream() {
     let orders = spawn_recorder().await;
     let mut cfg = config(orders.addr, dead_addr().await);
-    cfg.jwt_secret = None;
-    cfg.jwt_algorithm = Algorithm::RS256;
-    cfg.jwt_public_key_file = Some(key("rsa_public.pem"));
-    cfg.jwt_issuer = Some(ISSUER.into());
-    cfg.jwt_audience = Some(AUDIENCE.into());
+    cfg.auth.jwt_secret = None;
+    cfg.auth.jwt_algorithm = Some(Algorithm::RS256);
+    cfg.auth.jwt_public_key_file = Some(key("rsa_public.pem"));
+    cfg.auth.jwt_issuer = Some(ISSUER.into());
+    cfg.auth.jwt_audience = Some(AUDIENCE.into());
     let gw = spawn_gateway(cfg).await;
     let now = unix_now();
     let good = valid(&[Role::Customer]);

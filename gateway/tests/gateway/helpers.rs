@@ -44,7 +44,7 @@ pub async fn spawn_inventory() -> Running {
     let mut config = inventory_http::Config::embedded();
     config.listen = addr;
     config.rate_limit_per_minute = 0;
-    config.jwt_secret = Some(SECRET.to_owned());
+    config.auth.jwt_secret = Some(SECRET.to_owned());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         inventory_http::run(listener, config, async {
@@ -64,7 +64,7 @@ pub async fn spawn_orders(inventory: SocketAddr) -> Running {
     let mut config = orders_http::config::Config::embedded();
     config.listen = addr;
     config.inventory_url = format!("http://{inventory}");
-    config.jwt_secret = Some(SECRET.to_owned());
+    config.auth.jwt_secret = Some(SECRET.to_owned());
     config.inventory_jwt_secret = Some(SECRET.to_owned());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -98,7 +98,7 @@ pub async fn spawn_gateway(mut config: gateway::Config) -> Running {
 /// the given upstreams.
 pub fn config(orders: SocketAddr, inventory: SocketAddr) -> gateway::Config {
     let mut c = gateway::Config::embedded();
-    c.jwt_secret = Some(SECRET.to_owned());
+    c.auth.jwt_secret = Some(SECRET.to_owned());
     c.orders_url = format!("http://{orders}");
     c.inventory_url = format!("http://{inventory}");
     c.rate_limit_ip_per_minute = 0;

@@ -29,10 +29,8 @@ fn token(subject: &str, roles: &[Role]) -> String {
 #[tokio::test]
 async fn roles_gate_the_routes() {
     let (store, _) = stores::memory().await.unwrap();
-    let config = Config {
-        jwt_secret: Some(SECRET.to_owned()),
-        ..crate::helpers::test_config()
-    };
+    let mut config = crate::helpers::test_config();
+    config.auth.jwt_secret = Some(SECRET.to_owned());
     let mut t = spawn_app(store, config).await;
     let product = Uuid::new_v4();
     let create = json!({"product_id": product, "quantity": 5});

@@ -86,7 +86,7 @@ pub(crate) struct Inventory<S: InventoryStore> {
 fn inventory_config() -> inventory_http::Config {
     let mut config = inventory_http::Config::embedded();
     config.rate_limit_per_minute = 0;
-    config.jwt_secret = Some(SECRET.to_owned());
+    config.auth.jwt_secret = Some(SECRET.to_owned());
     config.shutdown_drain_timeout_ms = 1_000;
     config
 }
