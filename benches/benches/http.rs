@@ -22,10 +22,8 @@ fn http(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let config = Config {
-        rate_limit_per_minute: 0,
-        ..Config::embedded()
-    };
+    let mut config = Config::embedded();
+    config.rate_limit.rate_limit_per_minute = 0;
     let (addr, _stop) = rt.block_on(async {
         let store = AnyStore::Memory(Box::new(MemoryStore::new()));
         let app = App::new(Arc::new(store), Arc::new(SystemClock), &config)

@@ -14,9 +14,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
-use service_guard::{authorize, Authenticator, Limiter, Principal, RateDecision, RateLimitConfig};
+use service_guard::{authorize, Authenticator, Limiter, Principal, RateDecision};
 use service_kit::metrics::HttpMetrics;
 use service_kit::request_id::REQUEST_ID_HEADER;
+use service_kit::settings;
 use service_kit::{Problem, RequestId};
 
 use crate::config::Config;
@@ -30,9 +31,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of every request forwarded and every response returned: streamed.
 pub type GatewayBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-/// Window of both rate limits, in seconds.
-pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
 
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -135,16 +133,12 @@ impl std::fmt::Debug for Gateway {
 }
 
 async fn limiter(per_minute: u32, redis_url: Option<&String>, prefix: &str) -> Option<Limiter> {
-    (per_minute > 0).then_some(())?;
-    Some(
-        Limiter::new(RateLimitConfig {
-            requests_per_window: per_minute,
-            window: Duration::from_secs(RATE_LIMIT_WINDOW_SECS),
-            redis_url: redis_url.cloned(),
-            key_prefix: format!("gateway:{prefix}"),
-        })
-        .await,
-    )
+    let config = settings::config(
+        per_minute,
+        redis_url.map(String::as_str),
+        format!("gateway:{prefix}"),
+    );
+    settings::limiter(config).await
 }
 
 impl Gateway {

@@ -17,7 +17,8 @@ use service_kit::guard::rate_limited;
 use service_kit::server::{Handler, RequestContext};
 use service_kit::{Body, Problem};
 
-use service_guard::{Authenticator, Limiter, RateLimitConfig};
+use service_guard::{Authenticator, Limiter};
+use service_kit::settings;
 
 use crate::auth::Guard;
 use crate::cache::{AvailabilityCache, Redis};
@@ -28,8 +29,9 @@ use crate::metrics::InventoryMetrics;
 use crate::routes::{match_route, Matched, RouteId};
 use crate::sweep::SweepSettings;
 
-/// The rate limit window: `rate_limit_per_minute` requests per this many seconds.
-pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
+/// The service's name: its rate limiter's default Redis key prefix is
+/// `inventory-http:ratelimit`.
+pub const SERVICE_NAME: &str = "inventory-http";
 
 /// Why the server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -109,19 +111,12 @@ impl<S: InventoryStore> App<S> {
             None => Authenticator::disabled(),
         };
         service_kit::metrics::register_key_reloads(&mut registry, authenticator.clone());
-        let limiter = if config.rate_limit_per_minute == 0 {
-            None
-        } else {
-            Some(
-                Limiter::new(RateLimitConfig {
-                    requests_per_window: config.rate_limit_per_minute,
-                    window: Duration::from_secs(RATE_LIMIT_WINDOW_SECS),
-                    redis_url: config.redis_url.clone(),
-                    key_prefix: config.rate_limit_key_prefix.clone(),
-                })
-                .await,
-            )
-        };
+        let limiter = settings::limiter(
+            config
+                .rate_limit
+                .config(SERVICE_NAME, config.redis_url.as_deref()),
+        )
+        .await;
         let writes = Combiner::new(Arc::clone(&store), config.combiner())
             .with_observer(Arc::new(metrics.batches().clone()));
         Ok(Self {

@@ -10,7 +10,7 @@ use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
-use service_kit::settings::AuthSettings;
+use service_kit::settings::{AuthSettings, RateLimitSettings};
 use service_kit::ServerLimits;
 
 /// Default listen address: loopback only, so a server started without auth
@@ -43,15 +43,9 @@ pub const CACHE_TTL_SECS_DEFAULT: u64 = 300;
 /// Redis the server answers from the store instead.
 pub const REDIS_TIMEOUT_MS_DEFAULT: u64 = 100;
 
-/// Default requests per client IP per minute.
-pub const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 100;
-
 /// Default number of products that get their own stock gauge (first seen
 /// first); the rest are counted only in the aggregate gauges.
 pub const STOCK_GAUGE_PRODUCTS_MAX_DEFAULT: usize = 100;
-
-/// Default prefix of the rate limiter's Redis keys.
-pub const RATE_LIMIT_KEY_PREFIX_DEFAULT: &str = "inventory-http:ratelimit";
 
 /// Default PostgreSQL pool size.
 pub const DB_POOL_SIZE_DEFAULT: u32 = 16;
@@ -113,14 +107,9 @@ pub struct Config {
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = REDIS_TIMEOUT_MS_DEFAULT)]
     pub redis_timeout_ms: u64,
 
-    /// Requests per client IP per minute on the API routes (0 disables).
-    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = RATE_LIMIT_PER_MINUTE_DEFAULT)]
-    pub rate_limit_per_minute: u32,
-
-    /// Prefix of the rate limiter's Redis keys (instances sharing a prefix
-    /// share each client's budget).
-    #[arg(long, env = "RATE_LIMIT_KEY_PREFIX", default_value = RATE_LIMIT_KEY_PREFIX_DEFAULT)]
-    pub rate_limit_key_prefix: String,
+    /// The per-client-IP rate limit of the API routes.
+    #[command(flatten)]
+    pub rate_limit: RateLimitSettings,
 
     /// How callers' tokens are verified.
     #[command(flatten)]
@@ -202,8 +191,7 @@ impl Config {
             redis_url: None,
             cache_ttl_secs: CACHE_TTL_SECS_DEFAULT,
             redis_timeout_ms: REDIS_TIMEOUT_MS_DEFAULT,
-            rate_limit_per_minute: RATE_LIMIT_PER_MINUTE_DEFAULT,
-            rate_limit_key_prefix: RATE_LIMIT_KEY_PREFIX_DEFAULT.to_owned(),
+            rate_limit: RateLimitSettings::default(),
             auth: AuthSettings::default(),
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
@@ -272,7 +260,7 @@ mod tests {
     fn defaults_are_loopback_and_embedded() {
         let c = Config::embedded();
         assert_eq!(c.listen.to_string(), LISTEN_DEFAULT);
-        assert_eq!(c.rate_limit_per_minute, 100);
+        assert_eq!(c.rate_limit.rate_limit_per_minute, 100);
         assert_eq!(c.cache_ttl_secs, 300);
         assert_eq!(c.sweep_interval_ms, 60_000);
     }

@@ -49,7 +49,7 @@ async fn main() {
     let inventory_store = Arc::new(inventory_memory::MemoryStore::new());
     let clock = Arc::new(inventory_http::SystemClock);
     let mut inv_config = inventory_http::Config::embedded();
-    inv_config.rate_limit_per_minute = 0;
+    inv_config.rate_limit.rate_limit_per_minute = 0;
     inv_config.auth.jwt_secret = Some(SECRET.to_owned());
     let inv_app = inventory_http::App::new(inventory_store.clone(), clock.clone(), &inv_config)
         .await
@@ -97,7 +97,7 @@ async fn main() {
     config.inventory_url = format!("http://{inv_addr}");
     config.inventory_jwt_secret = Some(SECRET.to_owned());
     // 64 customers ordering as fast as they can: no per-user budget.
-    config.rate_limit_per_minute = 0;
+    config.rate_limit.rate_limit_per_minute = 0;
     let auth = Authenticator::new(&AuthConfig::hs256(SECRET)).expect("auth");
     let services = Services {
         store: store.clone(),

@@ -11,7 +11,7 @@ use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
-use service_kit::settings::AuthSettings;
+use service_kit::settings::{AuthSettings, RateLimitSettings};
 use service_kit::ServerLimits;
 
 use crate::breaker::{
@@ -34,9 +34,6 @@ use crate::saga::{
 /// second), few enough to leave most of the pool to requests.
 pub const EVENT_CONSUMER_LANES_DEFAULT: u16 = 8;
 
-/// The rate limit window: `rate_limit_per_minute` requests per this many seconds.
-pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
-
 /// Default listen address: loopback only.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:3001";
 
@@ -51,13 +48,6 @@ pub const DB_POOL_SIZE_DEFAULT: u32 = 16;
 
 /// Subject of the tokens this service mints for itself.
 pub const SERVICE_SUBJECT: &str = "orders-http";
-
-/// Default requests per client per minute on the orders routes (as
-/// inventory-http).
-pub const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 100;
-
-/// Default prefix of the rate limiter's Redis keys.
-pub const RATE_LIMIT_KEY_PREFIX_DEFAULT: &str = "orders-http:ratelimit";
 
 /// Default time sent events stay in the outbox, in seconds (7 days, as
 /// event-bus's relay).
@@ -237,15 +227,10 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_DRAIN_TIMEOUT_MS", default_value_t = SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT)]
     pub shutdown_drain_timeout_ms: u64,
 
-    /// Requests per client per minute on the orders routes, counted per user
-    /// when the caller is authenticated, else per IP (0 disables).
-    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = RATE_LIMIT_PER_MINUTE_DEFAULT)]
-    pub rate_limit_per_minute: u32,
-
-    /// Prefix of the rate limiter's Redis keys (instances sharing a prefix
-    /// share each client's budget).
-    #[arg(long, env = "RATE_LIMIT_KEY_PREFIX", default_value = RATE_LIMIT_KEY_PREFIX_DEFAULT)]
-    pub rate_limit_key_prefix: String,
+    /// The rate limit of the orders routes, counted per user when the caller
+    /// is authenticated, else per IP.
+    #[command(flatten)]
+    pub rate_limit: RateLimitSettings,
 
     /// Redis URL of the shared rate limiter; each instance limits on its own
     /// when absent.
@@ -340,12 +325,8 @@ impl Config {
 
     /// The rate limiter's settings; `None` when disabled.
     pub fn rate_limit(&self) -> Option<RateLimitConfig> {
-        (self.rate_limit_per_minute > 0).then(|| RateLimitConfig {
-            requests_per_window: self.rate_limit_per_minute,
-            window: std::time::Duration::from_secs(RATE_LIMIT_WINDOW_SECS),
-            redis_url: self.redis_url.clone(),
-            key_prefix: self.rate_limit_key_prefix.clone(),
-        })
+        self.rate_limit
+            .config(SERVICE_SUBJECT, self.redis_url.as_deref())
     }
 
     /// The server loop's limits.
@@ -401,6 +382,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service_kit::settings::{RATE_LIMIT_PER_MINUTE_DEFAULT, RATE_LIMIT_WINDOW_SECS};
 
     /// The flags read the same variables, with the same defaults, as
     /// event-bus's own configuration of the orders service.
@@ -423,7 +405,7 @@ mod tests {
             limits.window,
             std::time::Duration::from_secs(RATE_LIMIT_WINDOW_SECS)
         );
-        config.rate_limit_per_minute = 0;
+        config.rate_limit.rate_limit_per_minute = 0;
         assert!(config.rate_limit().is_none());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use event_bus::InProcessBus;
 use prometheus_client::registry::Registry;
-use service_guard::{Algorithm, Authenticator, ConfigError, KeyWatcher, Limiter, TokenSigner};
+use service_guard::{Algorithm, Authenticator, ConfigError, KeyWatcher, TokenSigner};
 use service_kit::ServerLimits;
 use tokio::net::TcpListener;
 
@@ -161,10 +161,7 @@ pub async fn build(
         config.saga(),
         metrics.clone(),
     );
-    let limiter = match config.rate_limit() {
-        Some(limits) => Some(Limiter::new(limits).await),
-        None => None,
-    };
+    let limiter = service_kit::settings::limiter(config.rate_limit()).await;
     let app = App::new(AppParts {
         store: services.store,
         engine,

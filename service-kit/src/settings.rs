@@ -1,7 +1,9 @@
 //! Settings groups every server declares the same way: the verification of
-//! callers' tokens. A server flattens [`AuthSettings`] into its clap `Config`
+//! callers' tokens ([`AuthSettings`]) and the per-client rate limit
+//! ([`RateLimitSettings`]). A server flattens them into its clap `Config`
 //! (`#[command(flatten)] pub auth: AuthSettings`), so the flags, environment
-//! variables, defaults and validation are one and the same everywhere.
+//! variables, defaults and validation are one and the same everywhere; every
+//! limiter is built by [`limiter`].
 //!
 //! ```
 //! use clap::Parser;
@@ -20,11 +22,18 @@
 //! ```
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use service_guard::{
-    Algorithm, AuthConfig, ConfigError, KeySource, DEFAULT_LEEWAY_SECS,
+    Algorithm, AuthConfig, ConfigError, KeySource, Limiter, RateLimitConfig, DEFAULT_LEEWAY_SECS,
     JWKS_POLL_INTERVAL_MS_DEFAULT,
 };
+
+/// Requests per client per minute a service allows by default (0 disables).
+pub const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 100;
+
+/// The window of every rate limit: a budget of N requests per this many seconds.
+pub const RATE_LIMIT_WINDOW_SECS: u64 = 60;
 
 /// How a server verifies its callers' bearer tokens. With no key at all the
 /// server runs open, and only on a loopback address (each server checks).
@@ -124,6 +133,72 @@ impl AuthSettings {
     }
 }
 
+/// How a service limits each client's requests to its API routes.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct RateLimitSettings {
+    /// Requests per client per minute on the API routes (0 disables); each
+    /// service says what a client is (an IP, or the token's user).
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = RATE_LIMIT_PER_MINUTE_DEFAULT)]
+    pub rate_limit_per_minute: u32,
+
+    /// Prefix of the rate limiter's Redis keys (instances sharing a prefix
+    /// share each client's budget); `<service>:ratelimit` when absent.
+    #[arg(long, env = "RATE_LIMIT_KEY_PREFIX")]
+    pub rate_limit_key_prefix: Option<String>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: RATE_LIMIT_PER_MINUTE_DEFAULT,
+            rate_limit_key_prefix: None,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// No limit.
+    pub fn off() -> Self {
+        Self {
+            rate_limit_per_minute: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The limiter's settings for `service` (whose name prefixes the Redis
+    /// keys unless a prefix is set); `None` when disabled.
+    pub fn config(&self, service: &str, redis_url: Option<&str>) -> Option<RateLimitConfig> {
+        let prefix = self
+            .rate_limit_key_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{service}:ratelimit"));
+        config(self.rate_limit_per_minute, redis_url, prefix)
+    }
+}
+
+/// `per_minute` requests per client per [`RATE_LIMIT_WINDOW_SECS`], shared
+/// through Redis when `redis_url` is set; `None` when `per_minute` is 0.
+pub fn config(
+    per_minute: u32,
+    redis_url: Option<&str>,
+    key_prefix: String,
+) -> Option<RateLimitConfig> {
+    (per_minute > 0).then(|| RateLimitConfig {
+        requests_per_window: per_minute,
+        window: Duration::from_secs(RATE_LIMIT_WINDOW_SECS),
+        redis_url: redis_url.map(str::to_owned),
+        key_prefix,
+    })
+}
+
+/// The limiter of `config`, `None` when there is none.
+pub async fn limiter(config: Option<RateLimitConfig>) -> Option<Limiter> {
+    match config {
+        Some(c) => Some(Limiter::new(c).await),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +217,25 @@ mod tests {
             ..file
         };
         assert_eq!(pinned.algorithm(), Algorithm::ES256);
+    }
+
+    #[test]
+    fn the_rate_limit_is_named_after_its_service_unless_prefixed() {
+        let c = RateLimitSettings::default()
+            .config("orders-http", None)
+            .unwrap();
+        assert_eq!(c.key_prefix, "orders-http:ratelimit");
+        assert_eq!(c.requests_per_window, RATE_LIMIT_PER_MINUTE_DEFAULT);
+        assert_eq!(c.window, Duration::from_secs(RATE_LIMIT_WINDOW_SECS));
+        assert!(RateLimitSettings::off().config("x", None).is_none());
+        let shared = RateLimitSettings {
+            rate_limit_key_prefix: Some("shop".into()),
+            ..RateLimitSettings::default()
+        };
+        assert_eq!(
+            shared.config("x", Some("redis://r")).unwrap().key_prefix,
+            "shop"
+        );
     }
 
     #[test]

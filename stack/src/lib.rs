@@ -203,7 +203,7 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     inventory_config.auth.jwt_audience = Some(STACK_AUDIENCE.to_owned());
     // Every call reaches inventory from the gateway or orders on loopback:
     // clients are rate limited at the gateway, per user and per IP.
-    inventory_config.rate_limit_per_minute = 0;
+    inventory_config.rate_limit.rate_limit_per_minute = 0;
 
     let mut orders_config = orders_http::config::Config::embedded();
     orders_config.listen = orders;
@@ -214,7 +214,7 @@ pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     orders_config.inventory_jwt_secret = Some(config.secret.clone());
     orders_config.inventory_jwt_issuer = Some(STACK_ISSUER.to_owned());
     orders_config.inventory_jwt_audience = Some(STACK_AUDIENCE.to_owned());
-    orders_config.rate_limit_per_minute = 0;
+    orders_config.rate_limit.rate_limit_per_minute = 0;
     // One in-process event bus for both services: orders consumes the stock
     // events inventory relays, as it would through RabbitMQ.
     let bus = event_bus::InProcessBus::new();

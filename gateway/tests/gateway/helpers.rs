@@ -43,7 +43,7 @@ pub async fn spawn_inventory() -> Running {
     let (listener, addr) = bind().await;
     let mut config = inventory_http::Config::embedded();
     config.listen = addr;
-    config.rate_limit_per_minute = 0;
+    config.rate_limit.rate_limit_per_minute = 0;
     config.auth.jwt_secret = Some(SECRET.to_owned());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {

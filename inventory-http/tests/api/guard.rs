@@ -122,7 +122,10 @@ async fn rate_limit_shared_in_redis() {
     };
     hundred_and_first_is_refused(Config {
         redis_url: Some(url),
-        rate_limit_key_prefix: format!("test-ratelimit-{}", Uuid::new_v4()),
+        rate_limit: service_kit::settings::RateLimitSettings {
+            rate_limit_key_prefix: Some(format!("test-ratelimit-{}", Uuid::new_v4())),
+            ..Default::default()
+        },
         ..Config::embedded()
     })
     .await;

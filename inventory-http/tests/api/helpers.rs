@@ -72,7 +72,7 @@ impl Reply {
 /// shares 127.0.0.1, and only the rate-limit tests count requests.
 pub fn test_config() -> Config {
     Config {
-        rate_limit_per_minute: 0,
+        rate_limit: service_kit::settings::RateLimitSettings::off(),
         ..Config::embedded()
     }
 }

@@ -501,7 +501,7 @@ pub(crate) async fn not_ready_while_broker_down() {
 pub(crate) async fn the_101st_request_is_rate_limited() {
     let inventory = Inventory::spawn(inventory_memory::MemoryStore::new()).await;
     let mut config = orders_config(&inventory.url());
-    config.rate_limit_per_minute = 100;
+    config.rate_limit.rate_limit_per_minute = 100;
     let orders = Orders::spawn(config, memory()).await;
     let user = customer("rae");
     for n in 1..=100 {

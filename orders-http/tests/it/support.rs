@@ -85,7 +85,7 @@ pub(crate) struct Inventory<S: InventoryStore> {
 
 fn inventory_config() -> inventory_http::Config {
     let mut config = inventory_http::Config::embedded();
-    config.rate_limit_per_minute = 0;
+    config.rate_limit.rate_limit_per_minute = 0;
     config.auth.jwt_secret = Some(SECRET.to_owned());
     config.shutdown_drain_timeout_ms = 1_000;
     config
@@ -311,7 +311,7 @@ pub(crate) fn orders_config(inventory_url: &str) -> Config {
     config.inventory_timeout_ms = 2_000;
     config.shutdown_drain_timeout_ms = 1_000;
     // Tests poll one user's orders far more than 100 times a minute.
-    config.rate_limit_per_minute = 0;
+    config.rate_limit.rate_limit_per_minute = 0;
     config.amqp_url = None;
     config
 }
