@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use inventory_core::{
     Actor, Command, Error, Meta, OrderId, Outcome, ProductId, Quantity, ReservationId, Reserve,
@@ -27,10 +27,7 @@ const BUYERS: usize = 64;
 const HOLD_SECS: i64 = 30;
 
 fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp::from_millis(ms)
+    Timestamp::from(SystemTime::now())
 }
 
 fn main() -> Result<(), Error> {

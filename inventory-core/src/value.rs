@@ -42,6 +42,26 @@ pub const ADJUSTMENT_KEY_LEN_MAX: usize = 128;
 #[cfg_attr(feature = "serde", serde(transparent))]
 pub struct Timestamp(i64);
 
+impl From<std::time::SystemTime> for Timestamp {
+    /// The instant of a wall-clock reading, to the millisecond (before the
+    /// epoch is the epoch; beyond `i64` milliseconds is the far future). The
+    /// caller reads the clock: `Timestamp::from(SystemTime::now())`.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use inventory_core::Timestamp;
+    ///
+    /// let t = Timestamp::from(UNIX_EPOCH + Duration::from_millis(1_500));
+    /// assert_eq!(t.as_millis(), 1_500);
+    /// ```
+    fn from(at: std::time::SystemTime) -> Self {
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Self(ms)
+    }
+}
+
 impl Timestamp {
     /// The instant `millis` milliseconds after the Unix epoch.
     pub const fn from_millis(millis: i64) -> Self {

@@ -33,7 +33,7 @@
 pub mod app;
 pub mod auth;
 pub mod cache;
-pub mod clock;
+pub use service_kit::clock;
 pub mod config;
 pub mod dto;
 pub mod errors;

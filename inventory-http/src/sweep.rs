@@ -36,7 +36,7 @@ impl<S: InventoryStore> App<S> {
         let batch = self.sweep.batch_max.clamp(1, EXPIRE_BATCH_MAX);
         let mut total = 0;
         for _ in 0..self.sweep.batches_per_run_max.max(1) {
-            let meta = Meta::at(self.clock.now());
+            let meta = Meta::at(Timestamp::from_millis(self.clock.now_ms()));
             let n = self.store.expire_due(&meta, batch).await?;
             total += n;
             if n < batch {
@@ -65,8 +65,7 @@ impl<S: InventoryStore> App<S> {
         }
         let before = Timestamp::from_millis(
             self.clock
-                .now()
-                .as_millis()
+                .now_ms()
                 .saturating_sub(i64::try_from(self.sweep.retention_ms).unwrap_or(i64::MAX)),
         );
         let purged = self.store.purge_finished(before, PURGE_BATCH_MAX).await?;
@@ -116,7 +115,7 @@ mod tests {
     /// when told to; time is paused and moved by hand, nothing sleeps.
     #[tokio::test(start_paused = true)]
     async fn the_loop_expires_on_its_interval_and_stops() {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let clock = Arc::new(ManualClock::new(1_000_000));
         let store = Arc::new(MemoryStore::new());
         let app = Arc::new(
             App::new(store.clone(), clock.clone(), &Config::embedded())
@@ -124,7 +123,7 @@ mod tests {
                 .unwrap(),
         );
         let product = ProductId::from_uuid(Uuid::new_v4());
-        let meta = Meta::at(clock.now());
+        let meta = Meta::at(Timestamp::from_millis(clock.now_ms()));
         let create = Command::CreateItem {
             product_id: product,
             quantity: StockLevel::new(5).unwrap(),
@@ -163,7 +162,7 @@ mod tests {
     async fn a_long_run_keeps_the_memory_store_flat() {
         const ROUND_SECS: u64 = 10;
         const ORDERS_PER_ROUND: u64 = 30;
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+        let clock = Arc::new(ManualClock::new(1_000_000));
         let store = Arc::new(MemoryStore::new());
         let mut config = Config::embedded();
         config.finished_retention_secs = 60;
@@ -176,10 +175,13 @@ mod tests {
             quantity: StockLevel::new(1_000).unwrap(),
             actor: Actor::system(),
         };
-        store.execute(create, &Meta::at(clock.now())).await.unwrap();
+        store
+            .execute(create, &Meta::at(Timestamp::from_millis(clock.now_ms())))
+            .await
+            .unwrap();
         let mut sizes = Vec::new();
         for round in 0..60_u64 {
-            let meta = Meta::at(clock.now());
+            let meta = Meta::at(Timestamp::from_millis(clock.now_ms()));
             for n in 0..ORDERS_PER_ROUND {
                 let reservation_id = ReservationId::from_uuid(Uuid::new_v4());
                 let line = ReserveLine {

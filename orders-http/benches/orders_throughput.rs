@@ -15,10 +15,11 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use inventory_core::{Actor, Command, InventoryStore, Meta, ProductId as InvProductId, StockLevel};
-use inventory_http::Clock as _;
+use inventory_core::{
+    Actor, Command, InventoryStore, Meta, ProductId as InvProductId, StockLevel, Timestamp,
+};
 use orders_http::catalog::Product;
-use orders_http::clock::SystemClock;
+use orders_http::clock::{Clock as _, SystemClock};
 use orders_http::config::Config;
 use orders_http::domain::ProductId;
 use orders_http::payment::PaymentSimulator;
@@ -78,7 +79,7 @@ async fn main() {
             actor: Actor::system(),
         };
         inventory_store
-            .execute(create, &Meta::at(clock.now()))
+            .execute(create, &Meta::at(Timestamp::from_millis(clock.now_ms())))
             .await
             .expect("stock");
         let product = Product {

@@ -14,7 +14,7 @@
 //! - [`inventory`]: the inventory port and its HTTP client.
 //! - [`breaker`]: the circuit breaker of that client.
 //! - [`payment`]: the payment port and the built-in simulator.
-//! - [`clock`]: the wall-clock seam.
+//! - [`clock`]: the wall-clock seam (service-kit's, re-exported).
 //! - [`events`]: `order.*` events written with each change, the relay, and
 //!   the consumer of inventory's events (holds, expired-hold hand-off).
 //! - [`metrics`]: orders, saga, inventory-client and events metrics.
@@ -37,7 +37,7 @@
 
 pub mod breaker;
 pub mod catalog;
-pub mod clock;
+pub use service_kit::clock;
 pub mod config;
 pub mod domain;
 pub mod events;

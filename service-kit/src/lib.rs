@@ -5,6 +5,7 @@
 //!
 //! ## Map
 //!
+//! - [`clock`]: the wall-clock seam (system clock, manual clock for tests).
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with a stable `code`.
 //! - [`request_id`]: accept a sane `X-Request-Id` or generate one.
 //! - [`routing`]: the matcher of a server's route table (404, 405 with
@@ -33,6 +34,7 @@
 //!   router, never raw paths.
 
 pub mod body;
+pub mod clock;
 pub mod guard;
 pub mod metrics;
 pub mod openapi;

@@ -128,7 +128,7 @@ fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 impl<S: InventoryStore> App<S> {
     fn meta(&self, ctx: &RequestContext) -> Meta {
         Meta {
-            now: self.clock.now(),
+            now: inventory_core::Timestamp::from_millis(self.clock.now_ms()),
             correlation_id: Some(ctx.request_id.as_str().to_owned()),
         }
     }

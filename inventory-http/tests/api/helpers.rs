@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use inventory_core::{InventoryStore, Timestamp};
+use inventory_core::InventoryStore;
 use inventory_http::{serve_app, AnyStore, App, Config, EventsRelay, ManualClock};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -99,7 +99,7 @@ async fn spawn_app_on<S: InventoryStore>(
     config: Config,
     relay: Option<EventsRelay>,
 ) -> TestApp<S> {
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(CLOCK_START_MS)));
+    let clock = Arc::new(ManualClock::new(CLOCK_START_MS));
     let mut app = App::new(store, clock.clone(), &config)
         .await
         .expect("app builds");

@@ -124,9 +124,7 @@ impl<S: InventoryStore> Inventory<S> {
     /// Starts inventory on an ephemeral port.
     pub(crate) async fn spawn(store: S) -> Self {
         let store = Arc::new(store);
-        let clock = Arc::new(inventory_http::ManualClock::new(Timestamp::from_millis(
-            INVENTORY_CLOCK_START_MS,
-        )));
+        let clock = Arc::new(inventory_http::ManualClock::new(INVENTORY_CLOCK_START_MS));
         let running = start_inventory(
             store.clone(),
             clock.clone(),
@@ -158,7 +156,7 @@ impl<S: InventoryStore> Inventory<S> {
 
     fn meta(&self) -> Meta {
         use inventory_http::Clock as _;
-        Meta::at(self.clock.now())
+        Meta::at(Timestamp::from_millis(self.clock.now_ms()))
     }
 
     /// Stocks a new product with `quantity` units.

@@ -1,5 +1,16 @@
-//! Where the service reads the wall clock: the system clock in production, a
-//! manual clock in tests (so deadlines pass without waiting).
+//! Where a server reads the wall clock: the system clock in production, a
+//! manual clock in tests (so holds expire and deadlines pass without waiting).
+//! The one clock seam of the servers; the domain never reads a clock (time is
+//! passed in, as `inventory_core::Timestamp::from_millis(clock.now_ms())`).
+//!
+//! ```
+//! use std::time::Duration;
+//! use service_kit::clock::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::new(1_000);
+//! clock.advance(Duration::from_secs(2));
+//! assert_eq!(clock.now_ms(), 3_000);
+//! ```
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
