@@ -10,6 +10,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -17,6 +18,7 @@ use prometheus_client::registry::Registry;
 use service_guard::{authorize, Authenticator, Limiter, Principal, RateDecision};
 use service_kit::metrics::HttpMetrics;
 use service_kit::request_id::REQUEST_ID_HEADER;
+use service_kit::server::{Handler, RequestContext, ResponseBody};
 use service_kit::settings;
 use service_kit::{Problem, RequestId};
 
@@ -26,8 +28,7 @@ use crate::health;
 use crate::problems;
 use crate::rules::{self, AccessRule, Target, Upstream};
 
-/// Error type of streamed bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use service_kit::server::BoxError;
 
 /// The body of every request forwarded and every response returned: streamed.
 pub type GatewayBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -461,7 +462,19 @@ fn label(target: Target) -> &'static str {
 
 /// A full response as a gateway response.
 pub(crate) fn boxed(response: Response<service_kit::Body>) -> Response<GatewayBody> {
-    response.map(|b| b.map_err(|never| match never {}).boxed())
+    response.map(GatewayBody::from_full)
+}
+
+impl Handler<GatewayBody> for Gateway {
+    const SERVICE: &'static str = "gateway";
+
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        ctx: RequestContext,
+    ) -> Response<GatewayBody> {
+        Gateway::handle(self, request, &ctx.request_id, ctx.peer).await
+    }
 }
 
 fn problem_response(problem: Problem, request_id: &RequestId) -> Response<GatewayBody> {

@@ -240,6 +240,8 @@ impl<S> App<S> {
 }
 
 impl<S: InventoryStore> Handler for App<S> {
+    const SERVICE: &'static str = "inventory";
+
     fn handle(
         &self,
         request: Request<Incoming>,

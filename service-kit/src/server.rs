@@ -1,6 +1,8 @@
-//! The accept loop every server runs: a cap on connections, header-read and
-//! per-request timeouts, a request-id span around each request, and graceful
-//! shutdown that drains in-flight requests within a bounded time.
+//! The accept loop every server runs, the gateway's included: a cap on
+//! connections, header-read and per-request timeouts, a request-id span around
+//! each request, and graceful shutdown that drains in-flight requests within a
+//! bounded time. Responses are full buffers ([`Body`]) by default, or any
+//! [`ResponseBody`] (the gateway streams its upstreams' bodies).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,7 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -83,21 +88,49 @@ pub struct RequestContext {
     pub peer: SocketAddr,
 }
 
-/// The application a server runs: turns a request into a response. It never
-/// fails: errors are responses (problems).
-pub trait Handler: Send + Sync + 'static {
+/// An error of a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body the server loop can send, and build from a full buffer
+/// (for the answers the loop gives itself, such as a timed-out request).
+pub trait ResponseBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+    /// A full buffer as this body.
+    fn from_full(full: Body) -> Self;
+}
+
+impl ResponseBody for Body {
+    fn from_full(full: Body) -> Self {
+        full
+    }
+}
+
+impl ResponseBody for BoxBody<Bytes, BoxError> {
+    fn from_full(full: Body) -> Self {
+        full.map_err(|never| match never {}).boxed()
+    }
+}
+
+/// The application a server runs: turns a request into a response with a
+/// body of type `B` (a full buffer unless said otherwise). It never fails:
+/// errors are responses (problems).
+pub trait Handler<B: ResponseBody = Body>: Send + Sync + 'static {
+    /// The server's name on each request's span (`service` in the logs).
+    const SERVICE: &'static str = "server";
+
     /// Handles one request.
     fn handle(
         &self,
         request: Request<Incoming>,
         ctx: RequestContext,
-    ) -> impl Future<Output = Response<Body>> + Send;
+    ) -> impl Future<Output = Response<B>> + Send;
 }
 
 /// Serves `handler` on `listener` until `shutdown` completes, then stops
 /// accepting, waits up to `limits.shutdown_drain_timeout_ms` for in-flight
 /// requests, and returns.
-pub async fn serve<H: Handler>(
+pub async fn serve<H: Handler<B>, B: ResponseBody>(
     listener: TcpListener,
     handler: Arc<H>,
     limits: ServerLimits,
@@ -193,15 +226,16 @@ pub fn timed_out(idempotent: bool) -> Problem {
 
 /// Runs one request inside a span carrying its request id, under the request
 /// timeout, and echoes the id on the response.
-async fn dispatch<H: Handler>(
+async fn dispatch<H: Handler<B>, B: ResponseBody>(
     handler: &H,
     request: Request<Incoming>,
     peer: SocketAddr,
     timeout: Duration,
-) -> Response<Body> {
+) -> Response<B> {
     let request_id = RequestId::from_headers(request.headers());
     let span = tracing::info_span!(
         "request",
+        service = H::SERVICE,
         request_id = %request_id,
         method = %request.method(),
         path = %request.uri().path(),
@@ -220,7 +254,9 @@ async fn dispatch<H: Handler>(
             Ok(r) => r,
             Err(_) => {
                 tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
-                timed_out(idempotent).into_response(&request_id)
+                timed_out(idempotent)
+                    .into_response(&request_id)
+                    .map(B::from_full)
             }
         };
         if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {

@@ -93,7 +93,7 @@ async fn request_id_travels_end_to_end() {
     assert!(upstream_line.is_some(), "inventory logged the id: {logs}");
     let gateway_line = logs
         .lines()
-        .find(|l| l.contains(id) && l.contains("\"target\":\"gateway::server\""));
+        .find(|l| l.contains(id) && l.contains("\"service\":\"gateway\""));
     assert!(gateway_line.is_some(), "the gateway logged the id");
 
     let customer = token("u1", &[Role::Customer]);

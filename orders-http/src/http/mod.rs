@@ -255,6 +255,8 @@ impl App {
 }
 
 impl Handler for App {
+    const SERVICE: &'static str = "orders";
+
     fn handle(
         &self,
         request: Request<Incoming>,
