@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use http::Method;
 use service_guard::Role;
+use service_kit::routing::PathPattern;
 
 /// Routes anyone may call when none are configured: health, product reads,
 /// and availability reads (one product, or a list).
@@ -105,21 +106,15 @@ pub fn path_is_clean(path: &str) -> bool {
         })
 }
 
-/// One `METHOD /path` pattern: the method (or `*` for any), then segments
-/// that match literally, `{name}` matching any one segment, and an optional
-/// trailing `*` matching whatever follows (including nothing).
+/// One `METHOD /path` pattern: the method (or `*` for any), then a path
+/// pattern of the servers' route matcher ([`PathPattern`]: segments that
+/// match literally, `{name}` matching any one segment, and an optional
+/// trailing `*` matching whatever follows, including nothing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessRule {
     method: Option<Method>,
-    segments: Vec<Segment>,
-    rest: bool,
+    pattern: PathPattern,
     text: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Any,
 }
 
 /// A route pattern that does not parse.
@@ -138,28 +133,10 @@ impl FromStr for AccessRule {
             "*" => None,
             m => Some(Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| err())?),
         };
-        if !path.starts_with('/') {
-            return Err(err());
-        }
-        let (path, rest) = match path.strip_suffix('*') {
-            Some(p) => (p, true),
-            None => (path, false),
-        };
-        let trimmed = path.trim_end_matches('/');
-        let segments = trimmed
-            .split('/')
-            .skip(1)
-            .filter(|_| !trimmed.is_empty())
-            .map(|seg| match seg {
-                s if s.starts_with('{') && s.ends_with('}') => Ok(Segment::Any),
-                s if s.is_empty() || s.contains(['*', '{', '}']) => Err(err()),
-                s => Ok(Segment::Literal(s.to_owned())),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let pattern = path.parse::<PathPattern>().map_err(|_| err())?;
         Ok(AccessRule {
             method,
-            segments,
-            rest,
+            pattern,
             text: s.trim().to_owned(),
         })
     }
@@ -183,16 +160,9 @@ impl AccessRule {
         if !method_ok {
             return false;
         }
-        let mut parts = path.split('/').skip(1).filter(|s| !s.is_empty());
-        for segment in &self.segments {
-            match (segment, parts.next()) {
-                (_, None) => return false,
-                (Segment::Any, Some(_)) => {}
-                (Segment::Literal(lit), Some(part)) if lit == part => {}
-                _ => return false,
-            }
-        }
-        self.rest || parts.next().is_none()
+        // Empty segments (`//`) are skipped, as the upstreams' paths see them.
+        let segments = path.split('/').skip(1).filter(|s| !s.is_empty());
+        self.pattern.fit(segments).is_some()
     }
 }
 

@@ -1,9 +1,24 @@
-//! Route matching for a server's route table: a `const` array of rows, each
-//! with a method and a path template whose `{name}` segments match any one
-//! non-empty segment. The table stays the server's single list of routes;
-//! [`Router`] only finds the row for a request: 404 when no template fits
-//! the path, 405 with `Allow` when one fits but not with that method.
+//! Route matching, one matcher for every server and the gateway:
+//! [`PathPattern`] (segments that are literal or `{name}`, any one non-empty
+//! segment, and an optional trailing `*` for whatever follows) matches paths;
+//! [`Router`] finds the row of a server's route table (a `const` array of
+//! rows, each with a method and a template) for a request: 404 when no
+//! template fits the path, 405 with `Allow` when one fits but not with that
+//! method. The gateway's access rules are a method and a [`PathPattern`].
+//!
+//! ```
+//! use service_kit::routing::PathPattern;
+//!
+//! let one: PathPattern = "/api/orders/{id}".parse().unwrap();
+//! assert_eq!(one.fit("/api/orders/7".split('/').skip(1)), Some(Some("7")));
+//! assert_eq!(one.fit("/api/orders/7/status".split('/').skip(1)), None);
+//! let rest: PathPattern = "/api/products*".parse().unwrap();
+//! assert!(rest.fit("/api/products/7/x".split('/').skip(1)).is_some());
+//! assert!("/api/*/x".parse::<PathPattern>().is_err(), "`*` only at the end");
+//! ```
 
+use std::borrow::Cow;
+use std::str::FromStr;
 use std::sync::OnceLock;
 
 use crate::Problem;
@@ -38,18 +53,97 @@ impl<R> Clone for Matched<'_, R> {
 
 impl<R> Copy for Matched<'_, R> {}
 
-/// One segment of a parsed template.
-#[derive(Clone, Copy, Debug)]
+/// One segment of a pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
-    Literal(&'static str),
+    Literal(Cow<'static, str>),
     Param,
+}
+
+/// A path pattern: `/`-separated segments, each a literal or `{name}` (any
+/// one non-empty segment), optionally followed by `*` (whatever follows,
+/// including nothing). A trailing `/` is ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathPattern {
+    parts: Vec<Part>,
+    rest: bool,
+}
+
+/// A path pattern that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid path pattern {0:?}: expected `/` then segments that are literal or {{name}}, `*` only at the end")]
+pub struct PatternError(pub String);
+
+impl FromStr for PathPattern {
+    type Err = PatternError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(Cow::Owned(text.to_owned())).map_err(|_| PatternError(text.to_owned()))
+    }
+}
+
+impl PathPattern {
+    fn parse(text: Cow<'_, str>) -> Result<Self, ()> {
+        let path = text.strip_prefix('/').ok_or(())?;
+        let (path, rest) = match path.strip_suffix('*') {
+            Some(p) => (p, true),
+            None => (path, false),
+        };
+        let trimmed = path.trim_end_matches('/');
+        let parts = if trimmed.is_empty() {
+            Vec::new()
+        } else {
+            trimmed
+                .split('/')
+                .map(|seg| match seg {
+                    s if s.len() >= 2 && s.starts_with('{') && s.ends_with('}') => Ok(Part::Param),
+                    s if s.is_empty() || s.contains(['*', '{', '}']) => Err(()),
+                    s => Ok(Part::Literal(Cow::Owned(s.to_owned()))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        if parts.len() > PATH_SEGMENTS_MAX {
+            return Err(());
+        }
+        Ok(Self { parts, rest })
+    }
+
+    /// `{name}` segments.
+    pub fn params(&self) -> usize {
+        self.parts.len() - self.literals()
+    }
+
+    /// Literal segments: the more, the more specific the pattern.
+    pub fn literals(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| matches!(p, Part::Literal(_)))
+            .count()
+    }
+
+    /// Whether the pattern fits a path given as its segments (the path
+    /// without its leading `/`, split on `/`): `Some` with the text of its
+    /// (last) `{name}` segment, or `Some(None)` for a pattern without one;
+    /// `None` when it does not fit. Allocates nothing.
+    pub fn fit<'p>(&self, mut segments: impl Iterator<Item = &'p str>) -> Option<Option<&'p str>> {
+        let mut param = None;
+        for part in &self.parts {
+            let seg = segments.next()?;
+            match part {
+                Part::Param if !seg.is_empty() => param = Some(seg),
+                Part::Literal(lit) if lit == seg => {}
+                _ => return None,
+            }
+        }
+        (self.rest || segments.next().is_none()).then_some(param)
+    }
 }
 
 /// A template split into segments.
 #[derive(Debug)]
 struct Parsed<R: 'static> {
     route: &'static R,
-    parts: Vec<Part>,
+    pattern: PathPattern,
     literals: usize,
 }
 
@@ -108,7 +202,7 @@ impl<R: RouteSpec> Router<R> {
             if best.is_some_and(|(b, _)| p.literals < b) {
                 continue;
             }
-            let Some(param) = fit(&p.parts, segments) else {
+            let Some(param) = p.pattern.fit(segments.iter().copied()) else {
                 continue;
             };
             if best.is_none_or(|(b, _)| p.literals > b) {
@@ -151,55 +245,17 @@ fn answers(row_method: &str, method: &str) -> bool {
 
 fn parse<R: RouteSpec>(route: &'static R) -> Parsed<R> {
     let template = route.template();
-    assert!(
-        template.starts_with('/'),
-        "template {template} starts with /"
-    );
-    let parts: Vec<Part> = template
-        .split('/')
-        .skip(1)
-        .map(|p| {
-            if p.starts_with('{') {
-                Part::Param
-            } else {
-                Part::Literal(p)
-            }
-        })
-        .collect();
-    assert!(
-        parts.len() <= PATH_SEGMENTS_MAX,
-        "template {template} has more than {PATH_SEGMENTS_MAX} segments"
-    );
-    let literals = parts
-        .iter()
-        .filter(|p| matches!(p, Part::Literal(_)))
-        .count();
-    assert!(
-        parts.len() - literals <= 1,
-        "template {template} has more than one parameter"
-    );
+    let pattern = PathPattern::parse(Cow::Borrowed(template))
+        .ok()
+        .filter(|p| !p.rest && p.params() <= 1)
+        .unwrap_or_else(|| {
+            panic!("template {template}: starts with /, at most {PATH_SEGMENTS_MAX} segments and one parameter, no *")
+        });
     Parsed {
         route,
-        parts,
-        literals,
+        literals: pattern.literals(),
+        pattern,
     }
-}
-
-/// The parameter when `parts` fits `segments` (`Some(None)` for a template
-/// without one), `None` when it does not fit.
-fn fit<'p>(parts: &[Part], segments: &[&'p str]) -> Option<Option<&'p str>> {
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut param = None;
-    for (part, seg) in parts.iter().zip(segments) {
-        match part {
-            Part::Param if !seg.is_empty() => param = Some(*seg),
-            Part::Literal(lit) if lit == seg => {}
-            _ => return None,
-        }
-    }
-    Some(param)
 }
 
 #[cfg(test)]
