@@ -11,28 +11,12 @@ use faults::check::{invariants, Expected, Finding};
 use orders_http::store::{PgOrderOptions, PgOrderStore};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+use test_support::postgres::connect_or_skip;
 use uuid::Uuid;
-
-fn url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
 
 /// A database of its own: both services' migrations, dropped at the end.
 async fn fresh() -> Option<(PgPool, String, String)> {
-    let admin = url();
-    let mut conn = match PgConnection::connect(&admin).await {
-        Ok(c) => c,
-        Err(e) => {
-            let reason = format!("PostgreSQL at {admin} is not reachable: {e}");
-            assert!(
-                std::env::var("REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "REQUIRE_SERVICES=1 but {reason}"
-            );
-            eprintln!("skipped: {reason}");
-            return None;
-        }
-    };
+    let (mut conn, admin) = connect_or_skip().await?;
     let name = format!("faults_checks_{}", Uuid::new_v4().simple());
     sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rand::Rng;
+use test_support::services::skip;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
-
-use crate::support::skip;
 
 /// A TCP proxy in front of the broker that can cut every connection through
 /// it and refuse new ones, as a broker restart does.

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use event_bus::rabbit::RabbitConsumer;
 use event_bus::Envelope;
+use test_support::rabbitmq::{broker, Topology};
 
 use crate::common::{id, shutdown};
 use crate::support::{
-    assert_in_order_per_product, broker, publish, publisher, quick_config, unique_spec, Recorder,
-    Topology,
+    assert_in_order_per_product, publish, publisher, quick_config, unique_spec, Recorder,
 };
 
 /// How long messages may take to arrive.

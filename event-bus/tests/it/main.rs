@@ -11,7 +11,6 @@
 mod broker_close;
 mod broker_down;
 mod common;
-mod db;
 mod faults;
 mod in_process;
 mod lanes;

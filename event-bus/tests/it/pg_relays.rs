@@ -15,11 +15,12 @@ use inventory_sqlx::PgStore;
 use parking_lot::Mutex;
 use serde_json::json;
 use sqlx::PgPool;
+use test_support::postgres::TestSchema;
+use test_support::rabbitmq::{broker, Topology};
 use tokio::sync::watch;
 
 use crate::common::{adjust, create, eventually, id, meta, shutdown};
-use crate::db::TestDb;
-use crate::support::{assert_in_order_per_product, broker, unique_spec, Topology};
+use crate::support::{assert_in_order_per_product, unique_spec};
 
 /// Products written to.
 const PRODUCTS: usize = 20;
@@ -82,7 +83,7 @@ fn publisher(url: &str, spec: &event_bus::QueueSpec, name: &str) -> RabbitPublis
 /// port gives, and a claim dropped unsent gives its rows back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_source_reads_what_the_store_wrote() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestSchema::create().await else {
         return;
     };
     let store = PgStore::from_pool(db.pool(2).await);
@@ -127,7 +128,7 @@ async fn pg_source_reads_what_the_store_wrote() {
 /// transaction is claimed as written, and a dropped claim gives it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelope_outbox_round_trips_in_order() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestSchema::create().await else {
         return;
     };
     let pool = db.pool(2).await;
@@ -174,7 +175,7 @@ async fn envelope_outbox_round_trips_in_order() {
 /// another relay, even when it holds rows of that key on both sides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_holds_back_rows_behind_a_row_locked_elsewhere() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestSchema::create().await else {
         return;
     };
     let pool = db.pool(3).await;
@@ -222,7 +223,7 @@ async fn claim_holds_back_rows_behind_a_row_locked_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_share_one_outbox_without_loss_or_duplicates() {
     let Some(url) = broker().await else { return };
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestSchema::create().await else {
         return;
     };
     let spec = unique_spec("pg");

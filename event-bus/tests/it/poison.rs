@@ -8,9 +8,10 @@ use event_bus::Envelope;
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
 use lapin::BasicProperties;
+use test_support::rabbitmq::{broker, Topology};
 
 use crate::common::{eventually, shutdown, stock_envelope};
-use crate::support::{broker, publisher, quick_config, unique_spec, Recorder, Topology};
+use crate::support::{publisher, quick_config, unique_spec, Recorder};
 
 /// How long messages may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);

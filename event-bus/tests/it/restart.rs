@@ -8,10 +8,11 @@ use event_bus::rabbit::{ConsumerConfig, RabbitConfig, RabbitConsumer, RabbitPubl
 use event_bus::{relay, InventoryOutbox, Relay, RelayConfig};
 use inventory_core::ProductId;
 use inventory_memory::MemoryStore;
+use test_support::rabbitmq::{broker, Topology};
 
 use crate::common::{adjust, create, eventually, id, meta, shutdown};
 use crate::faults::Proxy;
-use crate::support::{assert_in_order_per_product, broker, unique_spec, Recorder, Topology};
+use crate::support::{assert_in_order_per_product, unique_spec, Recorder};
 
 /// Events in the run.
 const EVENTS: usize = 10_000;

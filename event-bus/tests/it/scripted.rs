@@ -8,9 +8,10 @@ use event_bus::rabbit::{ConsumerConfig, RabbitConfig, RabbitConsumer, RabbitPubl
 use event_bus::{relay, Envelope, InventoryOutbox, Relay, RelayConfig};
 use inventory_core::{Command, ProductId};
 use inventory_memory::MemoryStore;
+use test_support::rabbitmq::{broker, Topology};
 
 use crate::common::{adjust, create, eventually, id, meta, reserve, shutdown};
-use crate::support::{broker, unique_spec, Recorder, Topology};
+use crate::support::{unique_spec, Recorder};
 
 /// How long the whole run may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,56 +1,18 @@
-//! Test plumbing: the broker to use (or why a test is skipped), uniquely
-//! named topology deleted when a test ends, and a recording handler.
+//! Test plumbing: uniquely named queue specs, publishing, and a recording
+//! handler. The broker itself (or why a test is skipped) and the deletion
+//! of a test's topology come from `test_support::rabbitmq`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_bus::rabbit::ConsumerConfig;
-use event_bus::rabbit::{self, LOCAL_AMQP_URL};
+use event_bus::rabbit::{self, ConsumerConfig};
 use event_bus::{Dedup, Envelope, Handler, HandlerError, MemoryDedup, QueueSpec};
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection};
 use parking_lot::Mutex;
-use rand::Rng;
+use test_support::rabbitmq::unique;
 use tokio::sync::watch;
-
-/// Prints why a test is skipped, or fails it when `REQUIRE_SERVICES=1`.
-pub(crate) fn skip(reason: &str) {
-    if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("REQUIRE_SERVICES=1 but {reason}");
-    }
-    eprintln!("skipped: {reason}");
-}
-
-/// The broker URL: `TEST_AMQP_URL`, else `AMQP_URL`, else the local broker.
-pub(crate) fn amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL")
-        .or_else(|_| std::env::var("AMQP_URL"))
-        .unwrap_or_else(|_| LOCAL_AMQP_URL.to_owned())
-}
-
-/// The broker URL when it answers; `None` (after printing why) otherwise,
-/// unless `REQUIRE_SERVICES=1`, which fails the test.
-pub(crate) async fn broker() -> Option<String> {
-    let url = amqp_url();
-    match rabbit::connect(&url, "event-bus-test-probe").await {
-        Ok(connection) => {
-            let _ = connection.close(200, "probe").await;
-            Some(url)
-        }
-        Err(e) => {
-            skip(&format!("RabbitMQ at {url} is unreachable: {e}"));
-            None
-        }
-    }
-}
-
-/// A name no other test uses.
-pub(crate) fn unique(what: &str) -> String {
-    format!("test.{what}.{:012x}", rand::rng().random::<u64>() >> 16)
-}
 
 /// A queue spec with unique names, bound to a unique exchange for every
 /// inventory stock event.
@@ -60,53 +22,6 @@ pub(crate) fn unique_spec(what: &str) -> QueueSpec {
         &unique(&format!("{what}.exchange")),
         "inventory.stock.#",
     )
-}
-
-/// Deletes a spec's exchanges and queues when dropped (also when a test
-/// fails).
-pub(crate) struct Topology {
-    url: String,
-    spec: QueueSpec,
-}
-
-impl Topology {
-    pub(crate) fn new(url: &str, spec: &QueueSpec) -> Self {
-        Self {
-            url: url.to_owned(),
-            spec: spec.clone(),
-        }
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let (url, spec) = (self.url.clone(), self.spec.clone());
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            runtime.block_on(async {
-                let Ok(connection) = rabbit::connect(&url, "event-bus-test-cleanup").await else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    for queue in [&spec.queue, &spec.dead_letter_queue] {
-                        let _ = channel
-                            .queue_delete(queue, QueueDeleteOptions::default())
-                            .await;
-                    }
-                    for exchange in [&spec.exchange, &spec.dead_letter_exchange] {
-                        let _ = channel
-                            .exchange_delete(exchange, ExchangeDeleteOptions::default())
-                            .await;
-                    }
-                }
-                let _ = connection.close(200, "cleanup").await;
-            });
-        });
-        let _ = cleanup.join();
-    }
 }
 
 /// What a [`Recorder`] saw.

@@ -10,9 +10,10 @@ use event_bus::Envelope;
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use lapin::Channel;
+use test_support::rabbitmq::{broker, Topology};
 
 use crate::common::{eventually, shutdown, stock_envelope};
-use crate::support::{broker, publish, publisher, quick_config, unique_spec, Recorder, Topology};
+use crate::support::{publish, publisher, quick_config, unique_spec, Recorder};
 
 /// How long messages may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use http::Method;
 use serde_json::json;
 use service_guard::{Algorithm, Role, TokenSigner};
+use test_support::tokens::unix_now;
 
 use crate::helpers::*;
 

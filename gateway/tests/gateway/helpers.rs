@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
@@ -17,81 +17,58 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use service_guard::{Role, TokenSigner};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use service_guard::Role;
+use test_support::server::{bind_ephemeral, Running};
+use test_support::tokens;
 
 /// The HS256 secret of the test gateways.
 pub const SECRET: &str = "gateway-test-secret-of-at-least-32-bytes";
 
-/// Stops a server when dropped.
-pub struct Running {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn bind() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    (listener, addr)
-}
-
 /// The real inventory server (memory store, no rate limit), verifying tokens
 /// signed with [`SECRET`].
 pub async fn spawn_inventory() -> Running {
-    let (listener, addr) = bind().await;
+    let (listener, addr) = bind_ephemeral().await;
     let mut config = inventory_http::Config::embedded();
     config.listen = addr;
     config.rate_limit.rate_limit_per_minute = 0;
     config.auth.jwt_secret = Some(SECRET.to_owned());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        inventory_http::run(listener, config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("inventory starts");
-    });
-    Running { addr, _stop: stop }
+    Running::spawn(addr, |stopped| async move {
+        inventory_http::run(listener, config, stopped)
+            .await
+            .expect("inventory starts");
+    })
 }
 
 /// The real orders server (memory store, demo catalog) verifying tokens
 /// signed with [`SECRET`] and calling inventory at `inventory` with
 /// `service` tokens minted from it.
 pub async fn spawn_orders(inventory: SocketAddr) -> Running {
-    let (listener, addr) = bind().await;
+    let (listener, addr) = bind_ephemeral().await;
     let mut config = orders_http::config::Config::embedded();
     config.listen = addr;
     config.inventory_url = format!("http://{inventory}");
     config.auth.jwt_secret = Some(SECRET.to_owned());
     config.inventory_jwt_secret = Some(SECRET.to_owned());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        orders_http::run(listener, config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("orders starts");
-    });
-    Running { addr, _stop: stop }
+    Running::spawn(addr, |stopped| async move {
+        orders_http::run(listener, config, stopped)
+            .await
+            .expect("orders starts");
+    })
 }
 
 /// The gateway with `config`, on an ephemeral port.
 pub async fn spawn_gateway(mut config: gateway::Config) -> Running {
-    let (listener, addr) = bind().await;
+    let (listener, addr) = bind_ephemeral().await;
     config.listen = addr;
-    let (stop, stopped) = oneshot::channel::<()>();
     let gw = Arc::new(
         gateway::Gateway::new(&config)
             .await
             .expect("gateway builds"),
     );
     let limits = config.server_limits();
-    tokio::spawn(gateway::server::serve(listener, gw, limits, async {
-        let _ = stopped.await;
-    }));
-    Running { addr, _stop: stop }
+    Running::spawn(addr, |stopped| {
+        gateway::server::serve(listener, gw, limits, stopped)
+    })
 }
 
 /// A gateway configuration with the HS256 test key, no rate limits, and
@@ -108,18 +85,7 @@ pub fn config(orders: SocketAddr, inventory: SocketAddr) -> gateway::Config {
 
 /// A token signed with [`SECRET`].
 pub fn token(sub: &str, roles: &[Role]) -> String {
-    TokenSigner::hs256(SECRET)
-        .expect("signer")
-        .mint(sub, roles, Duration::from_secs(600), unix_now())
-        .expect("token")
-}
-
-/// Seconds since the epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
+    tokens::hs256(SECRET, sub, roles, Duration::from_secs(600))
 }
 
 /// One request as the recording upstream saw it.
@@ -142,7 +108,7 @@ pub struct Recorder {
     pub addr: SocketAddr,
     /// What it received.
     pub seen: Arc<Mutex<Vec<Seen>>>,
-    _stop: oneshot::Sender<()>,
+    _server: Running,
 }
 
 impl Recorder {
@@ -154,11 +120,10 @@ impl Recorder {
 
 /// Starts a [`Recorder`].
 pub async fn spawn_recorder() -> Recorder {
-    let (listener, addr) = bind().await;
+    let (listener, addr) = bind_ephemeral().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (stop, mut stopped) = oneshot::channel::<()>();
     let log = seen.clone();
-    tokio::spawn(async move {
+    let server = Running::spawn(addr, |mut stopped| async move {
         loop {
             let (stream, _) = tokio::select! {
                 _ = &mut stopped => break,
@@ -198,22 +163,21 @@ pub async fn spawn_recorder() -> Recorder {
     Recorder {
         addr,
         seen,
-        _stop: stop,
+        _server: server,
     }
 }
 
 /// An address where nothing listens (bound, then released).
 pub async fn dead_addr() -> SocketAddr {
-    let (listener, addr) = bind().await;
+    let (listener, addr) = bind_ephemeral().await;
     drop(listener);
     addr
 }
 
 /// A server that accepts connections and never answers.
 pub async fn spawn_silent() -> Running {
-    let (listener, addr) = bind().await;
-    let (stop, mut stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let (listener, addr) = bind_ephemeral().await;
+    Running::spawn(addr, |mut stopped| async move {
         let mut held = Vec::new();
         loop {
             tokio::select! {
@@ -221,8 +185,7 @@ pub async fn spawn_silent() -> Running {
                 a = listener.accept() => held.push(a.expect("accept")),
             }
         }
-    });
-    Running { addr, _stop: stop }
+    })
 }
 
 /// A response, fully read.

@@ -10,17 +10,18 @@ use std::time::Duration;
 use inventory_core::InventoryStore;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
+use test_support::postgres::TestSchema;
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app, test_config, Reply, TestApp};
-use crate::stores::{postgres, Schema};
+use crate::stores::postgres;
 
 /// How long a test waits for the server to reach a state it polls for.
 const SETTLE_TIMEOUT_MS: u64 = 10_000;
 
 /// A transaction that holds `product`'s row lock until it is dropped or
 /// rolled back.
-async fn hold_row(schema: &Schema, product: Uuid) -> (PgConnection, i32) {
+async fn hold_row(schema: &TestSchema, product: Uuid) -> (PgConnection, i32) {
     let mut conn = schema.connect().await;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut conn)
@@ -38,7 +39,7 @@ async fn hold_row(schema: &Schema, product: Uuid) -> (PgConnection, i32) {
 /// Waits until a server connection other than `gone` (one just terminated,
 /// which may still show for a moment) waits on `holder`'s lock; returns its
 /// pid.
-async fn blocked_by(schema: &Schema, holder: i32, gone: Option<i32>) -> i32 {
+async fn blocked_by(schema: &TestSchema, holder: i32, gone: Option<i32>) -> i32 {
     let mut conn = schema.connect().await;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
     loop {
@@ -104,7 +105,7 @@ async fn queue_in_order(
     sent
 }
 
-async fn start(config: inventory_http::Config) -> Option<(App, Schema)> {
+async fn start(config: inventory_http::Config) -> Option<(App, TestSchema)> {
     let (store, schema) = postgres().await?;
     let t = spawn_app(store, config).await;
     Some((Arc::new(t), schema.expect("postgres has a schema")))

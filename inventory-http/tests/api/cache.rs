@@ -3,6 +3,7 @@
 
 use inventory_http::Config;
 use serde_json::json;
+use test_support::redis::redis_url;
 use uuid::Uuid;
 
 use crate::helpers::spawn_app;
@@ -34,7 +35,7 @@ async fn redis_set(url: &str, key: &str, value: &str) {
 /// Reads are served from Redis once filled, and a read right after reserve
 /// and after confirm shows the new figures (on both stores).
 async fn read_after_confirm_is_fresh(store: inventory_http::AnyStore) {
-    let Some(url) = stores::redis_url().await else {
+    let Some(url) = redis_url().await else {
         return;
     };
     let config = Config {

@@ -5,20 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_bus::rabbit::{self, LOCAL_AMQP_URL};
-use event_bus::{
-    ConsumerConfig, Envelope, Handler, HandlerError, InProcessBus, QueueSpec, RabbitConsumer,
-};
+use event_bus::{ConsumerConfig, Envelope, Handler, HandlerError, InProcessBus, RabbitConsumer};
 use http::Method;
 use inventory_http::{AnyStore, Config};
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use rand::Rng;
 use serde_json::json;
+use test_support::rabbitmq::{broker, unique, Topology};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app_with_events, test_config, Reply, TestApp};
-use crate::stores::{clean_up, memory, postgres, skip};
+use crate::stores::{memory, postgres};
 
 /// How long a test waits for an event or a readiness change before failing.
 const WAIT_MS: u64 = 15_000;
@@ -167,62 +163,6 @@ impl Handler for Forward {
     }
 }
 
-/// A name no other test uses.
-fn unique(what: &str) -> String {
-    format!(
-        "test.inventory-http.{what}.{:012x}",
-        rand::rng().random::<u64>() >> 16
-    )
-}
-
-/// The broker URL when it answers; `None` (after printing why) otherwise.
-async fn broker() -> Option<String> {
-    let url = std::env::var("TEST_AMQP_URL")
-        .or_else(|_| std::env::var("AMQP_URL"))
-        .unwrap_or_else(|_| LOCAL_AMQP_URL.to_owned());
-    match rabbit::connect(&url, "inventory-http-test-probe").await {
-        Ok(connection) => {
-            let _ = connection.close(200, "probe").await;
-            Some(url)
-        }
-        Err(e) => {
-            skip(&format!("RabbitMQ at {url} is unreachable: {e}"));
-            None
-        }
-    }
-}
-
-/// Deletes a test's queues and exchanges when dropped (also on failure).
-struct Topology {
-    url: String,
-    spec: QueueSpec,
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let (url, spec) = (self.url.clone(), self.spec.clone());
-        clean_up(async move {
-            let Ok(connection) = rabbit::connect(&url, "inventory-http-test-cleanup").await else {
-                return;
-            };
-            if let Ok(channel) = connection.create_channel().await {
-                let queues = [&spec.queue, &spec.dead_letter_queue];
-                for queue in queues {
-                    let _ = channel
-                        .queue_delete(queue, QueueDeleteOptions::default())
-                        .await;
-                }
-                let exchanges = [&spec.exchange, &spec.dead_letter_exchange];
-                for exchange in exchanges {
-                    let options = ExchangeDeleteOptions::default();
-                    let _ = channel.exchange_delete(exchange, options).await;
-                }
-            }
-            let _ = connection.close(200, "cleanup").await;
-        });
-    }
-}
-
 /// With `AMQP_URL` set, the PostgreSQL store's reserve and confirm events
 /// reach a consumer of a RabbitMQ queue bound to the exchange, correlated
 /// with the request id.
@@ -234,15 +174,12 @@ async fn reserve_and_confirm_reach_rabbitmq_from_postgres_with_the_request_id() 
     };
     let config = Config {
         amqp_url: Some(url.clone()),
-        inventory_events_exchange: unique("exchange"),
-        orders_inventory_queue: unique("queue"),
+        inventory_events_exchange: unique("inventory-http.exchange"),
+        orders_inventory_queue: unique("inventory-http.queue"),
         ..test_config()
     };
     let spec = config.events().queues[0].clone();
-    let _topology = Topology {
-        url: url.clone(),
-        spec: spec.clone(),
-    };
+    let _topology = Topology::new(&url, &spec);
     let t = spawn_app_with_events(store, config, &InProcessBus::new()).await;
     let (sent, mut received) = mpsc::unbounded_channel();
     let consumer = RabbitConsumer::new(

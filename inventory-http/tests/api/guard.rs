@@ -1,11 +1,13 @@
 //! Authentication, authorization and rate limiting over the socket.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::Method;
 use inventory_http::Config;
 use serde_json::json;
-use service_guard::{Role, TokenSigner};
+use service_guard::Role;
+use test_support::redis::redis_url;
+use test_support::tokens;
 use uuid::Uuid;
 
 use crate::helpers::spawn_app;
@@ -14,14 +16,7 @@ use crate::stores;
 const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 
 fn token(subject: &str, roles: &[Role]) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    TokenSigner::hs256(SECRET)
-        .unwrap()
-        .mint(subject, roles, Duration::from_secs(300), now)
-        .unwrap()
+    tokens::hs256(SECRET, subject, roles, Duration::from_secs(300))
 }
 
 /// Writes need admin, reserve needs service or admin, reads need nothing;
@@ -117,7 +112,7 @@ async fn rate_limit_in_process() {
 
 #[tokio::test]
 async fn rate_limit_shared_in_redis() {
-    let Some(url) = stores::redis_url().await else {
+    let Some(url) = redis_url().await else {
         return;
     };
     hundred_and_first_is_refused(Config {

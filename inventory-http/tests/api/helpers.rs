@@ -14,8 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use inventory_core::InventoryStore;
 use inventory_http::{serve_app, AnyStore, App, Config, EventsRelay, ManualClock};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use test_support::server::{self, Running};
 use uuid::Uuid;
 
 /// Where the manual clock of every test app starts (2023-11-14T22:13:20Z).
@@ -32,8 +31,7 @@ pub struct TestApp<S: InventoryStore> {
     /// Sent as `Authorization: Bearer ...` when set.
     pub token: Option<String>,
     client: Client<HttpConnector, Full<Bytes>>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    server: Running,
     relay: Option<EventsRelay>,
 }
 
@@ -107,15 +105,11 @@ async fn spawn_app_on<S: InventoryStore>(
         app = app.with_events(relay.status());
     }
     let app = Arc::new(app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (listener, addr) = server::bind_ephemeral().await;
     let limits = config.server_limits();
-    let server = tokio::spawn(serve_app(listener, app.clone(), limits, async move {
-        let _ = stopped.await;
-    }));
+    let server = Running::spawn(addr, |stopped| {
+        serve_app(listener, app.clone(), limits, stopped)
+    });
     let client = Client::builder(TokioExecutor::new()).build_http();
     TestApp {
         addr,
@@ -123,8 +117,7 @@ async fn spawn_app_on<S: InventoryStore>(
         clock,
         token: None,
         client,
-        stop: Some(stop),
-        server: Some(server),
+        server,
         relay,
     }
 }
@@ -224,12 +217,7 @@ impl<S: InventoryStore> TestApp<S> {
 
     /// Stops the server and waits for it to drain.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("server task");
-        }
+        self.server.shutdown().await;
         if let Some(relay) = self.relay.take() {
             relay.stop().await;
         }

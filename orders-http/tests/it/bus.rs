@@ -1,38 +1,18 @@
-//! Event test plumbing: the broker (or why a test is skipped), uniquely
-//! named exchanges and queues deleted when a test ends, a relay of
-//! inventory's outbox, and a handler recording what it receives.
+//! Event test plumbing: uniquely named exchanges and queues deleted when a
+//! test ends (with `test_support::rabbitmq`), a relay of inventory's outbox,
+//! and a handler recording what it receives.
 
 use std::time::Duration;
 
-use event_bus::rabbit;
 use event_bus::{
     spawn_relay, Envelope, EventsConfig, Handler, HandlerError, InProcessBus, InventoryOutbox,
     QueueSpec, RelayConfig,
 };
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use orders_http::config::Config;
-use rand::Rng;
+use test_support::rabbitmq::{unique, Topology};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::support::{skip, Inventory, FINAL_WAIT_MS};
-
-/// The broker the tests use when neither `TEST_AMQP_URL` nor `AMQP_URL` is set.
-const AMQP_URL_DEFAULT: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-/// The broker URL when it answers; `None` (after printing why) otherwise,
-/// unless `REQUIRE_SERVICES=1`, which fails the test.
-pub(crate) async fn broker() -> Option<String> {
-    let url = std::env::var("TEST_AMQP_URL")
-        .or_else(|_| std::env::var("AMQP_URL"))
-        .unwrap_or_else(|_| AMQP_URL_DEFAULT.to_owned());
-    match rabbit::connect(&url, "orders-test-probe").await {
-        Ok(connection) => {
-            let _ = connection.close(200, "probe").await;
-            Some(url)
-        }
-        Err(e) => skip(&format!("RabbitMQ at {url} is unreachable: {e}")),
-    }
-}
+use crate::support::{Inventory, FINAL_WAIT_MS};
 
 /// Exchange and queue names no other test uses, deleted when dropped.
 pub(crate) struct Names {
@@ -45,23 +25,40 @@ pub(crate) struct Names {
     pub(crate) queue: String,
     /// A queue the test reads orders' events from.
     pub(crate) watch_queue: String,
+    /// Deletes the exchanges and queues above when dropped.
+    _topology: Topology,
 }
 
 impl Names {
+    /// Fresh names on the broker at `url`.
     pub(crate) fn new(url: &str) -> Self {
-        let tag = format!("{:012x}", rand::rng().random::<u64>() >> 16);
+        let tag = unique("orders");
+        let orders_exchange = format!("{tag}.orders_events");
+        let inventory_exchange = format!("{tag}.inventory_events");
+        let queue = format!("{tag}.inventory_queue");
+        let watch_queue = format!("{tag}.watch");
+        // Orders' queue, and the watch queue on orders' exchange as the
+        // tests declare it: both with their dead-letter parts.
+        let topology = Topology::of(
+            url,
+            &[
+                inventory_events_spec(&queue, &inventory_exchange),
+                QueueSpec::new(&watch_queue, &orders_exchange, "order.#"),
+            ],
+        );
         Self {
             url: url.to_owned(),
-            orders_exchange: format!("test.orders.{tag}.orders_events"),
-            inventory_exchange: format!("test.orders.{tag}.inventory_events"),
-            queue: format!("test.orders.{tag}.inventory_queue"),
-            watch_queue: format!("test.orders.{tag}.watch"),
+            orders_exchange,
+            inventory_exchange,
+            queue,
+            watch_queue,
+            _topology: topology,
         }
     }
 
     /// Orders' queue spec (as the server declares it).
     pub(crate) fn spec(&self) -> QueueSpec {
-        QueueSpec::new(&self.queue, &self.inventory_exchange, "inventory.stock.#")
+        inventory_events_spec(&self.queue, &self.inventory_exchange)
     }
 
     /// Points `config` at these names and the broker.
@@ -73,46 +70,9 @@ impl Names {
     }
 }
 
-impl Drop for Names {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let spec = self.spec();
-        let queues = [
-            spec.queue.clone(),
-            spec.dead_letter_queue.clone(),
-            self.watch_queue.clone(),
-            format!("{}.dlq", self.watch_queue),
-        ];
-        let exchanges = [
-            spec.exchange.clone(),
-            spec.dead_letter_exchange.clone(),
-            self.orders_exchange.clone(),
-            format!("{}.dlx", self.watch_queue),
-        ];
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            runtime.block_on(async {
-                let Ok(connection) = rabbit::connect(&url, "orders-test-cleanup").await else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    for q in &queues {
-                        let _ = channel.queue_delete(q, QueueDeleteOptions::default()).await;
-                    }
-                    for x in &exchanges {
-                        let _ = channel
-                            .exchange_delete(x, ExchangeDeleteOptions::default())
-                            .await;
-                    }
-                }
-                let _ = connection.close(200, "cleanup").await;
-            });
-        });
-        let _ = cleanup.join();
-    }
+/// Orders' queue of inventory events (as the server declares it).
+fn inventory_events_spec(queue: &str, exchange: &str) -> QueueSpec {
+    QueueSpec::new(queue, exchange, "inventory.stock.#")
 }
 
 /// A running relay of inventory's memory store outbox.

@@ -16,10 +16,11 @@ use orders_http::clock::SystemClock;
 use orders_http::config::Config;
 use orders_http::store::OrderStore;
 use serde_json::{json, Value};
+use test_support::rabbitmq::broker;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::bus::{broker, next, relay_inventory, wait_until, Names, Recorder};
+use crate::bus::{next, relay_inventory, wait_until, Names, Recorder};
 use crate::support::{
     customer, memory, orders_config, GatedPayments, Inventory, Orders, FINAL_WAIT_MS,
 };

@@ -3,7 +3,6 @@
 //! a small HTTP client; tokens; polling with a bounded deadline.
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,13 +26,13 @@ use orders_http::payment::{
 };
 use orders_http::service::{build, serve_app, Services};
 use orders_http::store::{BoxFuture, MemoryStore, OrderStore, PgOrderOptions, PgOrderStore};
-use rand::Rng;
 use serde_json::{json, Value};
-use service_guard::{AuthConfig, Authenticator, Role, TokenSigner};
+use service_guard::{AuthConfig, Authenticator, Role};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
-use tokio::sync::{oneshot, Semaphore};
-use tokio::task::JoinHandle;
+use test_support::postgres::TestSchema as Schema;
+use test_support::server::{self, Running};
+use test_support::tokens;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// The HS256 secret both servers share in the tests.
@@ -47,32 +46,6 @@ pub(crate) const FINAL_WAIT_MS: u64 = 20_000;
 
 /// Interval between two polls.
 const POLL_INTERVAL_MS: u64 = 10;
-
-/// A running server: its address and how to stop it.
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Running {
-    async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 
 /// The real inventory server over store `S`, with a manual clock.
 pub(crate) struct Inventory<S: InventoryStore> {
@@ -100,24 +73,10 @@ async fn start_inventory<S: InventoryStore>(
     let app = inventory_http::App::new(store, clock, &config)
         .await
         .expect("inventory app builds");
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind inventory");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(inventory_http::serve_app(
-        listener,
-        Arc::new(app),
-        config.server_limits(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Running {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    let (listener, addr) = server::bind(addr).await;
+    Running::spawn(addr, |stopped| {
+        inventory_http::serve_app(listener, Arc::new(app), config.server_limits(), stopped)
+    })
 }
 
 impl<S: InventoryStore> Inventory<S> {
@@ -125,12 +84,7 @@ impl<S: InventoryStore> Inventory<S> {
     pub(crate) async fn spawn(store: S) -> Self {
         let store = Arc::new(store);
         let clock = Arc::new(inventory_http::ManualClock::new(INVENTORY_CLOCK_START_MS));
-        let running = start_inventory(
-            store.clone(),
-            clock.clone(),
-            "127.0.0.1:0".parse().expect("addr"),
-        )
-        .await;
+        let running = start_inventory(store.clone(), clock.clone(), server::EPHEMERAL).await;
         Self {
             store,
             clock,
@@ -140,7 +94,7 @@ impl<S: InventoryStore> Inventory<S> {
 
     /// The base URL.
     pub(crate) fn url(&self) -> String {
-        format!("http://{}", self.running.addr)
+        self.running.url()
     }
 
     /// Stops the server (its port then refuses connections).
@@ -343,26 +297,13 @@ impl Orders {
         let app = build(&config, auth, services)
             .await
             .expect("orders app builds");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind orders");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_app(
-            listener,
-            app.clone(),
-            config.server_limits(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (listener, addr) = server::bind_ephemeral().await;
+        let running = Running::spawn(addr, |stopped| {
+            serve_app(listener, app.clone(), config.server_limits(), stopped)
+        });
         Self {
             store,
-            running: Running {
-                addr,
-                stop: Some(stop),
-                task: Some(task),
-            },
+            running,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -513,14 +454,7 @@ pub(crate) fn customer(user: &str) -> String {
 
 /// A token for `sub` with `roles`.
 pub(crate) fn token(sub: &str, roles: &[Role]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    TokenSigner::hs256(SECRET)
-        .expect("signer")
-        .mint(sub, roles, Duration::from_secs(600), now)
-        .expect("token")
+    tokens::hs256(SECRET, sub, roles, Duration::from_secs(600))
 }
 
 /// A fresh memory store.
@@ -532,54 +466,31 @@ pub(crate) fn memory() -> Arc<dyn OrderStore> {
 /// share PostgreSQL's `max_connections` (100 by default) with other suites.
 const TEST_POOL_SIZE_MAX: u32 = 6;
 
-/// The server the tests use when `TEST_DATABASE_URL` is not set.
-const DATABASE_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A schema of its own on the test server, dropped with everything in it
-/// when this value is dropped.
-pub(crate) struct TestSchema {
-    url: String,
-    /// Its name.
-    pub(crate) name: String,
-}
+/// A schema of its own on the test server (see [`Schema`]), with the stores
+/// the tests put in it; dropped with everything in it when this value is
+/// dropped.
+pub(crate) struct TestSchema(Schema);
 
 impl TestSchema {
     /// Creates a fresh schema, or returns `None` (after printing why) when the
     /// server cannot be reached and `REQUIRE_SERVICES` is not `1`.
     pub(crate) async fn create() -> Option<Self> {
-        let url =
-            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DATABASE_URL_DEFAULT.to_owned());
-        let connected =
-            tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&url)).await;
-        let mut conn = match connected {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return skip(&format!("PostgreSQL at {url} is unreachable: {e}")),
-            Err(_) => return skip(&format!("PostgreSQL at {url} did not answer in time")),
-        };
-        let name = format!("orders_t_{:016x}", rand::rng().random::<u64>());
-        sqlx::query(&format!("CREATE SCHEMA {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create schema");
-        let _ = conn.close().await;
-        Some(Self { url, name })
+        Schema::create().await.map(Self)
     }
 
     /// Connection options working in this schema.
     pub(crate) fn options(&self) -> PgConnectOptions {
-        PgConnectOptions::from_str(&self.url)
-            .expect("valid TEST_DATABASE_URL")
-            .options([("search_path", self.name.as_str())])
+        self.0.connect_options()
     }
 
     /// A migrated orders store in this schema.
     pub(crate) async fn orders_store(&self) -> Arc<dyn OrderStore> {
         let options = PgOrderOptions {
-            schema: Some(self.name.clone()),
+            schema: Some(self.0.name().to_owned()),
             pool_size_max: TEST_POOL_SIZE_MAX,
             ..PgOrderOptions::default()
         };
-        let store = PgOrderStore::connect(&self.url, options)
+        let store = PgOrderStore::connect(self.0.url(), options)
             .await
             .expect("connect orders store");
         store.migrate().await.expect("migrate orders store");
@@ -599,34 +510,5 @@ impl TestSchema {
         .expect("connect inventory store");
         store.migrate().await.expect("migrate inventory store");
         store
-    }
-}
-
-pub(crate) fn skip<T>(reason: &str) -> Option<T> {
-    if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("REQUIRE_SERVICES=1 but {reason}");
-    }
-    eprintln!("skipped: {reason}");
-    None
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            runtime.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        });
-        let _ = cleanup.join();
     }
 }

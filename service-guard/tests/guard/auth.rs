@@ -1,7 +1,7 @@
 //! The auth suite: every way a token is accepted or rejected, with status and code.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
@@ -10,6 +10,7 @@ use service_guard::{
     authorize, Algorithm, AuthConfig, AuthError, Authenticator, ConfigError, KeySource, Principal,
     Role, TokenSigner, MAX_TOKEN_BYTES,
 };
+use test_support::tokens::unix_now;
 
 const SECRET: &str = "test-secret-of-at-least-thirty-two-bytes";
 const ISSUER: &str = "https://issuer.test/";
@@ -56,13 +57,6 @@ fn pem_signer(alg: Algorithm, file: &str) -> TokenSigner {
         .expect("test key parses")
         .with_issuer(ISSUER)
         .with_audience(AUDIENCE)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 fn bearer(token: &str) -> HeaderMap {

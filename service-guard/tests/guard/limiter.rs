@@ -6,6 +6,7 @@ use service_guard::ratelimit::{REDIS_CONNECT_TIMEOUT_MS, RETAIN_EVERY_CHECKS};
 use service_guard::{
     Limiter, RateDecision, RateLimitConfig, REDIS_CALL_TIMEOUT_MS, REDIS_RETRY_AFTER_MS,
 };
+use test_support::redis::redis_url;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -127,39 +128,6 @@ async fn in_process_forgets_idle_clients() {
 }
 
 // ---------------------------------------------------------------- Redis
-
-/// The Redis URL for tests, or `None` (after printing why) when Redis is not
-/// reachable and `REQUIRE_SERVICES` is not set.
-async fn redis_url() -> Option<String> {
-    let url = std::env::var("TEST_REDIS_URL")
-        .or_else(|_| std::env::var("REDIS_URL"))
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    match ping(&url).await {
-        Ok(()) => Some(url),
-        Err(reason) => {
-            assert!(
-                std::env::var("REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "redis required but unreachable at {url}: {reason}"
-            );
-            eprintln!("skipped: redis unreachable at {url}: {reason}");
-            None
-        }
-    }
-}
-
-async fn ping(url: &str) -> Result<(), String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let connect = client.get_multiplexed_async_connection();
-    let mut conn = tokio::time::timeout(Duration::from_secs(2), connect)
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
 
 /// A key prefix no other test (or earlier run) uses.
 fn unique_prefix(test: &str) -> String {

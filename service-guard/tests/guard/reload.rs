@@ -12,6 +12,7 @@ use service_guard::{
     Algorithm, AuthConfig, AuthError, Authenticator, ConfigError, KeyReload, KeySource, KeyWatcher,
     Role, TokenSigner,
 };
+use test_support::tokens::unix_now;
 
 /// The poll interval the watcher tests use, in milliseconds.
 const POLL_INTERVAL_MS: u64 = 1_000;
@@ -55,13 +56,6 @@ impl Key {
             .mint("svc", &[Role::Service], HOUR, unix_now())
             .expect("token")
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
 }
 
 /// The JWKS text holding only `key`, taken from the checked-in `jwks.json`.

@@ -1,0 +1,28 @@
+//! Helpers shared by the integration test suites of the workspace, so that
+//! each exists once. A dev-dependency only: nothing that ships links it.
+//!
+//! Map of the modules:
+//!
+//! - [`services`]: skip a test whose server is absent, printing why, or fail
+//!   it when `REQUIRE_SERVICES=1`; the `TEST_*_URL` lookups.
+//! - [`cleanup`]: finish async clean-up from a `Drop`, also while a failed
+//!   test unwinds.
+//! - [`postgres`]: a schema of its own per test on `TEST_DATABASE_URL`,
+//!   dropped when the test ends.
+//! - [`redis`]: the Redis on `TEST_REDIS_URL` when it answers.
+//! - [`rabbitmq`]: the broker on `TEST_AMQP_URL` when it answers, names no
+//!   other test uses, and exchanges and queues deleted when the test ends.
+//! - [`server`]: bind `127.0.0.1:0` (or a port to reuse) and a handle that
+//!   stops the server spawned on it.
+//! - [`tokens`]: HS256 test tokens and the wall clock in seconds.
+//!
+//! Invariant: the suites keep their server-specific wiring (which app, which
+//! configuration); only the generic part lives here.
+
+pub mod cleanup;
+pub mod postgres;
+pub mod rabbitmq;
+pub mod redis;
+pub mod server;
+pub mod services;
+pub mod tokens;
