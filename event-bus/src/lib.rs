@@ -4,6 +4,11 @@
 //! at least once, in order per product (per order for orders' events),
 //! across broker restarts.
 //!
+//! The transport only: it carries envelopes and knows their common fields,
+//! never a payload's shape. Each producer owns its event types and payloads:
+//! inventory's are `inventory_core::EventPayload` (put in an envelope by
+//! `Envelope::from` an outbox entry), orders' are in `orders_http::events`.
+//!
 //! ## Map
 //!
 //! - [`Envelope`]: the one wire format, `{event_id, event_type, occurred_at,
@@ -15,7 +20,8 @@
 //! - [`OutboxSource`] and [`Claim`]: where a relay reads from.
 //!   [`InventoryOutbox`] adapts any `inventory_core::Outbox`;
 //!   [`pg::PgOutbox`] lets several relays share one PostgreSQL outbox
-//!   (`FOR UPDATE SKIP LOCKED`).
+//!   (`FOR UPDATE SKIP LOCKED`); [`memory_outbox::EnvelopeOutbox`] is an
+//!   outbox in memory for a store without a database.
 //! - [`Relay`]: bounded batches, marked sent only after the confirm, jittered
 //!   back-off while the broker is down, [`RelayHealth`] for readiness and
 //!   metrics, pruning of sent rows.
@@ -78,7 +84,7 @@ pub mod consume;
 pub mod envelope;
 pub mod handler;
 pub mod in_process;
-pub mod orders;
+pub mod memory_outbox;
 pub mod pg;
 pub mod publisher;
 pub mod rabbit;

@@ -17,7 +17,7 @@
 //!   with the gateway's own answers, at `/openapi.json`, and a viewer at `/docs`.
 //! - [`problems`]: the answers the gateway gives itself (401, 403, 429, 413,
 //!   502, 503, 504).
-//! - [`server`]: the accept loop with limits and graceful shutdown.
+//! - [`server`]: service-kit's accept loop over streamed bodies.
 //! - [`token`]: minting development tokens.
 //!
 //! ## Routes

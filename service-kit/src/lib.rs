@@ -8,8 +8,9 @@
 //! - [`clock`]: the wall-clock seam (system clock, manual clock for tests).
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with a stable `code`.
 //! - [`request_id`]: accept a sane `X-Request-Id` or generate one.
-//! - [`routing`]: the matcher of a server's route table (404, 405 with
-//!   `Allow`), templates parsed once, no allocation per request.
+//! - [`routing`]: the one route matcher: path patterns for a server's route
+//!   table (404, 405 with `Allow`; parsed once, no allocation per request)
+//!   and for the gateway's access rules.
 //! - [`guard`]: service-guard's auth and rate-limit verdicts as problems.
 //! - [`body`]: read a request body under a size limit, check its content type,
 //!   parse JSON (413, 415 and 400 as problems).
@@ -18,8 +19,9 @@
 //! - [`response`]: small builders for JSON responses.
 //! - [`telemetry`]: the JSON tracing subscriber, set up once per binary.
 //! - [`metrics`]: request count and latency by route template and status.
-//! - [`server`]: the accept loop: connection cap, header-read and request
-//!   timeouts, request-id spans, graceful shutdown.
+//! - [`server`]: the accept loop of every server, the gateway's included:
+//!   connection cap, header-read and request timeouts, request-id spans,
+//!   graceful shutdown; full or streamed response bodies.
 //! - [`settings`]: the settings groups every server flattens into its
 //!   configuration (token verification).
 //! - [`shutdown`]: a future that completes on ctrl-c or SIGTERM.

@@ -1,10 +1,38 @@
 //! Two relays draining one PostgreSQL outbox at once.
 
+/// Envelopes shaped like the orders service's (it owns its event types; the
+/// transport under test only carries them).
+mod orders {
+    use event_bus::envelope::{ORDERS_SCHEMA_VERSION, ORDERS_SOURCE};
+    use event_bus::Envelope;
+
+    pub(super) const ORDER_CREATED: &str = "order.created";
+    pub(super) const ORDER_CONFIRMED: &str = "order.confirmed";
+
+    pub(super) fn envelope(
+        event_type: &str,
+        event_id: uuid::Uuid,
+        occurred_at_ms: i64,
+        correlation_id: Option<&str>,
+        payload: serde_json::Value,
+    ) -> Envelope {
+        let (source, version) = (ORDERS_SOURCE, ORDERS_SCHEMA_VERSION);
+        Envelope::new(
+            source,
+            event_type,
+            version,
+            event_id,
+            occurred_at_ms,
+            correlation_id,
+            payload,
+        )
+    }
+}
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_bus::orders::{self, ORDER_CONFIRMED, ORDER_CREATED};
 use event_bus::pg::{
     enqueue, ensure_envelope_outbox, ensure_processed_events, record_processed, PgOutbox,
 };
@@ -12,6 +40,7 @@ use event_bus::rabbit::{ConsumerConfig, RabbitConfig, RabbitConsumer, RabbitPubl
 use event_bus::{relay, Claim, Envelope, Handler, HandlerError, OutboxSource, Relay, RelayConfig};
 use inventory_core::{InventoryStore, Outbox, ProductId};
 use inventory_sqlx::PgStore;
+use orders::{ORDER_CONFIRMED, ORDER_CREATED};
 use parking_lot::Mutex;
 use serde_json::json;
 use sqlx::PgPool;

@@ -1,4 +1,5 @@
-//! Events: the `order.*` envelopes the stores write in the same atomic step
+//! Events: the `order.*` event types and payloads this service owns (the
+//! transport, event-bus, carries them without knowing them), the envelopes the stores write in the same atomic step
 //! as the change they describe ([`created`], [`finished`]), the consumer of
 //! inventory's events ([`InventoryEvents`]), and starting and stopping the
 //! relay and the consumer beside the server ([`EventsRuntime`]).
@@ -14,12 +15,41 @@ pub use consumer::{
 };
 pub use runtime::{EventSettings, EventsHealth, EventsRuntime};
 
-use event_bus::orders::{envelope, ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_CREATED};
+use event_bus::envelope::{ORDERS_SCHEMA_VERSION, ORDERS_SOURCE};
 use event_bus::Envelope;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::{Order, OrderStatus};
+
+/// An order was accepted (pending).
+pub const ORDER_CREATED: &str = "order.created";
+
+/// An order was confirmed and paid.
+pub const ORDER_CONFIRMED: &str = "order.confirmed";
+
+/// An order was cancelled.
+pub const ORDER_CANCELLED: &str = "order.cancelled";
+
+/// The envelope of an orders event; `payload` must carry `order_id` (events
+/// are ordered per order). See `docs/events/orders-events.schema.json`.
+pub fn envelope(
+    event_type: &str,
+    event_id: Uuid,
+    occurred_at_ms: i64,
+    correlation_id: Option<&str>,
+    payload: serde_json::Value,
+) -> Envelope {
+    Envelope::new(
+        ORDERS_SOURCE,
+        event_type,
+        ORDERS_SCHEMA_VERSION,
+        event_id,
+        occurred_at_ms,
+        correlation_id,
+        payload,
+    )
+}
 
 /// The `order.created` envelope of a new order, correlated with the request
 /// that placed it.

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use event_bus::orders::EnvelopeOutbox;
+use event_bus::memory_outbox::EnvelopeOutbox;
 use event_bus::Envelope;
 use parking_lot::Mutex;
 use uuid::Uuid;
@@ -72,7 +72,7 @@ impl MemoryStore {
     }
 }
 
-fn outbox_full(e: event_bus::orders::OutboxFull) -> StoreError {
+fn outbox_full(e: event_bus::memory_outbox::OutboxFull) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -88,8 +88,8 @@ impl OrderStore for MemoryStore {
         event: &'a Envelope,
     ) -> BoxFuture<'a, Result<Placed, StoreError>> {
         let mut inner = self.inner.lock();
-        if self.outbox.len() >= event_bus::orders::MEMORY_OUTBOX_LEN_MAX {
-            return ready(Err(outbox_full(event_bus::orders::OutboxFull)));
+        if self.outbox.len() >= event_bus::memory_outbox::MEMORY_OUTBOX_LEN_MAX {
+            return ready(Err(outbox_full(event_bus::memory_outbox::OutboxFull)));
         }
         if let Some(key) = &order.idempotency_key {
             let scoped = (order.user_id.clone(), key.clone());
@@ -210,8 +210,8 @@ impl OrderStore for MemoryStore {
         if let Err(e) = inner.fence(saga.order_id, owner) {
             return ready(Err(e));
         }
-        if self.outbox.len() >= event_bus::orders::MEMORY_OUTBOX_LEN_MAX {
-            return ready(Err(outbox_full(event_bus::orders::OutboxFull)));
+        if self.outbox.len() >= event_bus::memory_outbox::MEMORY_OUTBOX_LEN_MAX {
+            return ready(Err(outbox_full(event_bus::memory_outbox::OutboxFull)));
         }
         let done = match inner.orders.get_mut(&saga.order_id) {
             Some(r) if !r.order.status.is_final() => {

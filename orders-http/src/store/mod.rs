@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use event_bus::orders::EnvelopeOutbox;
+use event_bus::memory_outbox::EnvelopeOutbox;
 use event_bus::Envelope;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

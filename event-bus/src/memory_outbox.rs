@@ -1,6 +1,7 @@
-//! What the orders service needs to publish `order.*` events: their types,
-//! the envelope, and an in-memory outbox of envelopes for its embedded store
-//! (on PostgreSQL it uses [`crate::pg::enqueue`] and
+//! An in-memory outbox of envelopes, for a store without a database (the
+//! orders service's embedded store): the store pushes in the same critical
+//! section as the change, one relay drains it ([`crate::relay`]). On
+//! PostgreSQL the outbox is a table ([`crate::pg::enqueue`],
 //! [`crate::pg::PgOutbox::envelopes`]).
 
 use std::collections::VecDeque;
@@ -8,43 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use uuid::Uuid;
 
-use crate::envelope::{Envelope, ORDERS_SCHEMA_VERSION, ORDERS_SOURCE};
+use crate::envelope::Envelope;
 use crate::source::{Claim, OutboxSource, SourceError};
-
-/// An order was accepted (pending).
-pub const ORDER_CREATED: &str = "order.created";
-
-/// An order was confirmed and paid.
-pub const ORDER_CONFIRMED: &str = "order.confirmed";
-
-/// An order was cancelled.
-pub const ORDER_CANCELLED: &str = "order.cancelled";
 
 /// Most envelopes the in-memory outbox holds; past it, [`EnvelopeOutbox::push`]
 /// refuses, so a broker that stays down cannot exhaust memory unnoticed.
 pub const MEMORY_OUTBOX_LEN_MAX: usize = 1_000_000;
-
-/// The envelope of an orders event; `payload` must carry `order_id` (events
-/// are ordered per order). See `docs/events/orders-events.schema.json`.
-pub fn envelope(
-    event_type: &str,
-    event_id: Uuid,
-    occurred_at_ms: i64,
-    correlation_id: Option<&str>,
-    payload: serde_json::Value,
-) -> Envelope {
-    Envelope::new(
-        ORDERS_SOURCE,
-        event_type,
-        ORDERS_SCHEMA_VERSION,
-        event_id,
-        occurred_at_ms,
-        correlation_id,
-        payload,
-    )
-}
 
 /// The in-memory outbox is full.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -151,9 +122,11 @@ mod tests {
     use serde_json::json;
 
     fn created(n: u128) -> Envelope {
-        envelope(
-            ORDER_CREATED,
-            Uuid::from_u128(n),
+        Envelope::new(
+            crate::envelope::ORDERS_SOURCE,
+            "order.created",
+            crate::envelope::ORDERS_SCHEMA_VERSION,
+            uuid::Uuid::from_u128(n),
             0,
             Some("req"),
             json!({"order_id": format!("{n}")}),
