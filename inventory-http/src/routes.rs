@@ -5,7 +5,7 @@
 //! The table is the single source of truth: the dispatcher, the metrics labels,
 //! authorization and the OpenAPI conformance test all read it.
 
-use service_kit::routing::{self, RouteSpec, Router};
+use service_kit::routing::{self, Router};
 use service_kit::Problem;
 
 /// Which route a request matched.
@@ -57,19 +57,7 @@ pub enum Access {
 }
 
 /// One row of the route table.
-#[derive(Clone, Copy, Debug)]
-pub struct Route {
-    /// The route.
-    pub id: RouteId,
-    /// HTTP method.
-    pub method: &'static str,
-    /// Path template; `{name}` segments match any one segment.
-    pub template: &'static str,
-    /// Who may call it.
-    pub access: Access,
-    /// True when the route counts against the per-client rate limit.
-    pub rate_limited: bool,
-}
+pub type Route = routing::Route<RouteId, Access>;
 
 const fn route(id: RouteId, method: &'static str, template: &'static str, access: Access) -> Route {
     Route {
@@ -172,16 +160,6 @@ pub const ROUTES: &[Route] = &[
         Access::Service,
     ),
 ];
-
-impl RouteSpec for Route {
-    fn method(&self) -> &'static str {
-        self.method
-    }
-
-    fn template(&self) -> &'static str {
-        self.template
-    }
-}
 
 /// A matched route and the value of its one path parameter, if any.
 pub type Matched<'p> = routing::Matched<'p, Route>;

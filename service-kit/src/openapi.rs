@@ -4,7 +4,7 @@
 //! The documents are JSON files in `docs/openapi/`, embedded by each server.
 //! What keeps them true (ADR 0009): each server's tests hold every operation,
 //! request body, response body, status and bound of its document to its route
-//! table, its types and its constants, with the checks of [`check`]; and a
+//! table, its types and its constants, with the checks of `check` (feature `openapi-check`); and a
 //! schema fuzzer runs against the served documents in CI.
 //!
 //! ```

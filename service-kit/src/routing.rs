@@ -36,6 +36,33 @@ pub trait RouteSpec: Sync + 'static {
     fn template(&self) -> &'static str;
 }
 
+/// A row of a server's route table: which route (`I`, the server's enum),
+/// its method and template, who may call it (`A`, the server's access
+/// levels), and whether it counts against the per-client rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<I: 'static, A: 'static> {
+    /// The route.
+    pub id: I,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template; `{name}` segments match any one segment.
+    pub template: &'static str,
+    /// Who may call it.
+    pub access: A,
+    /// True when the route counts against the per-client rate limit.
+    pub rate_limited: bool,
+}
+
+impl<I: Sync + 'static, A: Sync + 'static> RouteSpec for Route<I, A> {
+    fn method(&self) -> &'static str {
+        self.method
+    }
+
+    fn template(&self) -> &'static str {
+        self.template
+    }
+}
+
 /// A matched row and the value of its path parameter, if it has one.
 #[derive(Debug)]
 pub struct Matched<'p, R: 'static> {

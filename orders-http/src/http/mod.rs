@@ -152,7 +152,7 @@ impl App {
                 let template = matched.route.template;
                 let param = matched.param.map(str::to_owned);
                 let caller = self.caller(request.headers(), matched.route.access);
-                let decision = match (&self.limiter, matched.route.rate_limited()) {
+                let decision = match (&self.limiter, matched.route.rate_limited) {
                     (Some(limiter), true) => {
                         Some(limiter.check(&self.rate_key(&caller, &ctx)).await)
                     }

@@ -3,7 +3,7 @@
 //! list of routes: dispatch, metrics labels, authorization and the OpenAPI
 //! conformance test read it.
 
-use service_kit::routing::{self, RouteSpec, Router};
+use service_kit::routing::{self, Router};
 use service_kit::Problem;
 
 /// Which route a request matched.
@@ -48,26 +48,9 @@ pub enum Access {
     Admin,
 }
 
-/// One row of the route table.
-#[derive(Clone, Copy, Debug)]
-pub struct Route {
-    /// The route.
-    pub id: RouteId,
-    /// HTTP method.
-    pub method: &'static str,
-    /// Path template; a `{name}` segment matches any one non-empty segment.
-    pub template: &'static str,
-    /// Who may call it.
-    pub access: Access,
-}
-
-impl Route {
-    /// Whether requests to it count against the caller's rate limit (the
-    /// orders routes).
-    pub fn rate_limited(&self) -> bool {
-        self.template.starts_with("/api/orders")
-    }
-}
+/// One row of the route table. The orders routes count against the
+/// caller's rate limit; the catalog and operations routes do not.
+pub type Route = routing::Route<RouteId, Access>;
 
 const fn route(id: RouteId, method: &'static str, template: &'static str, access: Access) -> Route {
     Route {
@@ -75,7 +58,28 @@ const fn route(id: RouteId, method: &'static str, template: &'static str, access
         method,
         template,
         access,
+        rate_limited: starts_with(template, RATE_LIMITED_PREFIX),
     }
+}
+
+/// Routes under this prefix (the orders routes) count against the caller's
+/// rate limit.
+pub const RATE_LIMITED_PREFIX: &str = "/api/orders";
+
+/// `str::starts_with`, in a `const` context.
+const fn starts_with(text: &str, prefix: &str) -> bool {
+    let (text, prefix) = (text.as_bytes(), prefix.as_bytes());
+    if text.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if text[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Every route of the server.
@@ -130,16 +134,6 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
-impl RouteSpec for Route {
-    fn method(&self) -> &'static str {
-        self.method
-    }
-
-    fn template(&self) -> &'static str {
-        self.template
-    }
-}
-
 /// A matched route and the value of its path parameter, if any.
 pub type Matched<'p> = routing::Matched<'p, Route>;
 
@@ -158,6 +152,20 @@ pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Probl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The orders routes count against the rate limit; the catalog and the
+    /// operations routes do not.
+    #[test]
+    fn only_the_orders_routes_are_rate_limited() {
+        for r in ROUTES {
+            assert_eq!(
+                r.rate_limited,
+                r.template.starts_with("/api/orders"),
+                "{}",
+                r.template
+            );
+        }
+    }
 
     #[test]
     fn literal_segments_win_and_wrong_methods_are_405() {

@@ -44,6 +44,25 @@ pub struct RouteFacts<'a> {
     pub reaches_out: bool,
 }
 
+impl<'a> RouteFacts<'a> {
+    /// The facts of a route table's row: a token and a role are needed unless
+    /// the row `is_public`; routes under `/api/` reach a store or a service.
+    pub fn of<I, A>(
+        route: &'a crate::routing::Route<I, A>,
+        is_public: impl Fn(&A) -> bool,
+    ) -> Self {
+        let public = is_public(&route.access);
+        Self {
+            method: route.method,
+            template: route.template,
+            authenticated: !public,
+            role_limited: !public,
+            rate_limited: route.rate_limited,
+            reaches_out: route.template.starts_with("/api/"),
+        }
+    }
+}
+
 /// The statuses a route with these facts can answer, whatever its handler does:
 /// 400 for a malformed path id or body, 401, 403, 413 and 415 for a JSON body,
 /// 429, and 503 or 504 when what it reaches is slow or down.
