@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
@@ -41,14 +41,8 @@ async fn call(
         .request(builder.body(Full::new(bytes)).expect("request"))
         .await
         .expect("response");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    let read = test_support::http::Reply::read(response).await;
+    (read.status, read.json())
 }
 
 /// Order through the gateway -> confirmed, stock decremented, visible only to its owner.

@@ -7,6 +7,8 @@
 //!   it when `REQUIRE_SERVICES=1`; the `TEST_*_URL` lookups.
 //! - [`cleanup`]: finish async clean-up from a `Drop`, also while a failed
 //!   test unwinds.
+//! - [`http`]: [`http::Reply`], a response read whole, with the accessors
+//!   the suites assert on.
 //! - [`postgres`]: a schema of its own per test on `TEST_DATABASE_URL`,
 //!   dropped when the test ends.
 //! - [`redis`]: the Redis on `TEST_REDIS_URL` when it answers.
@@ -20,6 +22,7 @@
 //! configuration); only the generic part lives here.
 
 pub mod cleanup;
+pub mod http;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;

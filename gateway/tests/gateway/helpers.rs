@@ -188,36 +188,7 @@ pub async fn spawn_silent() -> Running {
     })
 }
 
-/// A response, fully read.
-#[derive(Debug)]
-pub struct Reply {
-    /// Status code.
-    pub status: u16,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body bytes.
-    pub body: Bytes,
-}
-
-impl Reply {
-    /// The body as JSON (`Null` when not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    /// The problem `code`, if any.
-    pub fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap_or("").to_owned()
-    }
-
-    /// A header as text.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    }
-}
+pub use test_support::http::Reply;
 
 /// Sends `method path` to `addr` with `headers` and `body`.
 pub async fn send(
@@ -239,19 +210,7 @@ pub async fn send(
         .body(Full::new(Bytes::copy_from_slice(body)))
         .expect("request");
     let response = client.request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply::read(response).await
 }
 
 /// `GET path` with an optional bearer token.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use event_bus::InProcessBus;
-use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -35,36 +35,7 @@ pub struct TestApp<S: InventoryStore> {
     relay: Option<EventsRelay>,
 }
 
-/// A response, fully read.
-#[derive(Debug)]
-pub struct Reply {
-    /// Status code.
-    pub status: u16,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body bytes.
-    pub body: Bytes,
-}
-
-impl Reply {
-    /// The body as JSON (`Null` when empty or not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    /// The problem `code`, if the body is a problem.
-    pub fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap_or("").to_owned()
-    }
-
-    /// A header as text.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    }
-}
+pub use test_support::http::Reply;
 
 /// The embedded configuration without rate limiting: every test client
 /// shares 127.0.0.1, and only the rate-limit tests count requests.
@@ -144,19 +115,7 @@ impl<S: InventoryStore> TestApp<S> {
             .body(Full::new(Bytes::copy_from_slice(body)))
             .expect("request");
         let response = self.client.request(request).await.expect("response");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::read(response).await
     }
 
     /// `GET path`.

@@ -348,18 +348,11 @@ impl Orders {
             .body(Full::new(Bytes::from(bytes)))
             .expect("request");
         let response = self.client.request(request).await.expect("response");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let read = test_support::http::Reply::read(response).await;
         Reply {
-            status,
-            json: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            headers,
+            status: read.status,
+            json: read.json(),
+            headers: read.headers,
         }
     }
 
