@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use event_bus::InProcessBus;
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -414,13 +414,8 @@ impl Orders {
             .body(Full::new(Bytes::new()))
             .expect("request");
         let response = self.client.request(request).await.expect("response");
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        String::from_utf8_lossy(&body).into_owned()
+        let read = test_support::http::Reply::read(response).await;
+        String::from_utf8_lossy(&read.body).into_owned()
     }
 
     /// Adds a product to the catalog.
