@@ -129,6 +129,18 @@ pub fn missing_statuses(doc: &Value, routes: &[RouteFacts<'_>]) -> Vec<String> {
     out
 }
 
+/// The problem codes the document names: the snake_case words of its
+/// `Problem` schema's `code` description (where each document lists them).
+pub fn documented_codes(doc: &Value) -> BTreeSet<String> {
+    doc.pointer("/components/schemas/Problem/properties/code/description")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Validates `instance` against `schema` (a schema of the document, usually a
 /// `$ref`) made strict: every object schema that lists properties and says
 /// nothing of others refuses others. Returns the validator's findings.
