@@ -33,6 +33,21 @@ pub async fn bind_ephemeral() -> (TcpListener, SocketAddr) {
     bind(EPHEMERAL).await
 }
 
+/// An address on which nothing listens: connections to it are refused. The
+/// port stays bound (a socket that never listens, kept open until the test
+/// process ends), so no other test's ephemeral bind can take it meanwhile.
+///
+/// # Panics
+/// When no port is free.
+pub fn dead_addr() -> SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(EPHEMERAL).expect("bind");
+    let addr = socket.local_addr().expect("local addr");
+    // Kept for the process's life on purpose: closing it would free the port.
+    std::mem::forget(socket);
+    addr
+}
+
 /// Resolves when the server should stop: [`Running`] was told to stop or
 /// was dropped. Pass it as the shutdown future of a server's `run`/`serve`.
 #[derive(Debug)]

@@ -167,11 +167,9 @@ pub async fn spawn_recorder() -> Recorder {
     }
 }
 
-/// An address where nothing listens (bound, then released).
+/// An address where nothing listens (connections are refused).
 pub async fn dead_addr() -> SocketAddr {
-    let (listener, addr) = bind_ephemeral().await;
-    drop(listener);
-    addr
+    test_support::server::dead_addr()
 }
 
 /// A server that accepts connections and never answers.
