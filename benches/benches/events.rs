@@ -63,10 +63,10 @@ fn store() -> Arc<MemoryStore> {
     for n in 0..PRODUCTS {
         let create = Command::CreateItem {
             product_id: product(n),
-            quantity: StockLevel::new(STOCK_MAX as i64 / 2).expect("valid stock"),
+            quantity: StockLevel::new(STOCK_MAX / 2).expect("valid stock"),
             actor: Actor::system(),
         };
-        store.execute_sync(&create, &meta()).expect("create");
+        store.execute_sync(create, &meta()).expect("create");
     }
     store.drain(usize::MAX);
     store
@@ -80,7 +80,7 @@ fn adjust(store: &MemoryStore, n: u64) {
         actor: Actor::system(),
         key: None,
     };
-    store.execute_sync(&command, &meta()).expect("adjust");
+    store.execute_sync(command, &meta()).expect("adjust");
 }
 
 /// One reserve and its release; returns the time of the reserve alone.
@@ -94,10 +94,10 @@ fn reserve_release(store: &MemoryStore, n: u64) -> Duration {
     let order = OrderId::from_uuid(Uuid::from_u128(u128::from(n) << 64 | 2));
     let reserve = Command::Reserve(Reserve::single(order, line, Ttl::default()));
     let started = Instant::now();
-    store.execute_sync(&reserve, &meta()).expect("reserve");
+    store.execute_sync(reserve, &meta()).expect("reserve");
     let took = started.elapsed();
     store
-        .execute_sync(&Command::Release { reservation_id }, &meta())
+        .execute_sync(Command::Release { reservation_id }, &meta())
         .expect("release");
     took
 }

@@ -67,10 +67,10 @@ fn store_with(products: u64) -> MemoryStore {
     for n in 0..products {
         let create = Command::CreateItem {
             product_id: product(n),
-            quantity: StockLevel::new(STOCK_MAX as i64).expect("valid stock"),
+            quantity: StockLevel::new(STOCK_MAX).expect("valid stock"),
             actor: Actor::system(),
         };
-        store.execute_sync(&create, &meta()).expect("create");
+        store.execute_sync(create, &meta()).expect("create");
     }
     store.drain(usize::MAX);
     store
@@ -96,14 +96,14 @@ fn reserve_command(product_id: ProductId, thread: u64, n: u64) -> (Command, Rese
 
 fn reserve_one(store: &MemoryStore, product_id: ProductId, thread: u64, n: u64) -> ReservationId {
     let (command, reservation_id) = reserve_command(product_id, thread, n);
-    black_box(store.execute_sync(&command, &meta()).expect("reserve"));
+    black_box(store.execute_sync(command, &meta()).expect("reserve"));
     reservation_id
 }
 
 fn reserve_and_confirm(store: &MemoryStore, product_id: ProductId, thread: u64, n: u64) {
     let reservation_id = reserve_one(store, product_id, thread, n);
     let confirm = Command::Confirm { reservation_id };
-    black_box(store.execute_sync(&confirm, &meta()).expect("confirm"));
+    black_box(store.execute_sync(confirm, &meta()).expect("confirm"));
 }
 
 /// Drains the outbox of a store whose sample is over (not timed).
@@ -182,7 +182,7 @@ fn single_thread(group: &mut BenchmarkGroup<'_, WallTime>) {
                 let reserve = Reserve::new(order, lines, Ttl::default()).expect("valid lines");
                 black_box(
                     store
-                        .execute_sync(&Command::Reserve(reserve), &meta())
+                        .execute_sync(Command::Reserve(reserve), &meta())
                         .expect("reserve"),
                 );
                 maintain(&store, n, Regime::Retaining);
@@ -351,10 +351,10 @@ fn batch_against_loop(group: &mut BenchmarkGroup<'_, WallTime>) {
                             .collect();
                         let start = Instant::now();
                         if batched {
-                            black_box(store.execute_batch_sync(&commands).expect("batch"));
+                            black_box(store.execute_batch_sync(commands).expect("batch"));
                         } else {
-                            for (command, meta) in &commands {
-                                black_box(store.execute_sync(command, meta).expect("reserve"));
+                            for (command, meta) in commands {
+                                black_box(store.execute_sync(command, &meta).expect("reserve"));
                             }
                         }
                         elapsed += start.elapsed();

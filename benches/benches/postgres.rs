@@ -73,7 +73,7 @@ const WARM_UP_TIME: Duration = Duration::from_millis(500);
 const MEASUREMENT_TIME: Duration = Duration::from_millis(1_500);
 
 /// Units per reserve.
-const UNITS: i64 = 1;
+const UNITS: u64 = 1;
 
 fn meta() -> Meta {
     // Far from any hold's end: nothing expires during the bench.
@@ -181,7 +181,7 @@ async fn baseline_op(
          updated_at_ms = $3 WHERE product_id = $1 AND quantity - reserved >= $2",
     )
     .bind(product_id.as_uuid())
-    .bind(UNITS)
+    .bind(UNITS as i64)
     .bind(now)
     .execute(&mut *tx)
     .await?;
@@ -196,7 +196,7 @@ async fn baseline_op(
     .bind(id)
     .bind(Uuid::new_v4())
     .bind(product_id.as_uuid())
-    .bind(UNITS)
+    .bind(UNITS as i64)
     .bind(now + 900_000)
     .bind(now)
     .execute(&mut *tx)
@@ -353,7 +353,7 @@ async fn create_products(store: &PgStore) -> Products {
         let product_id = ProductId::from_uuid(Uuid::new_v4());
         let create = Command::CreateItem {
             product_id,
-            quantity: StockLevel::new(STOCK_MAX as i64).expect("valid stock"),
+            quantity: StockLevel::new(STOCK_MAX).expect("valid stock"),
             actor: Actor::system(),
         };
         store.execute(create, &meta()).await.expect("create item");

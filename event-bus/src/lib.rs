@@ -58,7 +58,7 @@
 //! let meta = Meta { now: Timestamp::from_millis(0), correlation_id: Some("req-1".into()) };
 //! let product_id = ProductId::from_uuid(uuid::Uuid::new_v4());
 //! let create = Command::CreateItem { product_id, quantity: StockLevel::new(5).unwrap(), actor: Actor::system() };
-//! store.execute_sync(&create, &meta).unwrap();
+//! store.execute_sync(create, &meta).unwrap();
 //!
 //! let envelope = events.recv().await.unwrap();
 //! assert_eq!(envelope.event_type, "inventory.stock.adjusted");

@@ -20,11 +20,11 @@ use inventory_memory::MemoryStore;
 use uuid::Uuid;
 
 /// Units on sale.
-const STOCK_UNITS: i64 = 5;
+const STOCK_UNITS: u64 = 5;
 /// Buyers racing for them, one thread each.
 const BUYERS: usize = 64;
 /// How long a buyer may hold a unit before paying.
-const HOLD_SECS: i64 = 30;
+const HOLD_SECS: u64 = 30;
 
 fn now() -> Timestamp {
     Timestamp::from(SystemTime::now())
@@ -35,7 +35,7 @@ fn main() -> Result<(), Error> {
     let product = ProductId::from_uuid(Uuid::new_v4());
     let start = Meta::at(now());
     store.execute_sync(
-        &Command::CreateItem {
+        Command::CreateItem {
             product_id: product,
             quantity: StockLevel::new(STOCK_UNITS)?,
             actor: Actor::new("warehouse")?,
@@ -64,7 +64,7 @@ fn main() -> Result<(), Error> {
                 let order = OrderId::from_uuid(Uuid::new_v4());
                 let ttl = Ttl::from_secs(HOLD_SECS).expect("valid hold");
                 match store
-                    .execute_sync(&Command::Reserve(Reserve::single(order, line, ttl)), &start)
+                    .execute_sync(Command::Reserve(Reserve::single(order, line, ttl)), &start)
                 {
                     Ok(Outcome::Reserved { reservations, .. }) => {
                         held.lock()
@@ -95,13 +95,13 @@ fn main() -> Result<(), Error> {
     // The first three pay; the others walk away and their holds run out.
     for reservation_id in &held[..3] {
         store.execute_sync(
-            &Command::Confirm {
+            Command::Confirm {
                 reservation_id: *reservation_id,
             },
             &start,
         )?;
     }
-    let later = Meta::at(start.now.plus_ms(HOLD_SECS as u64 * 1000));
+    let later = Meta::at(start.now.plus_ms(HOLD_SECS * 1000));
     let expired = store.expire_due_sync(&later, inventory_core::EXPIRE_BATCH_MAX);
     let item = store.item_sync(product).expect("the item exists");
     println!(

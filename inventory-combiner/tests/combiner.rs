@@ -122,7 +122,7 @@ impl BatchObserver for Seen {
 /// A product with `stock` units, and a combiner whose first batch on it
 /// stays in flight (holding the product) until the gate opens.
 async fn held_product(
-    stock: i64,
+    stock: u64,
     config: CombinerConfig,
 ) -> (
     Arc<Gated>,

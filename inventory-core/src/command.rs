@@ -107,6 +107,7 @@ impl Reserve {
 /// A change to the inventory. Each runs atomically: it happens entirely or not at
 /// all (except that overdue reservations met on the way may be expired).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Command {
     /// Create the item of a product with an initial quantity on hand.
     CreateItem {
@@ -204,6 +205,7 @@ impl Command {
 
 /// What a successful command returns, read after the change.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The item was created.
     Created(InventoryItem),

@@ -10,6 +10,7 @@ use crate::value::{Reason, Timestamp};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum EventPayload {
     /// Units were put on hold for an order.
     Reserved {

@@ -68,6 +68,31 @@ id_type!(
     OrderId
 );
 
+/// The namespace of [`ReservationId::for_line`]'s name-based ids.
+const LINE_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_4f0e_8a3b_4d52_9e07_2b5c_a1d3_f640);
+
+impl ReservationId {
+    /// The id of an order's reservation of one product, derived from the two
+    /// (a name-based UUID, version 5): the same order and product always give
+    /// the same id, so a caller that lost an answer can ask again without
+    /// having kept the id it chose. [`crate::InventoryStoreExt::reserve`]
+    /// uses it.
+    ///
+    /// ```
+    /// use inventory_core::{OrderId, ProductId, ReservationId, Uuid};
+    ///
+    /// let (order, product) = (OrderId::from(Uuid::from_u128(1)), ProductId::from(Uuid::from_u128(2)));
+    /// assert_eq!(ReservationId::for_line(order, product), ReservationId::for_line(order, product));
+    /// assert_ne!(ReservationId::for_line(order, product), ReservationId::for_line(order, ProductId::from(Uuid::from_u128(3))));
+    /// ```
+    pub fn for_line(order_id: OrderId, product_id: ProductId) -> Self {
+        let mut name = [0_u8; 32];
+        name[..16].copy_from_slice(order_id.as_uuid().as_bytes());
+        name[16..].copy_from_slice(product_id.as_uuid().as_bytes());
+        Self(Uuid::new_v5(&LINE_NAMESPACE, &name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,10 +48,12 @@ pub mod command;
 pub mod decide;
 pub mod error;
 pub mod event;
+pub mod ext;
 pub mod ids;
 pub mod item;
 pub mod port;
 pub mod reservation;
+pub mod shared;
 pub mod snapshot;
 pub mod value;
 pub mod workspace;
@@ -65,6 +67,7 @@ pub use command::{
 pub use decide::decide;
 pub use error::Error;
 pub use event::{Event, EventPayload, OutboxEntry};
+pub use ext::InventoryStoreExt;
 pub use ids::{OrderId, ProductId, ReservationId};
 pub use item::{Adjustment, InventoryItem};
 pub use port::{
@@ -72,6 +75,7 @@ pub use port::{
     AVAILABILITY_BATCH_MAX, BATCH_MAX, OUTBOX_BATCH_MAX,
 };
 pub use reservation::{Reservation, ReservationStatus};
+pub use shared::{BoxFuture, DynInventoryStore, DynOutbox, SharedOutbox, SharedStore};
 pub use snapshot::{Changes, Snapshot};
 pub use value::{
     Actor, AdjustmentKey, Quantity, Reason, StockDelta, StockLevel, Timestamp, Ttl, Version,
@@ -79,3 +83,7 @@ pub use value::{
     RESERVATION_TTL_DEFAULT_MS, RESERVATION_TTL_MAX_MS, RESERVATION_TTL_MIN_MS, STOCK_MAX,
 };
 pub use workspace::Workspace;
+
+/// The `uuid` crate the ids wrap, so callers need no dependency of their own
+/// to make or read one.
+pub use uuid::{self, Uuid};

@@ -111,12 +111,9 @@ impl Reservation {
         created_at: Timestamp,
         updated_at: Timestamp,
     ) -> Result<Self, Error> {
-        let quantity = i64::try_from(quantity)
-            .ok()
-            .and_then(|q| Quantity::new(q).ok())
-            .ok_or_else(|| Error::Storage {
-                reason: format!("corrupt reservation {id}: quantity {quantity}"),
-            })?;
+        let quantity = Quantity::new(quantity).map_err(|_| Error::Storage {
+            reason: format!("corrupt reservation {id}: quantity {quantity}"),
+        })?;
         Ok(Self {
             id,
             product_id,

@@ -94,14 +94,25 @@ pub struct Quantity(u64);
 impl Quantity {
     /// Validates a requested quantity.
     ///
+    /// ```
+    /// use inventory_core::{Quantity, QUANTITY_MAX};
+    ///
+    /// assert_eq!(Quantity::new(3)?.get(), 3);
+    /// assert!(Quantity::new(0).is_err());
+    /// assert!(Quantity::new(QUANTITY_MAX + 1).is_err());
+    /// // Signed input (a parsed request) goes through `try_from`:
+    /// assert!(Quantity::try_from(-1_i64).is_err());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// [`Error::InvalidQuantity`] when `value` is zero, negative or above
+    /// [`Error::InvalidQuantity`] when `value` is zero or above
     /// [`QUANTITY_MAX`].
-    pub fn new(value: i64) -> Result<Self, Error> {
-        match u64::try_from(value) {
-            Ok(v @ 1..=QUANTITY_MAX) => Ok(Self(v)),
+    pub fn new(value: u64) -> Result<Self, Error> {
+        match value {
+            1..=QUANTITY_MAX => Ok(Self(value)),
             _ => Err(Error::InvalidQuantity {
-                value,
+                value: saturating_i64(value),
                 min: 1,
                 max: QUANTITY_MAX,
             }),
@@ -116,9 +127,21 @@ impl Quantity {
 
 impl TryFrom<i64> for Quantity {
     type Error = Error;
+    /// Validates a signed count (as parsed from a request): negative is refused
+    /// like zero.
     fn try_from(value: i64) -> Result<Self, Error> {
-        Self::new(value)
+        let invalid = Error::InvalidQuantity {
+            value,
+            min: 1,
+            max: QUANTITY_MAX,
+        };
+        u64::try_from(value).map_or(Err(invalid), Self::new)
     }
+}
+
+/// A count beyond `i64` as the signed value an error reports.
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl fmt::Display for Quantity {
@@ -136,13 +159,22 @@ pub struct StockLevel(u64);
 impl StockLevel {
     /// Validates a stock level.
     ///
+    /// ```
+    /// use inventory_core::{StockLevel, STOCK_MAX};
+    ///
+    /// assert_eq!(StockLevel::new(0)?.get(), 0);
+    /// assert!(StockLevel::new(STOCK_MAX + 1).is_err());
+    /// assert!(StockLevel::try_from(-5_i64).is_err());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// [`Error::InvalidQuantity`] when `value` is negative or above [`STOCK_MAX`].
-    pub fn new(value: i64) -> Result<Self, Error> {
-        match u64::try_from(value) {
-            Ok(v @ 0..=STOCK_MAX) => Ok(Self(v)),
+    /// [`Error::InvalidQuantity`] when `value` is above [`STOCK_MAX`].
+    pub fn new(value: u64) -> Result<Self, Error> {
+        match value {
+            0..=STOCK_MAX => Ok(Self(value)),
             _ => Err(Error::InvalidQuantity {
-                value,
+                value: saturating_i64(value),
                 min: 0,
                 max: STOCK_MAX,
             }),
@@ -211,11 +243,18 @@ impl Ttl {
 
     /// Validates a hold duration given in seconds.
     ///
+    /// ```
+    /// use inventory_core::Ttl;
+    ///
+    /// assert_eq!(Ttl::from_secs(60)?.as_millis(), 60_000);
+    /// assert!(Ttl::from_secs(0).is_err());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `ttl` when out of bounds.
-    pub fn from_secs(secs: i64) -> Result<Self, Error> {
-        let ms = u64::try_from(secs).ok().and_then(|s| s.checked_mul(1000));
-        Self::from_millis(ms.unwrap_or(u64::MAX))
+    pub fn from_secs(secs: u64) -> Result<Self, Error> {
+        Self::from_millis(secs.checked_mul(1000).unwrap_or(u64::MAX))
     }
 
     /// The duration in milliseconds.
@@ -280,7 +319,14 @@ macro_rules! conversions {
     };
 }
 
-conversions!(StockLevel, i64, u64, StockLevel::new);
+conversions!(StockLevel, i64, u64, |v: i64| {
+    let invalid = Error::InvalidQuantity {
+        value: v,
+        min: 0,
+        max: STOCK_MAX,
+    };
+    u64::try_from(v).map_or(Err(invalid), StockLevel::new)
+});
 conversions!(StockDelta, i64, i64, StockDelta::new);
 conversions!(Reason, String, String, |v: String| Reason::new(&v));
 conversions!(Actor, String, String, |v: String| Actor::new(&v));
@@ -412,13 +458,16 @@ mod tests {
     #[test]
     fn quantity_accepts_its_bounds_and_nothing_else() {
         assert_eq!(Quantity::new(1).unwrap().get(), 1);
-        assert_eq!(
-            Quantity::new(QUANTITY_MAX as i64).unwrap().get(),
-            QUANTITY_MAX
-        );
-        for bad in [0, -1, i64::MIN, QUANTITY_MAX as i64 + 1, i64::MAX] {
+        assert_eq!(Quantity::new(QUANTITY_MAX).unwrap().get(), QUANTITY_MAX);
+        for bad in [0, QUANTITY_MAX + 1, u64::MAX] {
             assert!(
                 matches!(Quantity::new(bad), Err(Error::InvalidQuantity { .. })),
+                "{bad}"
+            );
+        }
+        for bad in [0, -1, i64::MIN, QUANTITY_MAX as i64 + 1, i64::MAX] {
+            assert!(
+                matches!(Quantity::try_from(bad), Err(Error::InvalidQuantity { value, .. }) if value == bad),
                 "{bad}"
             );
         }
@@ -427,8 +476,9 @@ mod tests {
     #[test]
     fn stock_level_allows_zero_but_not_negative() {
         assert_eq!(StockLevel::new(0).unwrap().get(), 0);
-        assert!(StockLevel::new(-1).is_err());
-        assert!(StockLevel::new(STOCK_MAX as i64 + 1).is_err());
+        assert!(StockLevel::try_from(-1_i64).is_err());
+        assert!(StockLevel::new(STOCK_MAX + 1).is_err());
+        assert!(StockLevel::try_from(STOCK_MAX as i64 + 1).is_err());
     }
 
     #[test]
@@ -442,8 +492,7 @@ mod tests {
     #[test]
     fn ttl_bounds() {
         assert!(Ttl::from_secs(0).is_err());
-        assert!(Ttl::from_secs(-1).is_err());
-        assert!(Ttl::from_secs(i64::MAX).is_err());
+        assert!(Ttl::from_secs(u64::MAX).is_err());
         assert_eq!(Ttl::from_secs(1).unwrap().as_millis(), 1000);
         assert_eq!(
             Ttl::from_secs(86_400).unwrap().as_millis(),

@@ -41,10 +41,10 @@ fn run(pairs: u64, steady: bool) -> Result<(Duration, Option<Duration>), Error> 
     let product_id = ProductId::from_uuid(Uuid::new_v4());
     let create = Command::CreateItem {
         product_id,
-        quantity: StockLevel::new(STOCK_MAX as i64)?,
+        quantity: StockLevel::new(STOCK_MAX)?,
         actor: Actor::system(),
     };
-    store.execute_sync(&create, &meta)?;
+    store.execute_sync(create, &meta)?;
     let (wall, cpu) = (Instant::now(), thread_cpu_time());
     for n in 0..pairs {
         let reservation_id = ReservationId::from_uuid(Uuid::from_u128(1 << 64 | u128::from(n)));
@@ -55,8 +55,8 @@ fn run(pairs: u64, steady: bool) -> Result<(Duration, Option<Duration>), Error> 
         };
         let order = OrderId::from_uuid(Uuid::from_u128(2 << 64 | u128::from(n)));
         let reserve = Command::Reserve(Reserve::single(order, line, Ttl::default()));
-        black_box(store.execute_sync(&reserve, &meta)?);
-        black_box(store.execute_sync(&Command::Confirm { reservation_id }, &meta)?);
+        black_box(store.execute_sync(reserve, &meta)?);
+        black_box(store.execute_sync(Command::Confirm { reservation_id }, &meta)?);
         if n % MAINTENANCE_EVERY == MAINTENANCE_EVERY - 1 {
             while !store.drain(usize::MAX).is_empty() {}
             if steady {

@@ -58,7 +58,7 @@
 //! let product = ProductId::from_uuid(Uuid::new_v4());
 //!
 //! store.execute_sync(
-//!     &Command::CreateItem {
+//!     Command::CreateItem {
 //!         product_id: product,
 //!         quantity: StockLevel::new(10)?,
 //!         actor: Actor::system(),
@@ -70,10 +70,10 @@
 //! let reservation_id = ReservationId::from_uuid(Uuid::new_v4());
 //! let line = ReserveLine { product_id: product, quantity: Quantity::new(3)?, reservation_id };
 //! let order = OrderId::from_uuid(Uuid::new_v4());
-//! store.execute_sync(&Command::Reserve(Reserve::single(order, line, Ttl::default())), &meta)?;
+//! store.execute_sync(Command::Reserve(Reserve::single(order, line, Ttl::default())), &meta)?;
 //! assert_eq!(store.item_sync(product).unwrap().available(), 7);
 //!
-//! store.execute_sync(&Command::Confirm { reservation_id }, &meta)?;
+//! store.execute_sync(Command::Confirm { reservation_id }, &meta)?;
 //! let item = store.item_sync(product).unwrap();
 //! assert_eq!((item.quantity(), item.reserved()), (7, 0));
 //!

@@ -162,9 +162,7 @@ impl Workspace for Locked<'_, '_, '_> {
                     .expect("a finished reservation is stored and locked");
                 self.cells[cell].finished(slot);
             }
-            EventPayload::Reserved { .. }
-            | EventPayload::Adjusted { .. }
-            | EventPayload::Depleted { .. } => {}
+            _ => {}
         }
         self.events.push(event);
     }

@@ -10,11 +10,11 @@ use crate::MemoryStore;
 
 impl InventoryStore for MemoryStore {
     async fn execute(&self, command: Command, meta: &Meta) -> Result<Outcome, Error> {
-        self.execute_sync(&command, meta)
+        self.execute_sync(command, meta)
     }
 
     async fn execute_batch(&self, batch: Vec<(Command, Meta)>) -> Result<BatchResults, Error> {
-        self.execute_batch_sync(&batch)
+        self.execute_batch_sync(batch)
     }
 
     async fn item(&self, product_id: ProductId) -> Result<Option<InventoryItem>, Error> {

@@ -124,7 +124,11 @@ impl MemoryStore {
     /// The business errors of [`Error`]. [`Error::InvalidInput`] on field
     /// `reservation_id` when a reserve names an id another reservation has, and
     /// [`Error::Contention`] when another reserve with that id is in flight.
-    pub fn execute_sync(&self, command: &Command, meta: &Meta) -> Result<Outcome, Error> {
+    pub fn execute_sync(&self, command: Command, meta: &Meta) -> Result<Outcome, Error> {
+        self.execute_ref(&command, meta)
+    }
+
+    fn execute_ref(&self, command: &Command, meta: &Meta) -> Result<Outcome, Error> {
         match command {
             Command::CreateItem { product_id, .. } => {
                 // Made (empty) under the map's entry lock, so two creates of one
@@ -139,23 +143,29 @@ impl MemoryStore {
                 self.run(&mut guards, command, meta, None).0
             }
             Command::Reserve(reserve) => self.reserve(reserve, command, meta),
-            Command::Confirm { reservation_id }
-            | Command::Release { reservation_id }
-            | Command::Expire { reservation_id } => {
-                let place = self.index.place(*reservation_id);
-                let cell = place.and_then(|place| self.cell(place.product));
-                let known = place.map(|place| (*reservation_id, place));
-                match cell {
-                    Some(cell) => self.run(&mut [cell.lock()], command, meta, known).0,
-                    None => self.run(&mut [], command, meta, None).0,
+            // Every other command is routed by what core says it names: a
+            // reservation (whose product the index knows) or products.
+            _ => match command.reservation_id() {
+                Some(reservation_id) => {
+                    let place = self.index.place(reservation_id);
+                    let cell = place.and_then(|place| self.cell(place.product));
+                    let known = place.map(|place| (reservation_id, place));
+                    match cell {
+                        Some(cell) => self.run(&mut [cell.lock()], command, meta, known).0,
+                        None => self.run(&mut [], command, meta, None).0,
+                    }
                 }
-            }
-            Command::Adjust { product_id, .. } | Command::SetQuantity { product_id, .. } => {
-                match self.cell(*product_id) {
-                    Some(cell) => self.run(&mut [cell.lock()], command, meta, None).0,
-                    None => self.run(&mut [], command, meta, None).0,
+                None => {
+                    // In product order, as every lock of this store is taken.
+                    let cells: Vec<Cell> = command
+                        .products()
+                        .into_iter()
+                        .filter_map(|product| self.cell(product))
+                        .collect();
+                    let mut guards: Vec<Guard<'_>> = cells.iter().map(|cell| cell.lock()).collect();
+                    self.run(&mut guards, command, meta, None).0
                 }
-            }
+            },
         }
     }
 
@@ -170,13 +180,13 @@ impl MemoryStore {
     /// [`Error::InvalidInput`] on field `batch` for more than
     /// [`inventory_core::BATCH_MAX`] commands. Each command's own answer is
     /// as [`MemoryStore::execute_sync`] gives it.
-    pub fn execute_batch_sync(&self, batch: &[(Command, Meta)]) -> Result<BatchResults, Error> {
-        check_batch(batch)?;
-        if let [(command, meta)] = batch {
-            return Ok(vec![self.execute_sync(command, meta)]);
+    pub fn execute_batch_sync(&self, batch: Vec<(Command, Meta)>) -> Result<BatchResults, Error> {
+        check_batch(&batch)?;
+        if let [(command, meta)] = batch.as_slice() {
+            return Ok(vec![self.execute_ref(command, meta)]);
         }
         let cells: Vec<Cell> = self
-            .batch_products(batch)
+            .batch_products(&batch)
             .into_iter()
             .filter_map(|product| self.cell(product))
             .collect();
@@ -205,21 +215,19 @@ impl MemoryStore {
                 Command::Reserve(reserve) => {
                     products.extend(reserve.lines().iter().map(|l| l.product_id));
                 }
-                Command::Confirm { reservation_id }
-                | Command::Release { reservation_id }
-                | Command::Expire { reservation_id } => {
-                    let product = self.index.place(*reservation_id).map(|p| p.product);
-                    let product = product.or_else(|| {
-                        made_here
-                            .get_or_insert_with(|| reserved_in(batch))
-                            .get(reservation_id)
-                            .copied()
-                    });
-                    products.extend(product);
-                }
-                Command::Adjust { product_id, .. } | Command::SetQuantity { product_id, .. } => {
-                    products.push(*product_id);
-                }
+                _ => match command.reservation_id() {
+                    Some(reservation_id) => {
+                        let product = self.index.place(reservation_id).map(|p| p.product);
+                        let product = product.or_else(|| {
+                            made_here
+                                .get_or_insert_with(|| reserved_in(batch))
+                                .get(&reservation_id)
+                                .copied()
+                        });
+                        products.extend(product);
+                    }
+                    None => products.extend(command.products()),
+                },
             }
         }
         products.sort_unstable();
@@ -245,14 +253,13 @@ impl MemoryStore {
                 }
                 self.reserve_locked(cells, reserve, claimed, command, meta)
             }
-            Command::Confirm { reservation_id }
-            | Command::Release { reservation_id }
-            | Command::Expire { reservation_id } => {
-                let known = self.index.place(*reservation_id);
-                let known = known.map(|place| (*reservation_id, place));
+            _ => {
+                let known = command.reservation_id().and_then(|reservation_id| {
+                    let place = self.index.place(reservation_id)?;
+                    Some((reservation_id, place))
+                });
                 self.run(cells, command, meta, known).0
             }
-            _ => self.run(cells, command, meta, None).0,
         }
     }
 

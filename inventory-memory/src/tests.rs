@@ -27,16 +27,16 @@ fn product(n: u128) -> ProductId {
     ProductId::from_uuid(id(0xA000 + n))
 }
 
-fn create(store: &MemoryStore, p: ProductId, quantity: i64) {
+fn create(store: &MemoryStore, p: ProductId, quantity: u64) {
     let command = Command::CreateItem {
         product_id: p,
         quantity: StockLevel::new(quantity).unwrap(),
         actor: Actor::system(),
     };
-    store.execute_sync(&command, &at(0)).unwrap();
+    store.execute_sync(command, &at(0)).unwrap();
 }
 
-fn line(p: ProductId, quantity: i64, reservation: u128) -> ReserveLine {
+fn line(p: ProductId, quantity: u64, reservation: u128) -> ReserveLine {
     ReserveLine {
         product_id: p,
         quantity: Quantity::new(quantity).unwrap(),
@@ -57,8 +57,8 @@ fn opposite_line_orders_do_not_deadlock() {
     const ROUNDS: u128 = 2_000;
     let store = Arc::new(MemoryStore::new());
     let (a, b) = (product(1), product(2));
-    create(&store, a, ROUNDS as i64);
-    create(&store, b, ROUNDS as i64);
+    create(&store, a, ROUNDS as u64);
+    create(&store, b, ROUNDS as u64);
     let barrier = Arc::new(Barrier::new(2));
     let threads: Vec<_> = [false, true]
         .into_iter()
@@ -74,7 +74,7 @@ fn opposite_line_orders_do_not_deadlock() {
                         lines.reverse();
                     }
                     store
-                        .execute_sync(&reserve(base, lines, 60_000), &at(1))
+                        .execute_sync(reserve(base, lines, 60_000), &at(1))
                         .unwrap();
                 }
             })
@@ -99,10 +99,10 @@ fn reservation_ids_are_claimed_once() {
     create(&store, a, 5);
     create(&store, b, 5);
     store
-        .execute_sync(&reserve(1, vec![line(a, 1, 77)], 60_000), &at(1))
+        .execute_sync(reserve(1, vec![line(a, 1, 77)], 60_000), &at(1))
         .unwrap();
 
-    let other_product = store.execute_sync(&reserve(2, vec![line(b, 1, 77)], 60_000), &at(1));
+    let other_product = store.execute_sync(reserve(2, vec![line(b, 1, 77)], 60_000), &at(1));
     assert!(
         matches!(
             other_product,
@@ -113,7 +113,7 @@ fn reservation_ids_are_claimed_once() {
         ),
         "{other_product:?}"
     );
-    let other_order = store.execute_sync(&reserve(3, vec![line(a, 1, 77)], 60_000), &at(1));
+    let other_order = store.execute_sync(reserve(3, vec![line(a, 1, 77)], 60_000), &at(1));
     assert!(
         matches!(other_order, Err(Error::InvalidInput { .. })),
         "{other_order:?}"
@@ -122,7 +122,7 @@ fn reservation_ids_are_claimed_once() {
     assert_eq!(store.item_sync(a).unwrap().reserved(), 1);
 
     // The same order repeating its line with the same id is an idempotent repeat.
-    let repeat = store.execute_sync(&reserve(1, vec![line(a, 1, 77)], 60_000), &at(2));
+    let repeat = store.execute_sync(reserve(1, vec![line(a, 1, 77)], 60_000), &at(2));
     assert!(
         matches!(repeat, Ok(Outcome::Reserved { created: false, .. })),
         "{repeat:?}"
@@ -130,16 +130,16 @@ fn reservation_ids_are_claimed_once() {
 
     // A reserve that fails (unknown product, short stock) keeps no claim.
     let failed = store.execute_sync(
-        &reserve(4, vec![line(a, 1, 90), line(product(9), 1, 91)], 60_000),
+        reserve(4, vec![line(a, 1, 90), line(product(9), 1, 91)], 60_000),
         &at(2),
     );
     assert!(matches!(failed, Err(Error::ProductNotFound { .. })));
-    let short = store.execute_sync(&reserve(5, vec![line(b, 6, 92)], 60_000), &at(2));
+    let short = store.execute_sync(reserve(5, vec![line(b, 6, 92)], 60_000), &at(2));
     assert!(matches!(short, Err(Error::InsufficientStock { .. })));
     store.assert_consistent();
     // ... so those ids are free for a later reserve.
     store
-        .execute_sync(&reserve(6, vec![line(b, 1, 90)], 60_000), &at(3))
+        .execute_sync(reserve(6, vec![line(b, 1, 90)], 60_000), &at(3))
         .unwrap();
     store.assert_consistent();
 }
@@ -158,7 +158,7 @@ fn outbox_is_in_sequence_order_and_marks_exactly() {
                 for n in 0..20 {
                     let base = (t + 1) << 32 | n;
                     store
-                        .execute_sync(&reserve(base, vec![line(p, 1, base)], 60_000), &at(1))
+                        .execute_sync(reserve(base, vec![line(p, 1, base)], 60_000), &at(1))
                         .unwrap();
                 }
             })
@@ -222,9 +222,9 @@ fn correlation_id_is_copied_onto_events() {
         quantity: StockLevel::new(1).unwrap(),
         actor: Actor::system(),
     };
-    store.execute_sync(&create, &meta).unwrap();
+    store.execute_sync(create, &meta).unwrap();
     store
-        .execute_sync(&reserve(1, vec![line(product(1), 1, 5)], 60_000), &meta)
+        .execute_sync(reserve(1, vec![line(product(1), 1, 5)], 60_000), &meta)
         .unwrap();
     let events = store.drain(10);
     assert_eq!(events.len(), 3); // adjusted, reserved, depleted
@@ -245,11 +245,11 @@ fn expire_due_works_in_bounded_batches() {
         // Later reservations expire later.
         let ttl = 1_000 + n as u64;
         store
-            .execute_sync(&reserve(n, vec![line(a, 1, 10_000 + n)], ttl), &at(0))
+            .execute_sync(reserve(n, vec![line(a, 1, 10_000 + n)], ttl), &at(0))
             .unwrap();
     }
     store
-        .execute_sync(&reserve(9_999, vec![line(b, 1, 1)], 1_000), &at(0))
+        .execute_sync(reserve(9_999, vec![line(b, 1, 1)], 1_000), &at(0))
         .unwrap();
     assert_eq!(store.expire_due_sync(&at(999), 100), 0, "nothing due yet");
 
@@ -289,7 +289,7 @@ fn expire_due_takes_the_earliest_first() {
     create(&store, a, 10);
     for (n, ttl) in [(1_u128, 5_000_u64), (2, 2_000), (3, 3_000)] {
         store
-            .execute_sync(&reserve(n, vec![line(a, 1, n)], ttl), &at(0))
+            .execute_sync(reserve(n, vec![line(a, 1, n)], ttl), &at(0))
             .unwrap();
     }
     assert_eq!(store.expire_due_sync(&at(10_000), 2), 2);
@@ -313,13 +313,13 @@ fn purge_drops_only_old_finished_reservations() {
     create(&store, a, 10);
     for n in 1..=4_u128 {
         store
-            .execute_sync(&reserve(n, vec![line(a, 1, n)], 60_000), &at(0))
+            .execute_sync(reserve(n, vec![line(a, 1, n)], 60_000), &at(0))
             .unwrap();
     }
     let rid = |n: u128| ReservationId::from_uuid(id(n));
     store
         .execute_sync(
-            &Command::Confirm {
+            Command::Confirm {
                 reservation_id: rid(1),
             },
             &at(10),
@@ -327,7 +327,7 @@ fn purge_drops_only_old_finished_reservations() {
         .unwrap();
     store
         .execute_sync(
-            &Command::Release {
+            Command::Release {
                 reservation_id: rid(2),
             },
             &at(20),
@@ -335,7 +335,7 @@ fn purge_drops_only_old_finished_reservations() {
         .unwrap();
     store
         .execute_sync(
-            &Command::Release {
+            Command::Release {
                 reservation_id: rid(3),
             },
             &at(500),
@@ -364,18 +364,18 @@ fn purge_drops_only_old_finished_reservations() {
 
     // A purged reservation is unknown; its slot is reused by the next one.
     let again = store.execute_sync(
-        &Command::Confirm {
+        Command::Confirm {
             reservation_id: rid(1),
         },
         &at(600),
     );
     assert!(matches!(again, Err(Error::ReservationNotFound { .. })));
     store
-        .execute_sync(&reserve(8, vec![line(a, 1, 8)], 60_000), &at(600))
+        .execute_sync(reserve(8, vec![line(a, 1, 8)], 60_000), &at(600))
         .unwrap();
     store
         .execute_sync(
-            &Command::Confirm {
+            Command::Confirm {
                 reservation_id: rid(8),
             },
             &at(700),
@@ -406,7 +406,7 @@ fn concurrent_creates_make_one_item() {
                         quantity: StockLevel::new(3).unwrap(),
                         actor: Actor::system(),
                     };
-                    store.execute_sync(&create, &at(0))
+                    store.execute_sync(create, &at(0))
                 })
             })
             .collect::<Vec<_>>()

@@ -22,7 +22,7 @@ use uuid::Uuid;
 const THREADS: usize = 100;
 const OPS_PER_THREAD: usize = 300;
 const PRODUCTS: usize = 5;
-const INITIAL_STOCK: i64 = 60;
+const INITIAL_STOCK: u64 = 60;
 const T0: i64 = 1_700_000_000_000;
 
 fn product(i: usize) -> ProductId {
@@ -73,7 +73,7 @@ fn worker(store: &MemoryStore, clock: &AtomicI64, seen: &Seen, thread: usize) {
                         .iter()
                         .map(|(k, q, id)| ReserveLine {
                             product_id: product(*k),
-                            quantity: Quantity::new(*q as i64).unwrap(),
+                            quantity: Quantity::new(*q as u64).unwrap(),
                             reservation_id: *id,
                         })
                         .collect(),
@@ -81,7 +81,7 @@ fn worker(store: &MemoryStore, clock: &AtomicI64, seen: &Seen, thread: usize) {
                 )
                 .unwrap();
                 store
-                    .execute_sync(&Command::Reserve(reserve), &meta)
+                    .execute_sync(Command::Reserve(reserve), &meta)
                     .map(|_| {
                         mine.extend(lines.iter().map(|(k, q, id)| (*id, *k, *q as u64)));
                     })
@@ -89,7 +89,7 @@ fn worker(store: &MemoryStore, clock: &AtomicI64, seen: &Seen, thread: usize) {
             9..=12 if !mine.is_empty() => {
                 let (id, k, q) = mine.swap_remove(rng.random_range(0..mine.len()));
                 let confirm = Command::Confirm { reservation_id: id };
-                store.execute_sync(&confirm, &meta).map(|outcome| {
+                store.execute_sync(confirm, &meta).map(|outcome| {
                     if matches!(outcome, Outcome::Reservation { changed: true, .. }) {
                         seen.sold[k].fetch_add(q, Ordering::Relaxed);
                         finished.push((id, ReservationStatus::Confirmed));
@@ -100,14 +100,14 @@ fn worker(store: &MemoryStore, clock: &AtomicI64, seen: &Seen, thread: usize) {
                 let (id, _, _) = mine.swap_remove(rng.random_range(0..mine.len()));
                 if rng.random_bool(0.5) {
                     let release = Command::Release { reservation_id: id };
-                    store.execute_sync(&release, &meta).map(|outcome| {
+                    store.execute_sync(release, &meta).map(|outcome| {
                         if matches!(outcome, Outcome::Reservation { changed: true, .. }) {
                             finished.push((id, ReservationStatus::Released));
                         }
                     })
                 } else {
                     let expire = Command::Expire { reservation_id: id };
-                    store.execute_sync(&expire, &meta).map(drop)
+                    store.execute_sync(expire, &meta).map(drop)
                 }
             }
             15..=16 => {
@@ -124,7 +124,7 @@ fn worker(store: &MemoryStore, clock: &AtomicI64, seen: &Seen, thread: usize) {
                     actor: Actor::system(),
                     key: None,
                 };
-                store.execute_sync(&adjust, &meta).map(|_| {
+                store.execute_sync(adjust, &meta).map(|_| {
                     seen.added[k].fetch_add(delta, Ordering::Relaxed);
                     seen.stocked[k].fetch_add(delta.max(0), Ordering::Relaxed);
                 })
@@ -138,7 +138,7 @@ fn worker(store: &MemoryStore, clock: &AtomicI64, seen: &Seen, thread: usize) {
                 } else {
                     Command::Release { reservation_id: id }
                 };
-                let outcome = store.execute_sync(&repeat, &meta);
+                let outcome = store.execute_sync(repeat, &meta);
                 match outcome {
                     Ok(Outcome::Reservation {
                         reservation,
@@ -195,7 +195,7 @@ fn hundred_threads_random_mix_keeps_every_invariant() {
             actor: Actor::system(),
         };
         store
-            .execute_sync(&create, &Meta::at(Timestamp::from_millis(T0)))
+            .execute_sync(create, &Meta::at(Timestamp::from_millis(T0)))
             .unwrap();
     }
     let clock = Arc::new(AtomicI64::new(T0));
@@ -271,8 +271,11 @@ fn hundred_threads_random_mix_keeps_every_invariant() {
             .sum();
         assert_eq!(confirmed, sold, "every sale counted once");
         assert_eq!(*confirmed_events, sold, "one confirmed event per sale");
-        assert_eq!(item.quantity() as i64, INITIAL_STOCK + added - sold as i64);
-        let ever_stocked = INITIAL_STOCK + seen.stocked[k].load(Ordering::Relaxed);
+        assert_eq!(
+            item.quantity() as i64,
+            INITIAL_STOCK as i64 + added - sold as i64
+        );
+        let ever_stocked = INITIAL_STOCK as i64 + seen.stocked[k].load(Ordering::Relaxed);
         assert!(
             sold as i64 <= ever_stocked,
             "no oversell: sold {sold} of {ever_stocked}"

@@ -383,6 +383,7 @@ fn result_of(outcome: Result<Outcome, Error>) -> Step {
             changed,
         }) => Step::Reservation(reservation.id(), reservation.status(), changed),
         Ok(Outcome::Item { item, changed }) => Step::Item(item.quantity(), changed),
+        Ok(other) => panic!("an outcome the model does not know: {other:?}"),
         Err(e) => Step::Err(e),
     }
 }
@@ -422,7 +423,10 @@ impl Run {
     }
 
     fn exec(&self, command: &Command) -> Step {
-        result_of(self.store.execute_sync(command, &Meta::at(self.now)))
+        result_of(
+            self.store
+                .execute_sync(command.clone(), &Meta::at(self.now)),
+        )
     }
 
     fn step(&mut self, op: &Op) {
@@ -434,7 +438,7 @@ impl Run {
                 let p = product_id(*product);
                 let command = Command::CreateItem {
                     product_id: p,
-                    quantity: StockLevel::new(*quantity).unwrap(),
+                    quantity: StockLevel::try_from(*quantity).unwrap(),
                     actor: Actor::system(),
                 };
                 (self.exec(&command), self.model.create(p, *quantity as u64))
@@ -448,13 +452,16 @@ impl Run {
                     .iter()
                     .map(|(p, q)| ReserveLine {
                         product_id: product_id(*p),
-                        quantity: Quantity::new(*q).unwrap(),
+                        quantity: Quantity::try_from(*q).unwrap(),
                         reservation_id: self.fresh(),
                     })
                     .collect();
-                let reserve =
-                    Reserve::new(order_id(*order), lines, Ttl::from_secs(*ttl_secs).unwrap())
-                        .unwrap();
+                let reserve = Reserve::new(
+                    order_id(*order),
+                    lines,
+                    Ttl::from_secs(*ttl_secs as u64).unwrap(),
+                )
+                .unwrap();
                 let got = self.exec(&Command::Reserve(reserve.clone()));
                 let want = self.model.reserve(&reserve, now);
                 if let Step::Reserved(ids, true) = &want {
@@ -509,7 +516,7 @@ impl Run {
                 let expected = if *stale { current + 1 } else { current };
                 let command = Command::SetQuantity {
                     product_id: p,
-                    quantity: StockLevel::new(*quantity).unwrap(),
+                    quantity: StockLevel::try_from(*quantity).unwrap(),
                     expected_version: Version::new(expected),
                     reason: Reason::new("recount").unwrap(),
                     actor: Actor::system(),

@@ -6,10 +6,10 @@ use inventory_core::{
     OutboxEntry, ProductId, Reason, Reservation, ReservationId, ReservationStatus, Timestamp,
     Version,
 };
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-use uuid::Uuid;
 
 /// Columns of `inventory_items`, in the order [`item`] reads them.
 pub(crate) const ITEM_COLUMNS: &str =
@@ -125,178 +125,31 @@ pub(crate) fn outbox_entry(row: &PgRow) -> Result<OutboxEntry, Error> {
 /// The JSON stored in `outbox.payload`: the payload's fields and a `kind` tag,
 /// the shape inventory-core's serde feature gives it.
 pub(crate) fn payload_to_json(payload: &EventPayload) -> Value {
-    match payload {
-        EventPayload::Reserved {
-            reservation_id,
-            order_id,
-            product_id,
-            quantity,
-            expires_at,
-        } => json!({
-            "kind": "reserved",
-            "reservation_id": reservation_id.to_string(),
-            "order_id": order_id.to_string(),
-            "product_id": product_id.to_string(),
-            "quantity": quantity,
-            "expires_at": expires_at.as_millis(),
-        }),
-        EventPayload::Confirmed {
-            reservation_id,
-            order_id,
-            product_id,
-            quantity,
-        } => settled(
-            "confirmed",
-            *reservation_id,
-            *order_id,
-            *product_id,
-            *quantity,
-        ),
-        EventPayload::Released {
-            reservation_id,
-            order_id,
-            product_id,
-            quantity,
-        } => settled(
-            "released",
-            *reservation_id,
-            *order_id,
-            *product_id,
-            *quantity,
-        ),
-        EventPayload::Expired {
-            reservation_id,
-            order_id,
-            product_id,
-            quantity,
-        } => settled(
-            "expired",
-            *reservation_id,
-            *order_id,
-            *product_id,
-            *quantity,
-        ),
-        EventPayload::Adjusted {
-            product_id,
-            delta,
-            quantity_after,
-            reason,
-        } => json!({
-            "kind": "adjusted",
-            "product_id": product_id.to_string(),
-            "delta": delta,
-            "quantity_after": quantity_after,
-            "reason": reason.as_str(),
-        }),
-        EventPayload::Depleted { product_id } => json!({
-            "kind": "depleted",
-            "product_id": product_id.to_string(),
-        }),
-    }
+    serde_json::to_value(payload).expect("an event payload is plain data and always serializes")
 }
 
-fn settled(
-    kind: &str,
-    reservation_id: ReservationId,
-    order_id: OrderId,
-    product_id: ProductId,
-    quantity: u64,
-) -> Value {
-    json!({
-        "kind": kind,
-        "reservation_id": reservation_id.to_string(),
-        "order_id": order_id.to_string(),
-        "product_id": product_id.to_string(),
-        "quantity": quantity,
-    })
-}
-
-/// Reads back what [`payload_to_json`] wrote.
+/// Reads back what [`payload_to_json`] wrote, checking it is of the type the
+/// row's `event_type` column names.
 pub(crate) fn payload_from_json(event_type: &str, v: &Value) -> Result<EventPayload, Error> {
-    let uuid = |field: &str| -> Result<Uuid, Error> {
-        v.get(field)
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or_else(|| corrupt("event payload", format!("{event_type}: field {field}")))
-    };
-    let u64_of = |field: &str| -> Result<u64, Error> {
-        v.get(field)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| corrupt("event payload", format!("{event_type}: field {field}")))
-    };
-    let i64_of = |field: &str| -> Result<i64, Error> {
-        v.get(field)
-            .and_then(Value::as_i64)
-            .ok_or_else(|| corrupt("event payload", format!("{event_type}: field {field}")))
-    };
-    let product_id = ProductId::from_uuid(uuid("product_id")?);
-    let settled = || -> Result<(ReservationId, OrderId, u64), Error> {
-        Ok((
-            ReservationId::from_uuid(uuid("reservation_id")?),
-            OrderId::from_uuid(uuid("order_id")?),
-            u64_of("quantity")?,
-        ))
-    };
-    Ok(match event_type {
-        "inventory.stock.reserved" => {
-            let (reservation_id, order_id, quantity) = settled()?;
-            EventPayload::Reserved {
-                reservation_id,
-                order_id,
-                product_id,
-                quantity,
-                expires_at: Timestamp::from_millis(i64_of("expires_at")?),
-            }
-        }
-        "inventory.stock.confirmed" => {
-            let (reservation_id, order_id, quantity) = settled()?;
-            EventPayload::Confirmed {
-                reservation_id,
-                order_id,
-                product_id,
-                quantity,
-            }
-        }
-        "inventory.stock.released" => {
-            let (reservation_id, order_id, quantity) = settled()?;
-            EventPayload::Released {
-                reservation_id,
-                order_id,
-                product_id,
-                quantity,
-            }
-        }
-        "inventory.stock.expired" => {
-            let (reservation_id, order_id, quantity) = settled()?;
-            EventPayload::Expired {
-                reservation_id,
-                order_id,
-                product_id,
-                quantity,
-            }
-        }
-        "inventory.stock.adjusted" => {
-            let reason = v.get("reason").and_then(Value::as_str).unwrap_or_default();
-            EventPayload::Adjusted {
-                product_id,
-                delta: i64_of("delta")?,
-                quantity_after: u64_of("quantity_after")?,
-                reason: Reason::new(reason).map_err(|e| corrupt("event payload", e))?,
-            }
-        }
-        "inventory.stock.depleted" => EventPayload::Depleted { product_id },
-        other => {
-            return Err(corrupt(
-                "outbox entry",
-                format!("unknown event type {other:?}"),
-            ))
-        }
-    })
+    let payload = EventPayload::deserialize(v)
+        .map_err(|e| corrupt("event payload", format!("{event_type}: {e}")))?;
+    if payload.event_type() != event_type {
+        return Err(corrupt(
+            "outbox entry",
+            format!(
+                "event type {event_type:?} holds a {:?} payload",
+                payload.event_type()
+            ),
+        ));
+    }
+    Ok(payload)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use uuid::Uuid;
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)

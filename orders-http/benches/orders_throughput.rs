@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 const SECRET: &str = "orders-bench-shared-secret-0123456789abcdef";
 const PRODUCTS: usize = 20;
-const STOCK_PER_PRODUCT: i64 = 10_000_000;
+const STOCK_PER_PRODUCT: u64 = 10_000_000;
 /// Longest the bench waits for the sagas after the last order, in seconds.
 const DRAIN_WAIT_SECS: u64 = 120;
 

@@ -16,10 +16,10 @@ use uuid::Uuid;
 use crate::history::Request;
 
 /// Shortest hold asked, in seconds.
-pub const TTL_SECS_MIN: i64 = 1;
+pub const TTL_SECS_MIN: u64 = 1;
 
 /// Longest hold asked, in seconds.
-pub const TTL_SECS_MAX: i64 = 15;
+pub const TTL_SECS_MAX: u64 = 15;
 
 /// Most commands in one simulated batch.
 pub const BATCH_COMMANDS_MAX: usize = 3;

@@ -229,9 +229,7 @@ fn steps_of(
                 answer: item_answer(result)?,
             },
         )]),
-        Command::CreateItem { .. } | Command::Expire { .. } => {
-            Err("the simulation does not send this command".into())
-        }
+        _ => Err("the simulation does not send this command".into()),
     }
 }
 

@@ -185,7 +185,7 @@ async fn create_products<S: InventoryStore>(
         let quantity = rng.random_range(0..=shape.stock_max);
         let create = Command::CreateItem {
             product_id,
-            quantity: StockLevel::new(quantity as i64).expect("small"),
+            quantity: StockLevel::new(quantity).expect("small"),
             actor: Actor::system(),
         };
         store.execute(create, &at(T0_MS)).await?;

@@ -42,7 +42,7 @@ async fn broker_closing_every_connection_loses_nothing() {
     let products: Vec<ProductId> = (0..PRODUCTS).map(|_| ProductId::from_uuid(id())).collect();
     for product in &products {
         store
-            .execute_sync(&create(*product, 1), &meta(0, "setup"))
+            .execute_sync(create(*product, 1), &meta(0, "setup"))
             .expect("create");
     }
     store.drain(usize::MAX);
@@ -78,10 +78,7 @@ async fn broker_closing_every_connection_loses_nothing() {
         for n in from..to {
             let request = format!("req-{n}");
             store
-                .execute_sync(
-                    &adjust(products[n % PRODUCTS], 1),
-                    &meta(n as i64, &request),
-                )
+                .execute_sync(adjust(products[n % PRODUCTS], 1), &meta(n as i64, &request))
                 .expect("adjust");
         }
     };

@@ -21,11 +21,11 @@ async fn relay_backs_off_and_keeps_every_event_while_the_broker_is_down() {
     let store = Arc::new(MemoryStore::new());
     let product = ProductId::from_uuid(id());
     store
-        .execute_sync(&create(product, 1), &meta(0, "r"))
+        .execute_sync(create(product, 1), &meta(0, "r"))
         .expect("create");
     for n in 1..5 {
         store
-            .execute_sync(&adjust(product, 1), &meta(n, "r"))
+            .execute_sync(adjust(product, 1), &meta(n, "r"))
             .expect("adjust");
     }
     let publisher = RabbitPublisher::new(RabbitConfig {

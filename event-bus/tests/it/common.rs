@@ -55,7 +55,7 @@ pub(crate) fn meta(ms: i64, request_id: &str) -> Meta {
 }
 
 /// Create an item.
-pub(crate) fn create(product_id: ProductId, quantity: i64) -> Command {
+pub(crate) fn create(product_id: ProductId, quantity: u64) -> Command {
     Command::CreateItem {
         product_id,
         quantity: StockLevel::new(quantity).expect("valid stock"),
@@ -66,7 +66,7 @@ pub(crate) fn create(product_id: ProductId, quantity: i64) -> Command {
 /// Reserve one line; returns the command and the reservation id.
 pub(crate) fn reserve(
     product_id: ProductId,
-    quantity: i64,
+    quantity: u64,
     ttl_ms: u64,
 ) -> (Command, ReservationId) {
     let reservation_id = ReservationId::from_uuid(id());

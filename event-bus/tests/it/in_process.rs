@@ -33,14 +33,14 @@ async fn subscriber_receives_the_same_envelopes() {
     let store = Arc::new(MemoryStore::new());
     let product = ProductId::from_uuid(id());
     store
-        .execute_sync(&create(product, 5), &meta(0, "req-1"))
+        .execute_sync(create(product, 5), &meta(0, "req-1"))
         .expect("create");
     let (command, reservation_id) = reserve(product, 2, 60_000);
     store
-        .execute_sync(&command, &meta(1, "req-2"))
+        .execute_sync(command, &meta(1, "req-2"))
         .expect("reserve");
     store
-        .execute_sync(&Command::Confirm { reservation_id }, &meta(2, "req-3"))
+        .execute_sync(Command::Confirm { reservation_id }, &meta(2, "req-3"))
         .expect("confirm");
     let expected: Vec<Envelope> = store
         .unpublished_sync(100)
@@ -105,11 +105,11 @@ async fn wiring_without_a_broker_uses_the_in_process_bus() {
 
     let product = ProductId::from_uuid(id());
     store
-        .execute_sync(&create(product, 2), &meta(0, "req-1"))
+        .execute_sync(create(product, 2), &meta(0, "req-1"))
         .expect("create");
     let (command, _) = reserve(product, 2, 60_000);
     store
-        .execute_sync(&command, &meta(1, "req-2"))
+        .execute_sync(command, &meta(1, "req-2"))
         .expect("reserve");
 
     assert!(recorder.wait_applied(3, ARRIVAL_TIMEOUT).await);

@@ -31,7 +31,7 @@ async fn scripted_run_produces_exactly_the_expected_events() {
     // Arrange: the script, each step with its own request id.
     let run = |command: Command, ms: i64, request: &str| {
         store
-            .execute_sync(&command, &meta(ms, request))
+            .execute_sync(command, &meta(ms, request))
             .expect("scripted step succeeds");
     };
     run(create(product, 10), 0, "req-create");

@@ -414,7 +414,7 @@ pub(super) async fn overlapping_orders_in_one_batch<S: InventoryStore>(store: &S
         create(store, 4).await,
     );
     let orders: Vec<OrderId> = (0..5).map(|_| new_order()).collect();
-    let wanted: [&[(ProductId, i64)]; 5] = [
+    let wanted: [&[(ProductId, u64)]; 5] = [
         &[(a, 2), (b, 1)],
         &[(b, 1), (c, 2)],
         &[(c, 1), (a, 2), (b, 2)],

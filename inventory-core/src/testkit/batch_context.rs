@@ -119,7 +119,7 @@ const OVERDUE_HOLDS: usize = LAZY_EXPIRY_MAX + 6;
 /// the rest it needs, as it would alone.
 pub(super) async fn lazy_expiry_bound_is_per_command<S: InventoryStore>(store: &S) {
     // Arrange
-    let p = create(store, OVERDUE_HOLDS as i64).await;
+    let p = create(store, OVERDUE_HOLDS as u64).await;
     for _ in 0..OVERDUE_HOLDS {
         let hold = store
             .execute(reserve_one(new_order(), p, 1, 5), &at(0))
@@ -128,7 +128,7 @@ pub(super) async fn lazy_expiry_bound_is_per_command<S: InventoryStore>(store: &
     }
     let batch = vec![
         (
-            reserve_one(new_order(), p, LAZY_EXPIRY_MAX as i64, 60),
+            reserve_one(new_order(), p, LAZY_EXPIRY_MAX as u64, 60),
             at(10),
         ),
         (reserve_one(new_order(), p, 1, 60), at(10)),
@@ -240,7 +240,7 @@ pub(super) async fn each_command_has_its_own_correlation_id<S: InventoryStore + 
 pub(super) async fn empty_and_oversized_batches<S: InventoryStore + Outbox>(store: &S) {
     // Arrange
     let max = BATCH_MAX as u64;
-    let p = create(store, BATCH_MAX as i64).await;
+    let p = create(store, BATCH_MAX as u64).await;
     let buyers = |n: usize| -> Vec<(Command, Meta)> {
         (0..n)
             .map(|_| (reserve_one(new_order(), p, 1, 60), at(1)))

@@ -68,7 +68,7 @@ pub(super) async fn race_for_last_unit<H: Harness>(harness: &H) {
 }
 
 const MIX_PRODUCTS: usize = 5;
-const MIX_STOCK: i64 = 40;
+const MIX_STOCK: u64 = 40;
 
 /// Many tasks run random reserve / confirm / release / expire mixes over a few
 /// products; afterwards every item is consistent and the units sold plus the
@@ -102,8 +102,8 @@ pub(super) async fn random_mix_keeps_invariants<H: Harness>(harness: &H) {
                     let result = match rng.below(10) {
                         0..=4 => {
                             let k = rng.below(MIX_PRODUCTS as u64) as usize;
-                            let q = 1 + rng.below(3) as i64;
-                            let ttl = 1 + rng.below(20) as i64;
+                            let q = 1 + rng.below(3);
+                            let ttl = 1 + rng.below(20);
                             let cmd = reserve_one(new_order(), products[k], q, ttl);
                             store.execute(cmd, &meta).await.map(|o| {
                                 if let Outcome::Reserved { reservations, .. } = o {
@@ -155,11 +155,7 @@ pub(super) async fn random_mix_keeps_invariants<H: Harness>(harness: &H) {
         assert_item_consistent(&*store, *p).await;
         let it = item(&*store, *p).await;
         let sold = sold[k].load(Ordering::Relaxed);
-        assert_eq!(
-            it.quantity() + sold,
-            MIX_STOCK as u64,
-            "sold units counted once"
-        );
+        assert_eq!(it.quantity() + sold, MIX_STOCK, "sold units counted once");
         let confirmed: u64 = store
             .reservations_of_product(*p)
             .await
@@ -180,7 +176,7 @@ const SWEEP_BATCH: usize = 25;
 /// expired exactly once and all stock comes back.
 pub(super) async fn concurrent_sweepers_expire_once<H: Harness>(harness: &H) {
     let store = Arc::new(harness.store().await);
-    let p = create(&*store, SWEEP_RESERVATIONS as i64).await;
+    let p = create(&*store, SWEEP_RESERVATIONS as u64).await;
     for _ in 0..SWEEP_RESERVATIONS {
         store
             .execute(reserve_one(new_order(), p, 1, 5), &at(0))
@@ -279,7 +275,7 @@ const COMMANDS_PER_BATCH: usize = 5;
 /// Products every batch draws its lines from.
 const SHARED_PRODUCTS: usize = 4;
 /// Units of each product: fewer than the tasks ask for, so reserves fail too.
-const SHARED_STOCK: i64 = 30;
+const SHARED_STOCK: u64 = 30;
 
 /// What each command of a task's batch was, to read its answer.
 enum Sent {
@@ -384,7 +380,7 @@ pub(super) async fn concurrent_batches_keep_invariants<H: Harness>(harness: &H) 
         assert_eq!(it.reserved(), held, "held units counted once");
         assert_eq!(
             it.quantity() + sold,
-            SHARED_STOCK as u64,
+            SHARED_STOCK,
             "sold units counted once"
         );
     }
@@ -423,7 +419,7 @@ fn plan_batch(
         let lines: Vec<(usize, u64)> = order.iter().map(|k| (*k, 1 + rng.below(3))).collect();
         let wanted: Vec<_> = lines
             .iter()
-            .map(|(k, q)| (products[*k], *q as i64))
+            .map(|(k, q)| (products[*k], *q as u64))
             .collect();
         batch.push((reserve_many(new_order(), &wanted, 600), meta.clone()));
         sent.push(Sent::Reserve(lines));

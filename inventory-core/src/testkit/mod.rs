@@ -188,7 +188,7 @@ pub fn at(secs: i64) -> Meta {
 }
 
 /// Creates an item with `quantity` on hand at `T0`.
-pub async fn create<S: InventoryStore>(store: &S, quantity: i64) -> ProductId {
+pub async fn create<S: InventoryStore>(store: &S, quantity: u64) -> ProductId {
     let product_id = new_product();
     let command = Command::CreateItem {
         product_id,
@@ -203,8 +203,8 @@ pub async fn create<S: InventoryStore>(store: &S, quantity: i64) -> ProductId {
 pub fn reserve_one(
     order_id: OrderId,
     product_id: ProductId,
-    quantity: i64,
-    ttl_secs: i64,
+    quantity: u64,
+    ttl_secs: u64,
 ) -> Command {
     let line = ReserveLine {
         product_id,
@@ -219,7 +219,7 @@ pub fn reserve_one(
 }
 
 /// A reserve command for several lines.
-pub fn reserve_many(order_id: OrderId, lines: &[(ProductId, i64)], ttl_secs: i64) -> Command {
+pub fn reserve_many(order_id: OrderId, lines: &[(ProductId, u64)], ttl_secs: u64) -> Command {
     let lines = lines
         .iter()
         .map(|(product_id, q)| ReserveLine {

@@ -23,16 +23,16 @@ pub enum Op {
         /// Product index.
         product: u8,
         /// Units on hand.
-        quantity: i64,
+        quantity: u64,
     },
     /// Reserve lines for order `order` (products distinct).
     Reserve {
         /// Order index.
         order: u8,
         /// (product index, quantity) pairs.
-        lines: Vec<(u8, i64)>,
+        lines: Vec<(u8, u64)>,
         /// Hold in seconds.
-        ttl_secs: i64,
+        ttl_secs: u64,
     },
     /// Confirm the `pick`-th reservation created so far (modulo their count).
     Confirm {
@@ -61,7 +61,7 @@ pub enum Op {
         /// Product index.
         product: u8,
         /// New units on hand.
-        quantity: i64,
+        quantity: u64,
         /// Use a stale expected version.
         stale: bool,
     },
@@ -101,7 +101,7 @@ pub fn random_ops(seed: u64, len: usize) -> Vec<Op> {
     let mut ops: Vec<Op> = (0..MODEL_PRODUCTS)
         .map(|product| Op::Create {
             product,
-            quantity: rng.below(8) as i64,
+            quantity: rng.below(8),
         })
         .collect();
     while ops.len() < len {
@@ -111,12 +111,12 @@ pub fn random_ops(seed: u64, len: usize) -> Vec<Op> {
                 let n = 1 + rng.below(3) as u8;
                 let first = rng.below(u64::from(MODEL_PRODUCTS)) as u8;
                 let lines = (0..n)
-                    .map(|i| ((first + i) % MODEL_PRODUCTS, 1 + rng.below(3) as i64))
+                    .map(|i| ((first + i) % MODEL_PRODUCTS, 1 + rng.below(3)))
                     .collect();
                 Op::Reserve {
                     order: rng.below(u64::from(MODEL_ORDERS)) as u8,
                     lines,
-                    ttl_secs: 1 + rng.below(30) as i64,
+                    ttl_secs: 1 + rng.below(30),
                 }
             }
             7..=9 => Op::Confirm {
@@ -133,7 +133,7 @@ pub fn random_ops(seed: u64, len: usize) -> Vec<Op> {
             },
             15 => Op::Set {
                 product,
-                quantity: rng.below(10) as i64,
+                quantity: rng.below(10),
                 stale: rng.below(3) == 0,
             },
             16 => Op::Create {

@@ -515,7 +515,7 @@ pub(super) async fn adjust_never_below_reserved<S: InventoryStore>(store: &S) {
 
 pub(super) async fn set_quantity_checks_version<S: InventoryStore>(store: &S) {
     let p = create(store, 10).await;
-    let set = |quantity: i64, version: u64| Command::SetQuantity {
+    let set = |quantity: u64, version: u64| Command::SetQuantity {
         product_id: p,
         quantity: StockLevel::new(quantity).unwrap(),
         expected_version: Version::new(version),

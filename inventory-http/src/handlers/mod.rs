@@ -34,7 +34,8 @@ fn parse_id<T: FromStr>(text: &str, field: &str) -> Result<T, Problem> {
 
 fn ttl(seconds: Option<i64>) -> Result<Ttl, Problem> {
     seconds.map_or(Ok(Ttl::default()), |s| {
-        Ttl::from_secs(s).map_err(|e| problem(&e))
+        // A negative hold is out of range like a zero one.
+        Ttl::from_secs(u64::try_from(s).unwrap_or(0)).map_err(|e| problem(&e))
     })
 }
 

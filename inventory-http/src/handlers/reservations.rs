@@ -56,7 +56,7 @@ impl<S: InventoryStore> App<S> {
         let req: ReserveRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         let line = ReserveLine {
             product_id: ProductId::from_uuid(req.product_id),
-            quantity: domain(Quantity::new(req.quantity))?,
+            quantity: domain(Quantity::try_from(req.quantity))?,
             reservation_id: new_reservation_id(),
         };
         let reserve = Reserve::single(
@@ -98,7 +98,7 @@ impl<S: InventoryStore> App<S> {
         for l in &req.lines {
             lines.push(ReserveLine {
                 product_id: ProductId::from_uuid(l.product_id),
-                quantity: domain(Quantity::new(l.quantity))?,
+                quantity: domain(Quantity::try_from(l.quantity))?,
                 reservation_id: new_reservation_id(),
             });
         }

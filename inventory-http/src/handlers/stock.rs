@@ -34,7 +34,7 @@ impl<S: InventoryStore> App<S> {
         let product_id = ProductId::from_uuid(req.product_id);
         let command = Command::CreateItem {
             product_id,
-            quantity: domain(StockLevel::new(req.quantity))?,
+            quantity: domain(StockLevel::try_from(req.quantity))?,
             actor: caller.actor.clone(),
         };
         let outcome = domain(self.execute(command, ctx, &[product_id]).await)?;
@@ -63,7 +63,7 @@ impl<S: InventoryStore> App<S> {
         let (parts, body) = request.into_parts();
         let req: SetQuantityRequest = read_json(&parts.headers, body, self.body_bytes_max).await?;
         let reason = req.reason.as_deref().unwrap_or(SET_QUANTITY_REASON_DEFAULT);
-        let quantity = domain(StockLevel::new(req.quantity))?;
+        let quantity = domain(StockLevel::try_from(req.quantity))?;
         let reason = domain(Reason::new(reason))?;
         let mut attempts = 0;
         loop {

@@ -105,7 +105,7 @@ async fn run_mix(concurrency: Concurrency) {
     let store = db.store(POOL_SIZE, options).await;
     let mut products = Vec::new();
     for _ in 0..PRODUCTS {
-        products.push(create(&store, STOCK).await);
+        products.push(create(&store, STOCK as u64).await);
     }
     let mut tasks = JoinSet::new();
     for seed in 0..TASKS {

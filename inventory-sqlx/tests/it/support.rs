@@ -63,7 +63,7 @@ pub(crate) fn at_ms(ms: i64) -> inventory_core::Meta {
 }
 
 /// A create command.
-pub(crate) fn create_cmd(product_id: ProductId, quantity: i64) -> Command {
+pub(crate) fn create_cmd(product_id: ProductId, quantity: u64) -> Command {
     Command::CreateItem {
         product_id,
         quantity: StockLevel::new(quantity).expect("valid stock"),
@@ -72,7 +72,7 @@ pub(crate) fn create_cmd(product_id: ProductId, quantity: i64) -> Command {
 }
 
 /// Creates an item with `quantity` units at `T0`.
-pub(crate) async fn create(store: &PgStore, quantity: i64) -> ProductId {
+pub(crate) async fn create(store: &PgStore, quantity: u64) -> ProductId {
     let product_id = product();
     store
         .execute(create_cmd(product_id, quantity), &at_ms(0))
@@ -85,7 +85,7 @@ pub(crate) async fn create(store: &PgStore, quantity: i64) -> ProductId {
 pub(crate) fn reserve(
     order_id: OrderId,
     product_id: ProductId,
-    quantity: i64,
+    quantity: u64,
     ttl_ms: u64,
 ) -> Command {
     let line = ReserveLine {

@@ -48,7 +48,7 @@ async fn two_sweepers_expire_each_reservation_once() {
     let setup = db.store(8, PgOptions::default()).await;
     let mut products = Vec::new();
     for _ in 0..PRODUCTS {
-        products.push(create(&setup, (RESERVATIONS / PRODUCTS) as i64).await);
+        products.push(create(&setup, (RESERVATIONS / PRODUCTS) as u64).await);
     }
     let mut loads = JoinSet::new();
     for worker in 0..8 {

@@ -36,7 +36,7 @@ impl<S: InventoryStore> Stack<S> {
     }
 
     /// A product with `stock` units in inventory, sold at `price_minor`.
-    pub(crate) async fn product(&self, stock: i64, price_minor: i64) -> Uuid {
+    pub(crate) async fn product(&self, stock: u64, price_minor: i64) -> Uuid {
         let id = Uuid::new_v4();
         self.inventory.stock(id, stock).await;
         self.orders.sell(id, price_minor).await;

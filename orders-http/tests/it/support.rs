@@ -114,7 +114,7 @@ impl<S: InventoryStore> Inventory<S> {
     }
 
     /// Stocks a new product with `quantity` units.
-    pub(crate) async fn stock(&self, product: Uuid, quantity: i64) {
+    pub(crate) async fn stock(&self, product: Uuid, quantity: u64) {
         let create = Command::CreateItem {
             product_id: InvProductId::from_uuid(product),
             quantity: StockLevel::new(quantity).expect("stock"),
@@ -165,7 +165,7 @@ impl<S: InventoryStore> Inventory<S> {
     }
 
     /// Holds `quantity` units for another buyer, directly in the store.
-    pub(crate) async fn hold_directly(&self, product: Uuid, quantity: i64) {
+    pub(crate) async fn hold_directly(&self, product: Uuid, quantity: u64) {
         let line = ReserveLine {
             product_id: InvProductId::from_uuid(product),
             quantity: Quantity::new(quantity).expect("quantity"),
