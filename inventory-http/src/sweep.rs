@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventory_core::{InventoryStore, Meta, Timestamp, EXPIRE_BATCH_MAX};
+use inventory_core::{InventoryStore, Meta, Timestamp};
+use inventory_memory::maintenance::expire_due_batches_of;
 use inventory_memory::PURGE_BATCH_MAX;
 use tokio::sync::watch;
 
@@ -33,16 +34,14 @@ impl<S: InventoryStore> App<S> {
     /// # Errors
     /// The store's error; what earlier batches expired stays expired.
     pub async fn sweep_once(&self) -> Result<usize, inventory_core::Error> {
-        let batch = self.sweep.batch_max.clamp(1, EXPIRE_BATCH_MAX);
-        let mut total = 0;
-        for _ in 0..self.sweep.batches_per_run_max.max(1) {
-            let meta = Meta::at(Timestamp::from_millis(self.clock.now_ms()));
-            let n = self.store.expire_due(&meta, batch).await?;
-            total += n;
-            if n < batch {
-                break;
-            }
-        }
+        let meta = Meta::at(Timestamp::from_millis(self.clock.now_ms()));
+        let total = expire_due_batches_of(
+            &*self.store,
+            &meta,
+            self.sweep.batch_max,
+            self.sweep.batches_per_run_max,
+        )
+        .await?;
         if total > 0 {
             self.metrics.expired(total);
             if let Some(cache) = &self.cache {

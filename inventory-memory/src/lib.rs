@@ -107,6 +107,7 @@
 mod cell;
 mod index;
 mod locked;
+pub mod maintenance;
 mod outbox;
 mod port;
 mod store;
