@@ -4,7 +4,7 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `AMQP_URL` | RabbitMQ URL; unset means the in-process bus | unset |
+//! | `AMQP_URL` | RabbitMQ URL (`amqp://`, or `amqps://` with the servers' TLS settings); unset means the in-process bus | unset |
 //! | `INVENTORY_EVENTS_EXCHANGE` | inventory's topic exchange | `inventory.events` |
 //! | `ORDERS_EVENTS_EXCHANGE` | orders' topic exchange | `orders.events` |
 //! | `ORDERS_INVENTORY_QUEUE` | orders' queue of inventory events | `orders.inventory_events` |
@@ -57,8 +57,8 @@ use crate::handler::Handler;
 use crate::in_process::{InProcessBus, TooManySubscribers};
 use crate::publisher::AnyPublisher;
 use crate::rabbit::{
-    ConsumerConfig, QueueSpec, RabbitConfig, RabbitConsumer, RabbitPublisher, INVENTORY_EXCHANGE,
-    ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
+    AmqpTls, ConsumerConfig, QueueSpec, RabbitConfig, RabbitConsumer, RabbitPublisher,
+    INVENTORY_EXCHANGE, ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
 };
 use crate::relay::{self, Relay, RelayConfig, RelayHealth};
 use crate::source::OutboxSource;
@@ -87,6 +87,9 @@ pub struct EventsConfig {
     pub connection_name: String,
     /// The relay's batches, back-off and retention.
     pub relay: RelayConfig,
+    /// How an `amqps://` URL's broker is checked (none from the
+    /// environment: the servers set their own, see [`AmqpTls`]).
+    pub tls: AmqpTls,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -122,6 +125,7 @@ impl EventsConfig {
             exchange,
             connection_name: "inventory-relay".to_owned(),
             relay: relay_from_env()?,
+            tls: AmqpTls::default(),
         })
     }
 
@@ -137,6 +141,7 @@ impl EventsConfig {
             queues: Vec::new(),
             connection_name: "orders-relay".to_owned(),
             relay: relay_from_env()?,
+            tls: AmqpTls::default(),
         })
     }
 
@@ -154,12 +159,15 @@ impl EventsConfig {
     /// or `bus`.
     pub fn publisher(&self, bus: &InProcessBus) -> AnyPublisher {
         match &self.amqp_url {
-            Some(url) => AnyPublisher::Rabbit(RabbitPublisher::new(RabbitConfig {
-                url: url.clone(),
-                exchange: self.exchange.clone(),
-                queues: self.queues.clone(),
-                connection_name: self.connection_name.clone(),
-            })),
+            Some(url) => AnyPublisher::Rabbit(
+                RabbitPublisher::new(RabbitConfig {
+                    url: url.clone(),
+                    exchange: self.exchange.clone(),
+                    queues: self.queues.clone(),
+                    connection_name: self.connection_name.clone(),
+                })
+                .with_tls(self.tls.clone()),
+            ),
             None => AnyPublisher::InProcess(bus.clone()),
         }
     }
@@ -230,13 +238,41 @@ pub fn spawn_consumer<H: Handler>(
     bus: &InProcessBus,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ConsumerHandle, TooManySubscribers> {
+    spawn_consumer_with_tls(
+        amqp_url,
+        &AmqpTls::default(),
+        queue,
+        name,
+        lanes,
+        handler,
+        bus,
+        shutdown,
+    )
+}
+
+/// [`spawn_consumer`] whose RabbitMQ connection uses `tls` for an
+/// `amqps://` URL.
+///
+/// # Errors
+/// [`TooManySubscribers`] when the in-process bus is full.
+#[allow(clippy::too_many_arguments)] // spawn_consumer's, and the TLS to reach the broker
+pub fn spawn_consumer_with_tls<H: Handler>(
+    amqp_url: Option<&str>,
+    tls: &AmqpTls,
+    queue: QueueSpec,
+    name: &str,
+    lanes: u16,
+    handler: H,
+    bus: &InProcessBus,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ConsumerHandle, TooManySubscribers> {
     match amqp_url {
         Some(url) => {
             let config = ConsumerConfig {
                 lanes,
                 ..ConsumerConfig::new(url, queue, name)
             };
-            let consumer = RabbitConsumer::new(config, handler);
+            let consumer = RabbitConsumer::new(config, handler).with_tls(tls.clone());
             let health = consumer.health();
             Ok(ConsumerHandle {
                 health: Some(health),

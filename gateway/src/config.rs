@@ -9,7 +9,7 @@ use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
-use service_kit::settings::AuthSettings;
+use service_kit::settings::{AuthSettings, TlsSettings};
 use service_kit::ServerLimits;
 
 use crate::rules::{AccessRule, DEFAULT_PUBLIC_ROUTES};
@@ -112,11 +112,14 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = LISTEN_DEFAULT)]
     pub listen: SocketAddr,
 
-    /// Base URL of the orders service (`/api/orders*`, `/api/products*`).
+    /// Base URL of the orders service (`/api/orders*`, `/api/products*`):
+    /// `http://` or `https://` (checked against the system's roots and
+    /// `--tls-ca-file`).
     #[arg(long, env = "ORDERS_URL", default_value = ORDERS_URL_DEFAULT)]
     pub orders_url: String,
 
-    /// Base URL of the inventory service (`/api/inventory*`).
+    /// Base URL of the inventory service (`/api/inventory*`): `http://` or
+    /// `https://`.
     #[arg(long, env = "INVENTORY_URL", default_value = INVENTORY_URL_DEFAULT)]
     pub inventory_url: String,
 
@@ -147,6 +150,11 @@ pub struct Config {
     /// How callers' tokens are verified.
     #[command(flatten)]
     pub auth: AuthSettings,
+
+    /// Which servers the gateway's TLS clients trust (https upstreams,
+    /// `rediss://`, a JWKS URL).
+    #[command(flatten)]
+    pub tls: TlsSettings,
 
     /// Routes anyone may call, as `METHOD /path` (`*` for any method; a
     /// trailing `*` matches the rest of the path, `{name}` one segment).
@@ -224,6 +232,7 @@ impl Config {
             pool_idle_per_upstream_max: POOL_IDLE_PER_UPSTREAM_MAX_DEFAULT,
             pool_idle_timeout_secs: POOL_IDLE_TIMEOUT_SECS_DEFAULT,
             auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
             public_routes: Vec::new(),
             strip_headers: Vec::new(),
             no_identity_headers: false,

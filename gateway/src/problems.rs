@@ -1,6 +1,7 @@
 //! The problems the gateway answers with itself, beyond service-kit's auth
 //! and rate-limit problems: oversized bodies and upstream failures
-//! (unreachable 503, timeout 504, invalid answer 502).
+//! (unreachable 503, timeout 504, invalid answer or untrusted TLS
+//! certificate 502).
 
 use std::time::Duration;
 
@@ -32,6 +33,21 @@ pub(crate) fn upstream_error(
             return too_large(body_limit);
         }
         source = e.source();
+    }
+    if service_guard::tls::is_tls_error(error) {
+        // The upstream answered but is not a server this gateway trusts (a
+        // certificate of an unknown CA, or for another name): a
+        // configuration error, not an outage, so no Retry-After.
+        tracing::error!(upstream = upstream.name(), error = ?error, "upstream tls handshake failed");
+        return Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "Bad gateway",
+            format!(
+                "the {} service's TLS certificate is not trusted",
+                upstream.name()
+            ),
+        );
     }
     if error.is_connect() {
         tracing::warn!(upstream = upstream.name(), error = %error, "upstream unreachable");

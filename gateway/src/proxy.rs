@@ -11,11 +11,12 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
-use service_guard::{authorize, Authenticator, Limiter, Principal, RateDecision};
+use service_guard::{authorize, Authenticator, Limiter, Principal, RateDecision, TlsClient};
 use service_kit::metrics::HttpMetrics;
 use service_kit::request_id::REQUEST_ID_HEADER;
 use service_kit::server::{Handler, RequestContext, ResponseBody};
@@ -39,7 +40,11 @@ pub enum StartError {
     /// The JWT settings are unusable.
     #[error("jwt configuration: {0}")]
     Auth(#[from] service_guard::ConfigError),
-    /// An upstream URL is not `http://host:port` (with an optional trailing `/`).
+    /// The extra CA file is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] service_guard::TlsError),
+    /// An upstream URL is not `http://host:port` or `https://host:port`
+    /// (with an optional trailing `/`).
     #[error("invalid {name} url {url:?}: {reason}")]
     UpstreamUrl {
         /// Which upstream.
@@ -79,15 +84,16 @@ impl UpstreamConfig {
             reason,
         };
         let uri: Uri = url.parse().map_err(|_| err("not a url"))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(err("only http:// upstreams are supported"));
-        }
+        let scheme = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+            _ => return Err(err("only http:// and https:// upstreams are supported")),
+        };
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(err("a base url has no path or query"));
         }
         let authority = uri.authority().cloned().ok_or_else(|| err("no host"))?;
         Ok(Self {
-            scheme: Scheme::HTTP,
+            scheme,
             authority,
             timeout: Duration::from_millis(timeout_ms.max(1)),
         })
@@ -104,7 +110,7 @@ impl UpstreamConfig {
 
 /// The gateway's state, shared by every request.
 pub struct Gateway {
-    client: Client<HttpConnector, GatewayBody>,
+    client: Client<HttpsConnector<HttpConnector>, GatewayBody>,
     orders: UpstreamConfig,
     inventory: UpstreamConfig,
     auth: Authenticator,
@@ -133,11 +139,17 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-async fn limiter(per_minute: u32, redis_url: Option<&String>, prefix: &str) -> Option<Limiter> {
+async fn limiter(
+    per_minute: u32,
+    redis_url: Option<&String>,
+    prefix: &str,
+    tls: &TlsClient,
+) -> Option<Limiter> {
     let config = settings::config(
         per_minute,
         redis_url.map(String::as_str),
         format!("gateway:{prefix}"),
+        tls,
     );
     settings::limiter(config).await
 }
@@ -149,8 +161,9 @@ impl Gateway {
     /// [`StartError`] for unusable keys, URLs or header names, or a keyless
     /// gateway on a non-loopback address.
     pub async fn new(config: &Config) -> Result<Self, StartError> {
+        let tls = config.tls.client()?;
         let auth = match config.auth.config()? {
-            Some(cfg) => Authenticator::new(&cfg)?,
+            Some(cfg) => Authenticator::start(&cfg, &tls).await?,
             None if service_guard::open_allowed(&config.listen) => {
                 tracing::warn!(addr = %config.listen, "no jwt key configured: the gateway runs open (loopback only)");
                 Authenticator::disabled()
@@ -172,7 +185,7 @@ impl Gateway {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(config.pool_idle_timeout_secs))
             .pool_max_idle_per_host(config.pool_idle_per_upstream_max)
-            .build(connector);
+            .build(tls.https_connector(connector));
         let mut registry = Registry::default();
         let metrics = HttpMetrics::register(&mut registry);
         service_kit::metrics::register_key_reloads(&mut registry, auth.clone());
@@ -195,12 +208,14 @@ impl Gateway {
                 config.rate_limit_ip_per_minute,
                 config.redis_url.as_ref(),
                 "ip",
+                &tls,
             )
             .await,
             user_limiter: limiter(
                 config.rate_limit_user_per_minute,
                 config.redis_url.as_ref(),
                 "user",
+                &tls,
             )
             .await,
             body_bytes_max: config.body_bytes_max,
@@ -304,8 +319,9 @@ impl Gateway {
             Target::Proxy { upstream, .. } => {
                 let ip = headers::client_ip(request.headers(), peer.ip(), self.trusted_hops);
                 let ip_decision = check(self.ip_limiter.as_ref(), &format!("ip:{ip}")).await?;
-                let principal =
-                    self.admit(request.method(), request.uri().path(), request.headers())?;
+                let principal = self
+                    .admit(request.method(), request.uri().path(), request.headers())
+                    .await?;
                 let user_decision = match &principal {
                     Some(p) => {
                         check(self.user_limiter.as_ref(), &format!("user:{}", p.subject)).await?
@@ -329,7 +345,7 @@ impl Gateway {
     /// Authenticates and authorizes a request for a proxied route. Returns
     /// the principal to propagate (`None` for an anonymous call of a public
     /// route, or when the gateway runs open).
-    fn admit(
+    async fn admit(
         &self,
         method: &Method,
         path: &str,
@@ -345,6 +361,7 @@ impl Gateway {
         let principal = self
             .auth
             .authenticate(headers)
+            .await
             .map_err(service_kit::guard::auth_problem)?;
         if !public {
             authorize(&principal, rules::required_roles(method, path))
@@ -497,12 +514,19 @@ async fn check(limiter: Option<&Limiter>, key: &str) -> Result<Option<RateDecisi
 mod tests {
     use super::*;
 
-    /// Upstream URLs must be plain http base URLs.
+    /// Upstream URLs must be http or https base URLs.
     #[test]
     fn upstream_urls() {
         assert!(UpstreamConfig::parse("orders", "http://127.0.0.1:3001", 1).is_ok());
         assert!(UpstreamConfig::parse("orders", "http://orders:3001/", 1).is_ok());
-        for bad in ["https://x", "http://x/api", "x", "http://x/?a=1"] {
+        assert!(UpstreamConfig::parse("orders", "https://orders.internal", 1).is_ok());
+        for bad in [
+            "ftp://x",
+            "http://x/api",
+            "x",
+            "http://x/?a=1",
+            "https://x/api",
+        ] {
             assert!(UpstreamConfig::parse("orders", bad, 1).is_err(), "{bad}");
         }
     }

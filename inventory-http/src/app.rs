@@ -51,6 +51,9 @@ pub enum StartError {
     /// The token verification settings are unusable.
     #[error("auth configuration: {0}")]
     Auth(#[from] service_guard::ConfigError),
+    /// The extra CA file is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] service_guard::TlsError),
     /// The listener could not be inspected.
     #[error("listener: {0}")]
     Listener(#[from] std::io::Error),
@@ -96,26 +99,27 @@ impl<S: InventoryStore> App<S> {
     ) -> Result<Self, StartError> {
         let mut registry = Registry::default();
         let metrics = InventoryMetrics::register(&mut registry, config.stock_gauge_products_max);
+        let tls = config.tls.client()?;
         let redis = match &config.redis_url {
             Some(url) => Some(Arc::new(Redis::new(
-                url,
+                tls.redis_client(url)?,
                 Duration::from_millis(config.redis_timeout_ms.max(1)),
-            )?)),
+            ))),
             None => None,
         };
         let cache = redis
             .as_ref()
             .map(|r| AvailabilityCache::new(r.clone(), config.cache_ttl_secs));
         let authenticator = match config.auth.config()? {
-            Some(auth) => Authenticator::new(&auth)?,
+            Some(auth) => Authenticator::start(&auth, &tls).await?,
             None => Authenticator::disabled(),
         };
         service_kit::metrics::register_key_reloads(&mut registry, authenticator.clone());
-        let limiter = settings::limiter(
-            config
-                .rate_limit
-                .config(SERVICE_NAME, config.redis_url.as_deref()),
-        )
+        let limiter = settings::limiter(config.rate_limit.config(
+            SERVICE_NAME,
+            config.redis_url.as_deref(),
+            &tls,
+        ))
         .await;
         let writes = Combiner::new(Arc::clone(&store), config.combiner())
             .with_observer(Arc::new(metrics.batches().clone()));
@@ -207,7 +211,10 @@ impl<S: InventoryStore> App<S> {
         request: Request<B>,
         ctx: &RequestContext,
     ) -> Result<Response<Body>, Problem> {
-        let caller = self.guard.check(request.headers(), matched.route.access)?;
+        let caller = self
+            .guard
+            .check(request.headers(), matched.route.access)
+            .await?;
         let param = matched.param.unwrap_or("");
         match matched.route.id {
             RouteId::Health => Ok(self.health()),

@@ -47,7 +47,7 @@ impl Guard {
     ///
     /// # Errors
     /// 401 (with `WWW-Authenticate`) without a valid token, 403 without the role.
-    pub fn check(&self, headers: &HeaderMap, access: Access) -> Result<Caller, Problem> {
+    pub async fn check(&self, headers: &HeaderMap, access: Access) -> Result<Caller, Problem> {
         let roles = match access {
             Access::Public => return Ok(anonymous()),
             Access::Service => SERVICE_ROLES,
@@ -56,6 +56,7 @@ impl Guard {
         let principal = self
             .authenticator
             .authenticate(headers)
+            .await
             .map_err(auth_problem)?;
         authorize(&principal, roles).map_err(auth_problem)?;
         let actor = Actor::new(&principal.subject).unwrap_or_else(|_| Actor::system());

@@ -43,17 +43,15 @@ impl std::fmt::Debug for Redis {
 }
 
 impl Redis {
-    /// A handle for `url`; connects on first use.
-    ///
-    /// # Errors
-    /// When the URL is malformed.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
+    /// A handle for `client` (`service_guard::TlsClient::redis_client`
+    /// makes one for a `redis://` or `rediss://` URL); connects on first use.
+    pub fn new(client: redis::Client, timeout: Duration) -> Self {
+        Self {
+            client,
             timeout,
             conn: tokio::sync::Mutex::new(None),
             last_attempt: Mutex::new(None),
-        })
+        }
     }
 
     /// A connection, or `None` when Redis cannot be reached now.

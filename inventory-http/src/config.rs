@@ -10,7 +10,7 @@ use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
-use service_kit::settings::{AuthSettings, RateLimitSettings};
+use service_kit::settings::{AuthSettings, RateLimitSettings, TlsSettings};
 use service_kit::ServerLimits;
 
 /// Default listen address: loopback only, so a server started without auth
@@ -115,6 +115,11 @@ pub struct Config {
     #[command(flatten)]
     pub auth: AuthSettings,
 
+    /// Which servers the TLS clients trust (PostgreSQL with
+    /// `sslmode=verify-full`, `rediss://`, `amqps://`, a JWKS URL).
+    #[command(flatten)]
+    pub tls: TlsSettings,
+
     /// Largest request body, in bytes.
     #[arg(long, env = "BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX_DEFAULT)]
     pub body_bytes_max: usize,
@@ -193,6 +198,7 @@ impl Config {
             redis_timeout_ms: REDIS_TIMEOUT_MS_DEFAULT,
             rate_limit: RateLimitSettings::default(),
             auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
             body_bytes_max: BODY_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
@@ -229,6 +235,7 @@ impl Config {
                 retention_ms: self.outbox_retention_secs.saturating_mul(1_000),
                 ..RelayConfig::default()
             },
+            tls: event_bus::rabbit::AmqpTls::default(),
         }
     }
 

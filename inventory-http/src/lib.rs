@@ -48,7 +48,8 @@ pub mod sweep;
 use std::future::Future;
 use std::sync::Arc;
 
-use event_bus::InProcessBus;
+use event_bus::rabbit::AmqpTls;
+use event_bus::{EventsConfig, InProcessBus};
 use inventory_core::InventoryStore;
 use service_guard::KeyWatcher;
 use service_kit::ServerLimits;
@@ -109,7 +110,8 @@ pub async fn run_with_bus(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let addr = listener.local_addr()?;
-    let store = Arc::new(AnyStore::open(&config).await?);
+    let tls = config.tls.client()?;
+    let store = Arc::new(AnyStore::open(&config, &tls).await?);
     let app = App::new(Arc::clone(&store), Arc::new(SystemClock), &config).await?;
     if app.guard.is_open() {
         if !service_guard::open_allowed(&addr) {
@@ -123,7 +125,11 @@ pub async fn run_with_bus(
         app.guard.authenticator().clone(),
         config.auth.jwks_poll_interval_ms,
     );
-    let relay = EventsRelay::spawn(&store, &config.events(), &bus);
+    let events = EventsConfig {
+        tls: AmqpTls::new(tls.client_config()),
+        ..config.events()
+    };
+    let relay = EventsRelay::spawn(&store, &events, &bus);
     let app = app.with_events(relay.status());
     serve_app(listener, Arc::new(app), config.server_limits(), shutdown).await;
     relay.stop().await;

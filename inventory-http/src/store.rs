@@ -6,8 +6,12 @@ use inventory_core::{
     Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId,
     Outcome, ProductId, Reservation, ReservationId, Timestamp,
 };
+use std::str::FromStr;
+
 use inventory_memory::MemoryStore;
 use inventory_sqlx::{PgOptions, PgStore};
+use service_guard::TlsClient;
+use sqlx::postgres::PgConnectOptions;
 
 use crate::config::Config;
 
@@ -22,11 +26,14 @@ pub enum AnyStore {
 
 impl AnyStore {
     /// Opens the store `config` names: PostgreSQL (migrated) when
-    /// `database_url` is set, memory otherwise.
+    /// `database_url` is set, memory otherwise. With `sslmode=verify-ca` or
+    /// `verify-full` in the URL, the server's certificate is checked against
+    /// the URL's `sslrootcert`, else against `tls`'s extra CA file (and the
+    /// system's roots).
     ///
     /// # Errors
     /// The store's error when PostgreSQL cannot be reached or migrated.
-    pub async fn open(config: &Config) -> Result<Self, Error> {
+    pub async fn open(config: &Config, tls: &TlsClient) -> Result<Self, Error> {
         let Some(url) = &config.database_url else {
             tracing::info!("using the in-memory store");
             return Ok(Self::Memory(Box::default()));
@@ -36,7 +43,14 @@ impl AnyStore {
             acquire_timeout_ms: config.db_acquire_timeout_ms,
             ..PgOptions::default()
         };
-        let store = PgStore::connect(url, options).await?;
+        let mut connect = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidInput {
+            field: "database_url",
+            reason: e.to_string(),
+        })?;
+        if let Some(ca_file) = tls.postgres_root_cert(url) {
+            connect = connect.ssl_root_cert(ca_file);
+        }
+        let store = PgStore::connect_with(connect, options).await?;
         store.migrate().await?;
         tracing::info!("using the PostgreSQL store (migrated)");
         Ok(Self::Postgres(store))

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use clap::Parser;
 use event_bus::{EventsConfig, InProcessBus, QueueSpec, RelayConfig};
 use service_guard::RateLimitConfig;
+use service_guard::TlsClient;
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
 };
-use service_kit::settings::{AuthSettings, RateLimitSettings};
+use service_kit::settings::{AuthSettings, RateLimitSettings, TlsSettings};
 use service_kit::ServerLimits;
 
 use crate::breaker::{
@@ -94,6 +95,12 @@ pub struct Config {
     /// How callers' tokens are verified.
     #[command(flatten)]
     pub auth: AuthSettings,
+
+    /// Which servers the TLS clients trust (an `https://` inventory,
+    /// PostgreSQL with `sslmode=verify-full`, `rediss://`, `amqps://`, a
+    /// JWKS URL).
+    #[command(flatten)]
+    pub tls: TlsSettings,
 
     /// Fixed bearer token sent to inventory.
     #[arg(long, env = "INVENTORY_TOKEN", hide_env_values = true)]
@@ -286,6 +293,7 @@ impl Config {
             inventory_url: INVENTORY_URL_DEFAULT.to_owned(),
             database_url: None,
             auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
             inventory_token: None,
             inventory_jwt_secret: None,
             inventory_jwt_private_key_file: None,
@@ -312,6 +320,7 @@ impl Config {
                 queues: Vec::new(),
                 connection_name: "orders-relay".to_owned(),
                 relay,
+                tls: event_bus::rabbit::AmqpTls::default(),
             },
             queue: QueueSpec::new(
                 &self.orders_inventory_queue,
@@ -323,10 +332,11 @@ impl Config {
         }
     }
 
-    /// The rate limiter's settings; `None` when disabled.
-    pub fn rate_limit(&self) -> Option<RateLimitConfig> {
+    /// The rate limiter's settings (a `rediss://` URL reached with `tls`);
+    /// `None` when disabled.
+    pub fn rate_limit(&self, tls: &TlsClient) -> Option<RateLimitConfig> {
         self.rate_limit
-            .config(SERVICE_SUBJECT, self.redis_url.as_deref())
+            .config(SERVICE_SUBJECT, self.redis_url.as_deref(), tls)
     }
 
     /// The server loop's limits.
@@ -399,13 +409,15 @@ mod tests {
     #[test]
     fn rate_limit_defaults_and_disables() {
         let mut config = Config::embedded();
-        let limits = config.rate_limit().expect("on by default");
+        let limits = config
+            .rate_limit(&TlsClient::system())
+            .expect("on by default");
         assert_eq!(limits.requests_per_window, RATE_LIMIT_PER_MINUTE_DEFAULT);
         assert_eq!(
             limits.window,
             std::time::Duration::from_secs(RATE_LIMIT_WINDOW_SECS)
         );
         config.rate_limit.rate_limit_per_minute = 0;
-        assert!(config.rate_limit().is_none());
+        assert!(config.rate_limit(&TlsClient::system()).is_none());
     }
 }

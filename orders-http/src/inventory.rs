@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use service_guard::{Role, TokenSigner};
+use service_guard::{Role, TlsClient, TokenSigner};
 use uuid::Uuid;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
@@ -192,7 +193,8 @@ pub enum ServiceCredential {
 /// Settings of [`HttpInventory`].
 #[derive(Clone, Debug)]
 pub struct InventoryClientConfig {
-    /// Base URL, for example `http://127.0.0.1:8080`.
+    /// Base URL, for example `http://127.0.0.1:8080` or
+    /// `https://inventory.internal`.
     pub base_url: String,
     /// Time one call may take, in milliseconds.
     pub call_timeout_ms: u64,
@@ -200,6 +202,9 @@ pub struct InventoryClientConfig {
     pub breaker: BreakerConfig,
     /// The credential sent.
     pub credential: ServiceCredential,
+    /// Which servers an `https://` base URL may be (the system's roots by
+    /// default).
+    pub tls: TlsClient,
 }
 
 impl InventoryClientConfig {
@@ -210,13 +215,14 @@ impl InventoryClientConfig {
             call_timeout_ms: CALL_TIMEOUT_MS_DEFAULT,
             breaker: BreakerConfig::default(),
             credential: ServiceCredential::None,
+            tls: TlsClient::system(),
         }
     }
 }
 
 /// The inventory client over HTTP.
 pub struct HttpInventory {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base_url: String,
     call_timeout: Duration,
     credential: ServiceCredential,
@@ -295,7 +301,7 @@ impl HttpInventory {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .build(connector);
+            .build(config.tls.https_connector(connector));
         Self {
             client,
             base_url: config.base_url.trim_end_matches('/').to_owned(),

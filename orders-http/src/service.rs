@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use event_bus::rabbit::AmqpTls;
 use event_bus::InProcessBus;
 use prometheus_client::registry::Registry;
 use service_guard::{Algorithm, Authenticator, ConfigError, KeyWatcher, TokenSigner};
@@ -32,6 +33,9 @@ pub enum StartError {
     /// The authentication or signing settings are unusable.
     #[error("auth: {0}")]
     Auth(#[from] ConfigError),
+    /// The extra CA file is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] service_guard::TlsError),
     /// The configuration is inconsistent.
     #[error("configuration: {0}")]
     Config(String),
@@ -52,6 +56,9 @@ pub struct Services {
 
 /// Opens the store the configuration names: PostgreSQL (migrated) when
 /// `database_url` is set, memory otherwise; seeds the demo catalog if asked.
+/// With `sslmode=verify-ca` or `verify-full` in the URL the server's
+/// certificate is checked against the URL's `sslrootcert`, else against the
+/// extra CA file (`--tls-ca-file`) and the system's roots.
 ///
 /// # Errors
 /// [`StartError::Store`] when the database cannot be reached or migrated.
@@ -63,7 +70,8 @@ pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderSto
                 acquire_timeout_ms: config.db_acquire_timeout_ms,
                 schema: config.db_schema.clone(),
             };
-            let pg = PgOrderStore::connect(url, options).await?;
+            let root_cert = config.tls.client()?.postgres_root_cert(url).map(Into::into);
+            let pg = PgOrderStore::connect_with_root_cert(url, root_cert, options).await?;
             pg.migrate().await?;
             Arc::new(pg)
         }
@@ -81,7 +89,7 @@ pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderSto
 /// # Errors
 /// [`StartError`] when a key cannot be loaded, or when there is no key and
 /// the address is not loopback.
-pub fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
+pub async fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
     let Some(auth) = config.auth.config()? else {
         if !Authenticator::open_allowed(&config.listen) {
             return Err(StartError::Config(
@@ -91,7 +99,7 @@ pub fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
         tracing::warn!(listen = %config.listen, "no jwt key configured: every caller is trusted (loopback only)");
         return Ok(Authenticator::disabled());
     };
-    Ok(Authenticator::new(&auth)?)
+    Ok(Authenticator::start(&auth, &config.tls.client()?).await?)
 }
 
 /// The credential sent to inventory: a static token, or `service` tokens
@@ -146,11 +154,13 @@ pub async fn build(
 ) -> Result<Arc<App>, StartError> {
     let mut registry = Registry::default();
     let metrics = OrderMetrics::register(&mut registry);
+    let tls = config.tls.client()?;
     let client = InventoryClientConfig {
         base_url: config.inventory_url.clone(),
         call_timeout_ms: config.inventory_timeout_ms,
         breaker: config.breaker(),
         credential: credential(config)?,
+        tls: tls.clone(),
     };
     let inventory = Arc::new(HttpInventory::new(client, metrics.clone()));
     let engine = SagaEngine::new(
@@ -161,7 +171,9 @@ pub async fn build(
         config.saga(),
         metrics.clone(),
     );
-    let limiter = service_kit::settings::limiter(config.rate_limit()).await;
+    let limiter = service_kit::settings::limiter(config.rate_limit(&tls)).await;
+    let mut events = config.events(services.bus);
+    events.config.tls = AmqpTls::new(tls.client_config());
     let app = App::new(AppParts {
         store: services.store,
         engine,
@@ -171,7 +183,7 @@ pub async fn build(
         metrics,
         body_bytes_max: config.body_bytes_max,
         limiter,
-        events: config.events(services.bus),
+        events,
     })
     .map_err(StartError::Config)?;
     Ok(Arc::new(app))
@@ -243,7 +255,7 @@ pub async fn run_with_bus(
         clock,
         bus,
     };
-    let authenticator = authenticator(&config)?;
+    let authenticator = authenticator(&config).await?;
     let keys = KeyWatcher::spawn(authenticator.clone(), config.auth.jwks_poll_interval_ms);
     let app = build(&config, authenticator, services).await?;
     serve_app(listener, app, config.server_limits(), shutdown).await;

@@ -7,7 +7,14 @@
 //!   [`Role`]s); [`authorize`] checks roles; [`AuthError`] knows its HTTP status, its
 //!   stable `code` and its `WWW-Authenticate` challenge; [`TokenSigner`] mints
 //!   development and test tokens; [`Authenticator::reload`] swaps in the keys of a
-//!   changed key file and [`KeyWatcher`] calls it on SIGHUP and when the file changes.
+//!   changed key file and [`KeyWatcher`] calls it on SIGHUP and when the file changes;
+//!   keys from a JWKS URL ([`KeySource::JwksUrl`], [`Authenticator::start`]) are
+//!   fetched over https on a schedule, on SIGHUP, and when a token names an unknown
+//!   `kid` (at most once per [`JWKS_UNKNOWN_KID_REFETCH_MIN_MS`]).
+//! - [`tls`]: [`TlsClient`], the one place that decides which servers a TLS
+//!   client trusts (the system's roots plus an optional extra CA bundle) and
+//!   builds what each client library takes: an https connector for hyper, a
+//!   rustls configuration, a `rediss://` client, PostgreSQL's root certificate.
 //! - [`ratelimit`]: [`Limiter`] decides per client key, through one atomic Lua script
 //!   on Redis shared by every instance, or in-process (governor) without Redis or
 //!   while Redis is failing; [`RateDecision::headers`] renders the rate-limit headers.
@@ -38,8 +45,11 @@
 //!
 //! Any OpenID Connect provider or token service that signs with RS256 or ES256 works:
 //!
-//! 1. Save the issuer's JWKS (its `jwks_uri`, e.g.
-//!    `https://issuer.example/.well-known/jwks.json`) to a file the server can read,
+//! 1. Give the issuer's `jwks_uri` (e.g.
+//!    `https://issuer.example/.well-known/jwks.json`) as a [`KeySource::JwksUrl`]:
+//!    it is fetched at start, every [`JWKS_REFRESH_INTERVAL_MS_DEFAULT`], and at
+//!    once (rate limited) when a token names a `kid` the current set lacks; a
+//!    failed fetch keeps the keys in use. Or save the JWKS to a file the server can read,
 //!    and refresh that file when the issuer rotates keys, best by writing a new file
 //!    and renaming it over the old one. A server running a [`KeyWatcher`] picks the
 //!    new keys up within [`JWKS_POLL_INTERVAL_MS_DEFAULT`] (or at once on SIGHUP),
@@ -78,13 +88,16 @@
 
 pub mod auth;
 pub mod ratelimit;
+pub mod tls;
 
 pub use auth::{
     authorize, open_allowed, random_hs256_secret, Algorithm, AuthConfig, AuthError, Authenticator,
     ConfigError, KeyReload, KeySource, KeyWatcher, Principal, Role, SignError, TokenSigner,
-    UnknownRole, DEFAULT_LEEWAY_SECS, JWKS_POLL_INTERVAL_MS_DEFAULT, MAX_LEEWAY_SECS,
+    UnknownRole, DEFAULT_LEEWAY_SECS, JWKS_FETCH_TIMEOUT_MS, JWKS_POLL_INTERVAL_MS_DEFAULT,
+    JWKS_REFRESH_INTERVAL_MS_DEFAULT, JWKS_UNKNOWN_KID_REFETCH_MIN_MS, MAX_LEEWAY_SECS,
     MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,
 };
 pub use ratelimit::{
     Limiter, RateDecision, RateLimitConfig, REDIS_CALL_TIMEOUT_MS, REDIS_RETRY_AFTER_MS,
 };
+pub use tls::{TlsClient, TlsError};

@@ -23,7 +23,7 @@
 //!   connection cap, header-read and request timeouts, request-id spans,
 //!   graceful shutdown; full or streamed response bodies.
 //! - [`settings`]: the settings groups every server flattens into its
-//!   configuration (token verification).
+//!   configuration (token verification, rate limit, TLS trust).
 //! - [`shutdown`]: a future that completes on ctrl-c or SIGTERM.
 //!
 //! ## Invariants

@@ -17,6 +17,9 @@
 //! - [`server`]: bind `127.0.0.1:0` (or a port to reuse) and a handle that
 //!   stops the server spawned on it.
 //! - [`tokens`]: HS256 test tokens and the wall clock in seconds.
+//! - [`tls`]: a CA and server certificates made at test time, a TLS
+//!   terminator, an https server of one body, a TLS-only `redis-server`,
+//!   and the local PostgreSQL given a test certificate.
 //!
 //! Invariant: the suites keep their server-specific wiring (which app, which
 //! configuration); only the generic part lives here.
@@ -28,4 +31,5 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod server;
 pub mod services;
+pub mod tls;
 pub mod tokens;

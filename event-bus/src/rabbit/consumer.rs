@@ -45,7 +45,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::{mpsc, watch};
 
-use super::{connect, rpc, QueueSpec};
+use super::{connect_with, rpc, AmqpTls, QueueSpec};
 use crate::consume::{
     self, ConsumerHealth, Outcome, TRANSIENT_RETRY_DELAY_MAX_MS, TRANSIENT_RETRY_DELAY_MIN_MS,
 };
@@ -130,6 +130,7 @@ pub enum ConsumerError {
 #[derive(Debug)]
 pub struct RabbitConsumer<H> {
     config: ConsumerConfig,
+    tls: AmqpTls,
     handler: H,
     health: Arc<ConsumerHealth>,
 }
@@ -148,9 +149,15 @@ impl<H: Handler> RabbitConsumer<H> {
     pub fn new(config: ConsumerConfig, handler: H) -> Self {
         Self {
             config,
+            tls: AmqpTls::default(),
             handler,
             health: Arc::new(ConsumerHealth::default()),
         }
+    }
+
+    /// The same consumer connecting to an `amqps://` URL with `tls`.
+    pub fn with_tls(self, tls: AmqpTls) -> Self {
+        Self { tls, ..self }
     }
 
     /// Its health, shared with the running consumer.
@@ -189,7 +196,7 @@ impl<H: Handler> RabbitConsumer<H> {
         &self,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), ConsumerError> {
-        let connection = connect(&self.config.url, &self.config.name)
+        let connection = connect_with(&self.config.url, &self.config.name, &self.tls)
             .await
             .map_err(ConsumerError::Unavailable)?;
         let result = async {

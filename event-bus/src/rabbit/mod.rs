@@ -1,14 +1,19 @@
-//! RabbitMQ through lapin: connecting on the tokio runtime, the topology both
-//! sides declare (idempotently), the publisher and the consumer.
+//! RabbitMQ through lapin: connecting on the tokio runtime (`amqp://`, or
+//! `amqps://` with the [`AmqpTls`] the caller gives), the topology both sides
+//! declare (idempotently), the publisher and the consumer.
 
 mod consumer;
 mod publisher;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::tcp::{HandshakeResult, RustlsConnector, TcpStream};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 pub use crate::consume::ConsumerHealth;
@@ -58,30 +63,117 @@ pub const LOCAL_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// intervals instead of the broker's default of a minute or more.
 pub const HEARTBEAT_DEFAULT_SECS: u16 = 10;
 
-/// Opens a connection with tokio as executor and reactor, named `name` in the
-/// broker's management tools, with a heartbeat of [`HEARTBEAT_DEFAULT_SECS`]
-/// unless the URL sets `heartbeat=`.
+/// The TLS client configuration of `amqps://` connections: which brokers
+/// are trusted. The caller builds it (the servers take
+/// `service_guard::TlsClient::client_config`, so that every client of a
+/// process trusts the same roots); the default has none, and an `amqps://`
+/// URL then fails to connect, saying so. Two values are equal when they hold
+/// the same configuration.
+///
+/// ```no_run
+/// use event_bus::rabbit::{AmqpTls, ConsumerConfig, QueueSpec, RabbitConfig, RabbitPublisher};
+///
+/// # fn config() -> std::sync::Arc<rustls::ClientConfig> { unimplemented!() }
+/// let tls = AmqpTls::new(config());
+/// let publisher = RabbitPublisher::new(RabbitConfig::inventory("amqps://mq.internal:5671/%2f"))
+///     .with_tls(tls.clone());
+/// ```
+#[derive(Clone, Default)]
+pub struct AmqpTls(Option<Arc<rustls::ClientConfig>>);
+
+impl AmqpTls {
+    /// TLS with `config` (its roots, protocol versions and provider).
+    pub fn new(config: Arc<rustls::ClientConfig>) -> Self {
+        Self(Some(config))
+    }
+
+    /// Whether a configuration is set.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl PartialEq for AmqpTls {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for AmqpTls {}
+
+impl std::fmt::Debug for AmqpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_set() {
+            "AmqpTls(set)"
+        } else {
+            "AmqpTls(none)"
+        })
+    }
+}
+
+/// [`connect_with`] without TLS configuration: `amqp://` URLs only.
 ///
 /// # Errors
-/// The URL does not parse, the lapin error, or a timeout after
-/// [`CONNECT_TIMEOUT_MS`].
+/// As [`connect_with`].
 pub async fn connect(url: &str, name: &str) -> Result<Connection, String> {
+    connect_with(url, name, &AmqpTls::default()).await
+}
+
+/// Opens a connection with tokio as executor and reactor, named `name` in the
+/// broker's management tools, with a heartbeat of [`HEARTBEAT_DEFAULT_SECS`]
+/// unless the URL sets `heartbeat=`; over TLS checked with `tls` for an
+/// `amqps://` URL (the certificate must name the URL's host).
+///
+/// # Errors
+/// The URL does not parse, an `amqps://` URL without `tls`, the lapin error
+/// (a refused certificate among them), or a timeout after
+/// [`CONNECT_TIMEOUT_MS`].
+pub async fn connect_with(url: &str, name: &str, tls: &AmqpTls) -> Result<Connection, String> {
     let mut uri: AMQPUri = url.parse().map_err(|e| format!("invalid AMQP URL: {e}"))?;
     uri.query.heartbeat.get_or_insert(HEARTBEAT_DEFAULT_SECS);
     let properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio::current())
         .with_connection_name(LongString::from(name));
-    match tokio::time::timeout(
-        Duration::from_millis(CONNECT_TIMEOUT_MS),
-        Connection::connect_uri(uri, properties),
-    )
-    .await
-    {
+    type Connecting = Pin<Box<dyn Future<Output = lapin::Result<Connection>> + Send>>;
+    let connecting: Connecting = match (&uri.scheme, &tls.0) {
+        (AMQPScheme::AMQP, _) => Box::pin(Connection::connect_uri(uri, properties)),
+        (AMQPScheme::AMQPS, None) => {
+            return Err("connect: an amqps:// url needs a tls configuration".to_owned())
+        }
+        (AMQPScheme::AMQPS, Some(config)) => {
+            let connector = RustlsConnector::from(Arc::clone(config));
+            Box::pin(Connection::connector(
+                uri,
+                Box::new(move |uri| connect_tls(uri, &connector)),
+                properties,
+            ))
+        }
+    };
+    match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(format!("connect: {e}")),
         Err(_) => Err(format!("connect: no answer within {CONNECT_TIMEOUT_MS} ms")),
     }
+}
+
+/// What lapin does for `amqps://`, with our rustls configuration instead of
+/// one it builds: a blocking TCP connect and handshake on lapin's I/O thread,
+/// then the socket in non-blocking mode.
+fn connect_tls(uri: &AMQPUri, connector: &RustlsConnector) -> HandshakeResult {
+    let host = uri.authority.host.as_str();
+    let addr = (host, uri.authority.port);
+    let stream = match uri.query.connection_timeout {
+        Some(ms) => TcpStream::connect_timeout(addr, Duration::from_millis(ms)),
+        None => TcpStream::connect(addr),
+    }?;
+    let stream = stream.into_rustls(connector, host)?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }
 
 /// Declares a durable topic exchange (a no-op when it exists alike).

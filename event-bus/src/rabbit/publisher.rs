@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 
-use super::{connect, declare_exchange, rpc, QueueSpec, INVENTORY_EXCHANGE};
+use super::{connect_with, declare_exchange, rpc, AmqpTls, QueueSpec, INVENTORY_EXCHANGE};
 use crate::envelope::Envelope;
 use crate::publisher::{PublishError, Publisher};
 
@@ -67,6 +67,7 @@ pub struct RabbitPublisher {
 #[derive(Debug)]
 struct Inner {
     config: RabbitConfig,
+    tls: AmqpTls,
     link: Mutex<Option<Link>>,
     reachable: AtomicBool,
 }
@@ -80,13 +81,24 @@ struct Link {
 impl RabbitPublisher {
     /// A publisher that connects on its first publish.
     pub fn new(config: RabbitConfig) -> Self {
+        Self::build(config, AmqpTls::default())
+    }
+
+    fn build(config: RabbitConfig, tls: AmqpTls) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 link: Mutex::new(None),
                 reachable: AtomicBool::new(true),
             }),
         }
+    }
+
+    /// The same publisher connecting to an `amqps://` URL with `tls` (call
+    /// it before the first publish; clones made before do not see it).
+    pub fn with_tls(self, tls: AmqpTls) -> Self {
+        Self::build(self.inner.config.clone(), tls)
     }
 
     /// A publisher connected now, with its exchange and queues declared.
@@ -118,7 +130,8 @@ impl RabbitPublisher {
     async fn open(&self) -> Result<Link, PublishError> {
         let config = &self.inner.config;
         let result = async {
-            let connection = connect(&config.url, &config.connection_name).await?;
+            let connection =
+                connect_with(&config.url, &config.connection_name, &self.inner.tls).await?;
             let channel = rpc("open channel", connection.create_channel()).await?;
             rpc(
                 "enable confirms",

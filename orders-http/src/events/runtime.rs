@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use event_bus::rabbit::ConsumerHealth;
+use event_bus::wiring::spawn_consumer_with_tls;
 use event_bus::wiring::{ConsumerHandle, RelayHandle};
-use event_bus::{spawn_consumer, spawn_relay, EventsConfig, InProcessBus, QueueSpec, RelayHealth};
+use event_bus::{spawn_relay, EventsConfig, InProcessBus, QueueSpec, RelayHealth};
 use tokio::sync::oneshot;
 
 use super::InventoryEvents;
@@ -105,8 +106,9 @@ impl EventsRuntime {
         };
         let (stop_consumer, consumer_stopped) = signal();
         let handler = InventoryEvents::new(store, engine);
-        let consumer = match spawn_consumer(
+        let consumer = match spawn_consumer_with_tls(
             settings.config.amqp_url.as_deref(),
+            &settings.config.tls,
             settings.queue.clone(),
             super::CONSUMER_NAME,
             settings.consumer_lanes,

@@ -151,7 +151,7 @@ impl App {
             Ok(matched) => {
                 let template = matched.route.template;
                 let param = matched.param.map(str::to_owned);
-                let caller = self.caller(request.headers(), matched.route.access);
+                let caller = self.caller(request.headers(), matched.route.access).await;
                 let decision = match (&self.limiter, matched.route.rate_limited) {
                     (Some(limiter), true) => {
                         Some(limiter.check(&self.rate_key(&caller, &ctx)).await)
@@ -195,7 +195,11 @@ impl App {
         }
     }
 
-    fn caller(&self, headers: &http::HeaderMap, access: Access) -> Result<Option<Caller>, Problem> {
+    async fn caller(
+        &self,
+        headers: &http::HeaderMap,
+        access: Access,
+    ) -> Result<Option<Caller>, Problem> {
         let roles: &[Role] = match access {
             Access::Public => return Ok(None),
             Access::Customer => &[Role::Customer, Role::Admin],
@@ -204,6 +208,7 @@ impl App {
         let principal = self
             .authenticator
             .authenticate(headers)
+            .await
             .map_err(auth_problem)?;
         authorize(&principal, roles).map_err(auth_problem)?;
         let user = UserId::parse(&principal.subject).map_err(|e| {

@@ -81,8 +81,25 @@ impl PgOrderStore {
     /// [`StoreError::Unavailable`] when the database cannot be reached or the
     /// url is invalid; [`StoreError::Internal`] for an invalid schema name.
     pub async fn connect(url: &str, options: PgOrderOptions) -> Result<Self, StoreError> {
+        Self::connect_with_root_cert(url, None, options).await
+    }
+
+    /// [`PgOrderStore::connect`], checking the server's certificate (with
+    /// `sslmode=verify-ca` or `verify-full` in the URL) against `root_cert`
+    /// too, when given.
+    ///
+    /// # Errors
+    /// As [`PgOrderStore::connect`].
+    pub async fn connect_with_root_cert(
+        url: &str,
+        root_cert: Option<std::path::PathBuf>,
+        options: PgOrderOptions,
+    ) -> Result<Self, StoreError> {
         let mut connect =
             PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if let Some(path) = root_cert {
+            connect = connect.ssl_root_cert(path);
+        }
         if let Some(schema) = &options.schema {
             if !valid_schema(schema) {
                 return Err(StoreError::Internal(format!(

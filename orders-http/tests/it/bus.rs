@@ -103,6 +103,7 @@ pub(crate) fn relay_inventory(
         queues: names.map(|n| vec![n.spec()]).unwrap_or_default(),
         connection_name: "orders-test-inventory-relay".to_owned(),
         relay: RelayConfig::default(),
+        tls: event_bus::rabbit::AmqpTls::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let _handle = spawn_relay(

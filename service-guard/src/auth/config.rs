@@ -10,6 +10,17 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 /// Largest accepted leeway, in seconds: more would make `exp` meaningless.
 pub const MAX_LEEWAY_SECS: u64 = 300;
 
+/// Default pause between two scheduled fetches of a JWKS URL, in
+/// milliseconds: issuers publish a new key well before signing with it (and
+/// an unknown `kid` fetches at once), so every five minutes keeps a server
+/// current without loading the issuer.
+pub const JWKS_REFRESH_INTERVAL_MS_DEFAULT: u64 = 300_000;
+
+/// Default shortest pause between two fetches of a JWKS URL caused by tokens
+/// naming an unknown `kid`, in milliseconds: a client sending made-up key ids
+/// must not turn each request into a call to the issuer.
+pub const JWKS_UNKNOWN_KID_REFETCH_MIN_MS: u64 = 30_000;
+
 /// Shortest accepted HS256 secret, in bytes (RFC 7518 section 3.2: at least the hash size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
@@ -72,6 +83,9 @@ pub enum KeySource {
     PublicKeyPem(PathBuf),
     /// A JWKS file (`{"keys": [...]}`); the token header's `kid` selects the key.
     JwksFile(PathBuf),
+    /// A JWKS served at an `https://` URL (an issuer's `jwks_uri`), fetched at
+    /// start, on a schedule, and when a token names an unknown `kid`.
+    JwksUrl(String),
 }
 
 impl fmt::Debug for KeySource {
@@ -80,6 +94,7 @@ impl fmt::Debug for KeySource {
             KeySource::Secret(_) => f.write_str("Secret(<redacted>)"),
             KeySource::PublicKeyPem(p) => f.debug_tuple("PublicKeyPem").field(p).finish(),
             KeySource::JwksFile(p) => f.debug_tuple("JwksFile").field(p).finish(),
+            KeySource::JwksUrl(u) => f.debug_tuple("JwksUrl").field(u).finish(),
         }
     }
 }
@@ -96,11 +111,13 @@ impl KeySource {
         secret: Option<String>,
         public_key_pem: Option<PathBuf>,
         jwks_file: Option<PathBuf>,
+        jwks_url: Option<String>,
     ) -> Result<Option<KeySource>, ConfigError> {
         let mut sources = [
             secret.filter(|s| !s.is_empty()).map(KeySource::Secret),
             public_key_pem.map(KeySource::PublicKeyPem),
             jwks_file.map(KeySource::JwksFile),
+            jwks_url.filter(|u| !u.is_empty()).map(KeySource::JwksUrl),
         ]
         .into_iter()
         .flatten();
@@ -125,6 +142,12 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     /// Allowed clock skew for `exp` and `nbf`, in seconds (at most [`MAX_LEEWAY_SECS`]).
     pub leeway_secs: u64,
+    /// With a [`KeySource::JwksUrl`]: pause between two scheduled fetches, in
+    /// milliseconds (0: none; SIGHUP and unknown `kid`s still fetch).
+    pub jwks_refresh_interval_ms: u64,
+    /// With a [`KeySource::JwksUrl`]: shortest pause between two fetches
+    /// caused by an unknown `kid`, in milliseconds.
+    pub jwks_unknown_kid_refetch_min_ms: u64,
 }
 
 impl AuthConfig {
@@ -136,6 +159,8 @@ impl AuthConfig {
             issuer: None,
             audience: None,
             leeway_secs: DEFAULT_LEEWAY_SECS,
+            jwks_refresh_interval_ms: JWKS_REFRESH_INTERVAL_MS_DEFAULT,
+            jwks_unknown_kid_refetch_min_ms: JWKS_UNKNOWN_KID_REFETCH_MIN_MS,
         }
     }
 
@@ -167,8 +192,8 @@ pub enum ConfigError {
     /// The algorithm name is not one of HS256, RS256, ES256.
     #[error("unknown jwt algorithm {0:?} (expected HS256, RS256 or ES256)")]
     UnknownAlgorithm(String),
-    /// More than one of secret, PEM file and JWKS file was given.
-    #[error("configure exactly one of the jwt secret, the public key file and the jwks file")]
+    /// More than one of secret, PEM file, JWKS file and JWKS URL was given.
+    #[error("configure exactly one of the jwt secret, the public key file, the jwks file and the jwks url")]
     ConflictingKeys,
     /// The key kind does not fit the algorithm (a secret with RS256, a PEM with HS256, ...).
     #[error("{algorithm} cannot be used with {key}")]
@@ -198,6 +223,14 @@ pub enum ConfigError {
     /// The JWKS file is not usable (bad JSON, or no key for the algorithm).
     #[error("invalid jwks: {0}")]
     InvalidJwks(String),
+    /// The JWKS URL is not an `https://` URL, or is given where keys must be
+    /// read at once (`Authenticator::new`; use `Authenticator::start`).
+    #[error("jwks url: {0}")]
+    JwksUrl(String),
+    /// The JWKS URL could not be fetched (unreachable, untrusted
+    /// certificate, an answer other than 200, too slow).
+    #[error("cannot fetch the jwks: {0}")]
+    JwksFetch(String),
 }
 
 #[cfg(test)]
@@ -215,13 +248,20 @@ mod tests {
 
     #[test]
     fn key_source_from_options_takes_exactly_one() {
-        assert_eq!(KeySource::from_options(None, None, None).ok(), Some(None));
         assert_eq!(
-            KeySource::from_options(Some("s".into()), None, None).ok(),
+            KeySource::from_options(None, None, None, None).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            KeySource::from_options(Some("s".into()), None, None, None).ok(),
             Some(Some(KeySource::Secret("s".into())))
         );
         assert!(matches!(
-            KeySource::from_options(Some("s".into()), Some("k.pem".into()), None),
+            KeySource::from_options(Some("s".into()), Some("k.pem".into()), None, None),
+            Err(ConfigError::ConflictingKeys)
+        ));
+        assert!(matches!(
+            KeySource::from_options(None, None, Some("k.json".into()), Some("https://i/".into())),
             Err(ConfigError::ConflictingKeys)
         ));
     }

@@ -1,6 +1,7 @@
 //! The verification keys in use, swappable at run time: [`KeyRing::reload`]
-//! re-reads the configured key file and replaces the keys in one atomic step,
-//! or keeps the current ones when the new file is unusable.
+//! re-reads the configured key file, [`KeyRing::refresh`] also fetches a JWKS
+//! URL again; either replaces the keys in one atomic step, or keeps the
+//! current ones when the new set is unusable.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,8 +9,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::config::{Algorithm, ConfigError, KeySource};
+use super::config::{Algorithm, AuthConfig, ConfigError, KeySource};
 use super::keys::{FileStamp, Keys};
+use super::remote::RemoteJwks;
+use crate::tls::TlsClient;
 
 /// What [`Authenticator::reload`](super::Authenticator::reload) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +22,9 @@ pub enum KeyReload {
         /// How many keys the new file yielded (1 for a PEM file).
         keys: usize,
     },
-    /// Nothing to re-read: the key is a secret given at start, or auth is disabled.
+    /// Nothing to re-read: the key is a secret given at start, auth is
+    /// disabled, or (for a synchronous reload) the keys come from a URL,
+    /// which only [`Authenticator::refresh`](super::Authenticator::refresh) fetches.
     NoKeyFile,
 }
 
@@ -36,6 +41,8 @@ pub(crate) struct KeyRing {
     /// The key file (PEM or JWKS); `None` for a secret, which is never re-read
     /// (and never kept here).
     file: Option<KeySource>,
+    /// The JWKS URL, when the keys come from one.
+    remote: Option<RemoteJwks>,
     /// Readers take a snapshot without locking; a reload stores a whole new set.
     current: ArcSwap<LoadedKeys>,
     reloads_failed: AtomicU64,
@@ -45,16 +52,78 @@ impl KeyRing {
     /// Reads the keys of `source` for `algorithm`.
     pub(crate) fn load(source: &KeySource, algorithm: Algorithm) -> Result<KeyRing, ConfigError> {
         let file = match source {
-            KeySource::Secret(_) => None,
+            KeySource::Secret(_) | KeySource::JwksUrl(_) => None,
             KeySource::PublicKeyPem(_) | KeySource::JwksFile(_) => Some(source.clone()),
         };
         let loaded = read(source, algorithm)?;
         Ok(KeyRing {
             algorithm,
             file,
+            remote: None,
             current: ArcSwap::from_pointee(loaded),
             reloads_failed: AtomicU64::new(0),
         })
+    }
+
+    /// Reads the keys `cfg` names, fetching them first when they come from a
+    /// URL (reached with `tls`).
+    pub(crate) async fn start(cfg: &AuthConfig, tls: &TlsClient) -> Result<KeyRing, ConfigError> {
+        let KeySource::JwksUrl(url) = &cfg.key else {
+            return KeyRing::load(&cfg.key, cfg.algorithm);
+        };
+        if cfg.algorithm == Algorithm::HS256 {
+            return Err(ConfigError::KeyMismatch {
+                algorithm: cfg.algorithm,
+                key: "a jwks url",
+            });
+        }
+        let remote = RemoteJwks::new(
+            url,
+            tls,
+            cfg.jwks_refresh_interval_ms,
+            cfg.jwks_unknown_kid_refetch_min_ms,
+        )?;
+        let keys = remote.fetch(cfg.algorithm).await?;
+        tracing::info!(url = %remote.url(), keys = keys.len(), "verification keys fetched");
+        Ok(KeyRing {
+            algorithm: cfg.algorithm,
+            file: None,
+            remote: Some(remote),
+            current: ArcSwap::from_pointee(LoadedKeys { keys, stamp: None }),
+            reloads_failed: AtomicU64::new(0),
+        })
+    }
+
+    /// The JWKS URL's fetcher, when the keys come from one.
+    pub(crate) fn remote(&self) -> Option<&RemoteJwks> {
+        self.remote.as_ref()
+    }
+
+    /// Fetches the JWKS URL again, or re-reads the key file; swaps the keys
+    /// only when the new set has at least one usable key.
+    pub(crate) async fn refresh(&self) -> Result<KeyReload, ConfigError> {
+        let Some(remote) = &self.remote else {
+            return self.reload();
+        };
+        match remote.fetch(self.algorithm).await {
+            Ok(keys) => {
+                let count = keys.len();
+                self.current
+                    .store(Arc::new(LoadedKeys { keys, stamp: None }));
+                tracing::info!(url = %remote.url(), keys = count, "verification keys fetched");
+                Ok(KeyReload::Swapped { keys: count })
+            }
+            Err(e) => {
+                let failed = self.reloads_failed.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(
+                    url = %remote.url(),
+                    error = %e,
+                    reloads_failed = failed,
+                    "verification keys not fetched: keeping the current keys"
+                );
+                Err(e)
+            }
+        }
     }
 
     /// The keys in use now. Cheap; a concurrent reload does not change a snapshot.
@@ -108,6 +177,7 @@ fn read(source: &KeySource, algorithm: Algorithm) -> Result<LoadedKeys, ConfigEr
     let stamp = match source {
         KeySource::Secret(_) => None,
         KeySource::PublicKeyPem(path) | KeySource::JwksFile(path) => FileStamp::of(path),
+        KeySource::JwksUrl(_) => None,
     };
     let keys = Keys::load(source, algorithm)?;
     Ok(LoadedKeys { keys, stamp })

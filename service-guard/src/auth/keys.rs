@@ -56,6 +56,10 @@ impl Keys {
                 Ok(Keys::Single(key))
             }
             (KeySource::JwksFile(path), _) => load_jwks(path, alg),
+            (KeySource::JwksUrl(_), Algorithm::HS256) => Err(mismatch(alg, "a jwks url")),
+            (KeySource::JwksUrl(_), _) => Err(ConfigError::JwksUrl(
+                "keys from a url are fetched: use Authenticator::start".into(),
+            )),
         }
     }
 
@@ -142,42 +146,45 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(bytes)
 }
 
-/// Keeps the JWKS entries usable for signatures with `alg`; skips (and logs) the rest.
 fn load_jwks(path: &Path, alg: Algorithm) -> Result<Keys, ConfigError> {
+    let bytes = read_limited(path)?;
+    parse_jwks(&bytes, &path.display().to_string(), alg)
+}
+
+/// Keeps the JWKS entries usable for signatures with `alg`; skips (and logs)
+/// the rest. `origin` (a file or a URL) names the set in errors and logs.
+pub(crate) fn parse_jwks(bytes: &[u8], origin: &str, alg: Algorithm) -> Result<Keys, ConfigError> {
     #[derive(serde::Deserialize)]
     struct RawSet {
         keys: Vec<serde_json::Value>,
     }
-    let bytes = read_limited(path)?;
-    let raw: RawSet = serde_json::from_slice(&bytes)
-        .map_err(|e| ConfigError::InvalidJwks(format!("{}: {e}", path.display())))?;
+    let raw: RawSet = serde_json::from_slice(bytes)
+        .map_err(|e| ConfigError::InvalidJwks(format!("{origin}: {e}")))?;
     let mut keys = Vec::new();
     for value in raw.keys {
         let jwk: Jwk = match serde_json::from_value(value) {
             Ok(jwk) => jwk,
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "skipping unparsable jwks entry");
+                tracing::warn!(origin, error = %e, "skipping unparsable jwks entry");
                 continue;
             }
         };
         if !fits(&jwk, alg) {
-            tracing::debug!(file = %path.display(), kid = ?jwk.common.key_id, "skipping jwks entry for another algorithm or use");
+            tracing::debug!(origin, kid = ?jwk.common.key_id, "skipping jwks entry for another algorithm or use");
             continue;
         }
         let key = DecodingKey::from_jwk(&jwk)
-            .map_err(|e| ConfigError::InvalidJwks(format!("{}: {e}", path.display())))?;
+            .map_err(|e| ConfigError::InvalidJwks(format!("{origin}: {e}")))?;
         keys.push((jwk.common.key_id.clone(), key));
         if keys.len() > MAX_JWKS_KEYS {
             return Err(ConfigError::InvalidJwks(format!(
-                "{} has more than {MAX_JWKS_KEYS} keys",
-                path.display()
+                "{origin} has more than {MAX_JWKS_KEYS} keys"
             )));
         }
     }
     if keys.is_empty() {
         return Err(ConfigError::InvalidJwks(format!(
-            "{} has no {alg} signing key",
-            path.display()
+            "{origin} has no {alg} signing key"
         )));
     }
     Ok(Keys::Set(keys))

@@ -14,7 +14,9 @@ use jsonwebtoken::Validation;
 use super::config::{Algorithm, AuthConfig, ConfigError, MAX_LEEWAY_SECS};
 use super::keyring::{KeyReload, KeyRing};
 use super::keys::{FileStamp, KeyLookup};
+use super::remote::RemoteJwks;
 use super::{AuthError, Principal, Role};
+use crate::tls::TlsClient;
 
 /// Longest accepted bearer token, in bytes. Real tokens are well under 2 KiB; the cap
 /// bounds the work an unauthenticated client can make us do.
@@ -81,11 +83,47 @@ impl Authenticator {
     ///
     /// [`ConfigError`] when a file cannot be read, a key does not parse, the key kind
     /// does not fit the algorithm, the secret is too short, or the leeway is too large.
+    /// A JWKS URL ([`KeySource::JwksUrl`](super::KeySource::JwksUrl)) is
+    /// refused here ([`ConfigError::JwksUrl`]): its keys are fetched by
+    /// [`Authenticator::start`].
     pub fn new(cfg: &AuthConfig) -> Result<Self, ConfigError> {
         if cfg.leeway_secs > MAX_LEEWAY_SECS {
             return Err(ConfigError::LeewayTooLarge);
         }
         let keys = KeyRing::load(&cfg.key, cfg.algorithm)?;
+        Ok(Self::with_keys(cfg, keys))
+    }
+
+    /// Like [`Authenticator::new`], for every key source: the keys of a JWKS
+    /// URL are fetched first, over https trusting `tls` (an unreachable URL
+    /// or an unusable set fails the start, as an unreadable file does).
+    ///
+    /// ```no_run
+    /// use service_guard::tls::TlsClient;
+    /// use service_guard::{Algorithm, AuthConfig, Authenticator, KeySource};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "https://issuer.example/.well-known/jwks.json".to_owned();
+    /// let cfg = AuthConfig::new(Algorithm::RS256, KeySource::JwksUrl(url))
+    ///     .with_issuer("https://issuer.example/");
+    /// let auth = Authenticator::start(&cfg, &TlsClient::new(None)?).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// Those of [`Authenticator::new`]; [`ConfigError::JwksUrl`] for a URL
+    /// that is not `https://`, [`ConfigError::JwksFetch`] when it cannot be
+    /// fetched, [`ConfigError::InvalidJwks`] when its set is unusable.
+    pub async fn start(cfg: &AuthConfig, tls: &TlsClient) -> Result<Self, ConfigError> {
+        if cfg.leeway_secs > MAX_LEEWAY_SECS {
+            return Err(ConfigError::LeewayTooLarge);
+        }
+        let keys = KeyRing::start(cfg, tls).await?;
+        Ok(Self::with_keys(cfg, keys))
+    }
+
+    fn with_keys(cfg: &AuthConfig, keys: KeyRing) -> Self {
         let mut validation = Validation::new(cfg.algorithm.to_jwt());
         // exp and nbf are checked here, against an injectable clock, after the signature.
         validation.validate_exp = false;
@@ -111,14 +149,14 @@ impl Authenticator {
                 "jwt issuer or audience not configured: that claim is not checked"
             );
         }
-        Ok(Authenticator {
+        Authenticator {
             verifier: Some(Arc::new(Verifier {
                 algorithm: cfg.algorithm,
                 keys,
                 validation,
                 leeway_secs: cfg.leeway_secs,
             })),
-        })
+        }
     }
 
     /// No key configured: every request is the [`Principal::open`] principal.
@@ -173,6 +211,34 @@ impl Authenticator {
         }
     }
 
+    /// Fetches the keys again from their JWKS URL, or re-reads their file
+    /// (as [`reload`](Authenticator::reload)); swaps them in only when the new
+    /// set has a usable key, and otherwise keeps the current ones, logs and
+    /// counts the failure. A [`KeyWatcher`](super::KeyWatcher) calls this on
+    /// its schedule and on SIGHUP.
+    ///
+    /// # Errors
+    /// Those of [`reload`](Authenticator::reload), and for a URL
+    /// [`ConfigError::JwksFetch`] or [`ConfigError::InvalidJwks`]; the
+    /// previous keys are still in use then.
+    pub async fn refresh(&self) -> Result<KeyReload, ConfigError> {
+        match &self.verifier {
+            Some(v) => v.keys.refresh().await,
+            None => Ok(KeyReload::NoKeyFile),
+        }
+    }
+
+    /// The JWKS URL's fetcher, when the keys come from one.
+    pub(crate) fn remote(&self) -> Option<&RemoteJwks> {
+        self.verifier.as_ref().and_then(|v| v.keys.remote())
+    }
+
+    /// How many times the keys' JWKS URL was fetched since start (at start,
+    /// on schedule, on SIGHUP, for unknown `kid`s); 0 without a URL.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.remote().map_or(0, RemoteJwks::fetches)
+    }
+
     /// How many [`reload`](Authenticator::reload)s failed (and kept the previous
     /// keys) since start, over every clone of this authenticator.
     pub fn failed_reloads(&self) -> u64 {
@@ -199,16 +265,35 @@ impl Authenticator {
 
     /// Authenticates a request from its `Authorization: Bearer <jwt>` header.
     ///
+    /// With keys from a JWKS URL, a token naming a `kid` the current set
+    /// lacks makes the set be fetched again before the token is judged (at
+    /// most once per `jwks_unknown_kid_refetch_min_ms`; requests arriving
+    /// during that fetch wait for it): an issuer that rotated its keys is
+    /// followed at once.
+    ///
     /// # Errors
     ///
     /// [`AuthError::Missing`] without bearer credentials, [`AuthError::Malformed`] for a
     /// broken header, and any error of [`Authenticator::verify_token`].
-    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
         if self.is_disabled() {
             return Ok(Principal::open());
         }
         let token = bearer_token(headers)?;
-        self.verify_token(token)
+        let now = unix_now();
+        match self.check(token, now) {
+            Err(Failure::UnknownKid) => {}
+            other => return other.map_err(Failure::into_auth),
+        }
+        if let (Some(v), Some(remote)) = (&self.verifier, self.remote()) {
+            remote
+                .refetch_for_unknown_kid(async {
+                    tracing::info!(url = %remote.url(), "a token names an unknown key id: fetching the keys");
+                    let _ = v.keys.refresh().await;
+                })
+                .await;
+        }
+        self.check(token, now).map_err(Failure::into_auth)
     }
 
     /// Verifies a token at the current system time.
@@ -230,32 +315,58 @@ impl Authenticator {
     ///
     /// The [`AuthError`] variant naming the first failed check.
     pub fn verify_token_at(&self, token: &str, now_unix: u64) -> Result<Principal, AuthError> {
+        self.check(token, now_unix).map_err(Failure::into_auth)
+    }
+
+    fn check(&self, token: &str, now_unix: u64) -> Result<Principal, Failure> {
         let Some(v) = &self.verifier else {
             return Ok(Principal::open());
         };
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::Malformed);
+            return Err(AuthError::Malformed.into());
         }
         let header = parse_header(token)?;
         if header.alg != v.algorithm.as_str() {
-            return Err(AuthError::WrongAlgorithm);
+            return Err(AuthError::WrongAlgorithm.into());
         }
         let keys = v.keys.current();
         let key = keys
             .keys
             .select(header.kid.as_deref())
             .map_err(|e| match e {
-                KeyLookup::UnknownKid => AuthError::Invalid("unknown key id".into()),
-                KeyLookup::MissingKid => AuthError::Invalid("token has no key id".into()),
+                KeyLookup::UnknownKid => Failure::UnknownKid,
+                KeyLookup::MissingKid => AuthError::Invalid("token has no key id".into()).into(),
             })?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &v.validation).map_err(map_jwt)?;
         check_times(&data.claims, now_unix, v.leeway_secs)?;
         let subject = match data.claims.sub {
             Some(sub) if !sub.is_empty() => sub,
-            _ => return Err(AuthError::Invalid("missing sub claim".into())),
+            _ => return Err(AuthError::Invalid("missing sub claim".into()).into()),
         };
         let roles = parse_roles(data.claims.roles)?;
         Ok(Principal { subject, roles })
+    }
+}
+
+/// Why [`Authenticator::check`] refused a token: an unknown `kid` is told
+/// apart, since fresh keys may know it.
+enum Failure {
+    UnknownKid,
+    Auth(AuthError),
+}
+
+impl Failure {
+    fn into_auth(self) -> AuthError {
+        match self {
+            Failure::UnknownKid => AuthError::Invalid("unknown key id".into()),
+            Failure::Auth(e) => e,
+        }
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        Failure::Auth(e)
     }
 }
 
@@ -428,10 +539,13 @@ mod tests {
         assert!(parse_roles(json("{}")).is_err());
     }
 
-    #[test]
-    fn disabled_authenticator_admits_everyone_as_open() {
+    #[tokio::test]
+    async fn disabled_authenticator_admits_everyone_as_open() {
         let auth = Authenticator::disabled();
         assert!(auth.is_disabled());
-        assert_eq!(auth.authenticate(&HeaderMap::new()), Ok(Principal::open()));
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new()).await,
+            Ok(Principal::open())
+        );
     }
 }

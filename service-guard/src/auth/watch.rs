@@ -1,5 +1,6 @@
 //! [`KeyWatcher`]: the background task that reloads an authenticator's key file
-//! on SIGHUP and when the file changes.
+//! on SIGHUP and when the file changes, or fetches its JWKS URL again on SIGHUP
+//! and every `jwks_refresh_interval_ms` ([`AuthConfig`](super::AuthConfig)).
 //!
 //! Changes are found by polling the file's modification time, length and inode
 //! every [`JWKS_POLL_INTERVAL_MS_DEFAULT`] (configurable; 0 turns polling off),
@@ -24,8 +25,10 @@ use super::Authenticator;
 pub const JWKS_POLL_INTERVAL_MS_DEFAULT: u64 = 10_000;
 
 /// Reloads an [`Authenticator`]'s keys in the background: on SIGHUP (Unix), and
-/// when a poll finds the key file changed. Stops when [`stop`](KeyWatcher::stop)ped
-/// or dropped.
+/// when a poll finds the key file changed; keys from a JWKS URL are fetched
+/// again on SIGHUP and on their own schedule (the authenticator's
+/// `jwks_refresh_interval_ms`, not the file poll). Stops when
+/// [`stop`](KeyWatcher::stop)ped or dropped.
 ///
 /// A failed reload keeps the current keys (see [`Authenticator::reload`]); the
 /// watcher tries again at the next change or SIGHUP, not at every poll.
@@ -65,15 +68,19 @@ impl KeyWatcher {
             return KeyWatcher { task: None };
         }
         let file = auth.key_file().map(|p| p.to_path_buf());
-        let poll = (poll_interval_ms > 0 && file.is_some())
-            .then(|| Duration::from_millis(poll_interval_ms));
+        let poll = match auth.remote() {
+            Some(remote) => remote.refresh_interval(),
+            None => (poll_interval_ms > 0 && file.is_some())
+                .then(|| Duration::from_millis(poll_interval_ms)),
+        };
         let hangup = listen_hangup();
         if poll.is_none() && hangup.is_none() {
             return KeyWatcher { task: None };
         }
         tracing::info!(
             file = ?file,
-            poll_interval_ms = poll.map(|_| poll_interval_ms),
+            url = ?auth.remote().map(|r| r.url().to_string()),
+            poll_interval_ms = poll.map(|p| p.as_millis() as u64),
             "watching the verification keys"
         );
         let task = tokio::spawn(watch(auth, file, poll, hangup));
@@ -109,7 +116,8 @@ impl Drop for KeyWatcher {
 
 /// What woke the watcher.
 enum Cause {
-    /// Time to compare the file's stamp with the last one read.
+    /// Time to compare the file's stamp with the last one read, or to fetch
+    /// the JWKS URL again.
     Poll,
     /// SIGHUP: read the file whatever its stamp.
     Hangup,
@@ -144,6 +152,12 @@ async fn watch(
                 Cause::Hangup
             }
         };
+        if auth.remote().is_some() {
+            // A failed fetch is logged and counted by refresh; the next tick
+            // or SIGHUP tries again.
+            let _ = auth.refresh().await;
+            continue;
+        }
         let now = file.as_deref().and_then(FileStamp::of);
         match cause {
             Cause::Poll if now == seen => continue,

@@ -59,6 +59,8 @@ pub struct RateLimitConfig {
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys (`<prefix>:<client key>`).
     pub key_prefix: String,
+    /// The roots a `rediss://` URL's server is checked against.
+    pub tls: crate::tls::TlsClient,
 }
 
 impl Default for RateLimitConfig {
@@ -68,6 +70,7 @@ impl Default for RateLimitConfig {
             window: Duration::from_secs(DEFAULT_WINDOW_SECS),
             redis_url: None,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            tls: crate::tls::TlsClient::system(),
         }
     }
 }
@@ -96,7 +99,8 @@ impl std::fmt::Debug for Limiter {
 }
 
 impl Limiter {
-    /// Builds the limiter. With a Redis URL it tries to connect (bounded by
+    /// Builds the limiter. With a Redis URL (`redis://`, or `rediss://` for
+    /// TLS trusting [`RateLimitConfig::tls`]) it tries to connect (bounded by
     /// [`REDIS_CONNECT_TIMEOUT_MS`]); if Redis is down it starts in-process and keeps
     /// reconnecting in the background. An unparsable URL is logged and the limiter
     /// runs in-process.
@@ -108,7 +112,9 @@ impl Limiter {
         let redis = match &cfg.redis_url {
             None => None,
             Some(url) => {
-                match RedisStore::start(url, cfg.key_prefix.clone(), period, limit.get()).await {
+                match RedisStore::start(&cfg.tls, url, cfg.key_prefix.clone(), period, limit.get())
+                    .await
+                {
                     Ok(store) => Some(store),
                     Err(e) => {
                         tracing::error!(error = %e, "invalid redis url for rate limiting: limiting in-process only");

@@ -82,12 +82,13 @@ impl RedisStore {
     /// [`REDIS_CONNECT_TIMEOUT_MS`]. Never fails: without a connection, the
     /// caller runs in-process until one is made.
     pub(crate) async fn start(
+        tls: &crate::tls::TlsClient,
         url: &str,
         prefix: String,
         period: Duration,
         limit: u32,
     ) -> Result<Arc<Self>, redis::RedisError> {
-        let client = redis::Client::open(url)?;
+        let client = tls.redis_client(url)?;
         let store = Arc::new(RedisStore {
             client,
             conn: Mutex::new(None),

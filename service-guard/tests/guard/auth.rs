@@ -104,12 +104,12 @@ fn valid_hs256_token_is_accepted() {
 }
 
 /// The header path works end to end at the real current time.
-#[test]
-fn authenticate_reads_the_bearer_header() {
+#[tokio::test]
+async fn authenticate_reads_the_bearer_header() {
     let token = hs_signer()
         .mint("svc", &[Role::Service], HOUR, unix_now())
         .unwrap();
-    let principal = hs_auth().authenticate(&bearer(&token)).unwrap();
+    let principal = hs_auth().authenticate(&bearer(&token)).await.unwrap();
     assert_eq!(principal.subject, "svc");
     assert!(principal.has_any(&[Role::Service, Role::Admin]));
     assert_eq!(hs_auth().verify_token(&token).unwrap(), principal);
@@ -212,11 +212,11 @@ fn jwks_keeps_only_keys_for_the_pinned_algorithm() {
 }
 
 /// No Authorization header, or another scheme: 401 `missing_token` with a bare challenge.
-#[test]
-fn missing_token_is_401() {
+#[tokio::test]
+async fn missing_token_is_401() {
     let auth = hs_auth();
     assert_rejected(
-        auth.authenticate(&HeaderMap::new()),
+        auth.authenticate(&HeaderMap::new()).await,
         AuthError::Missing,
         "missing_token",
     );
@@ -226,7 +226,7 @@ fn missing_token_is_401() {
         HeaderValue::from_static("Basic dXNlcjpwYXNz"),
     );
     assert_rejected(
-        auth.authenticate(&basic),
+        auth.authenticate(&basic).await,
         AuthError::Missing,
         "missing_token",
     );
@@ -237,8 +237,8 @@ fn missing_token_is_401() {
 }
 
 /// Tokens that are not JWTs: 401 `malformed_token`.
-#[test]
-fn malformed_tokens_are_401() {
+#[tokio::test]
+async fn malformed_tokens_are_401() {
     let auth = hs_auth();
     let oversized = "a".repeat(MAX_TOKEN_BYTES + 1);
     for token in [
@@ -258,7 +258,7 @@ fn malformed_tokens_are_401() {
     let mut empty = HeaderMap::new();
     empty.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
     assert_rejected(
-        auth.authenticate(&empty),
+        auth.authenticate(&empty).await,
         AuthError::Malformed,
         "malformed_token",
     );
@@ -572,11 +572,11 @@ fn unsafe_configurations_are_refused() {
 }
 
 /// A disabled authenticator ignores headers and admits the open principal.
-#[test]
-fn disabled_authenticator_is_open() {
+#[tokio::test]
+async fn disabled_authenticator_is_open() {
     let auth = Authenticator::disabled();
     assert!(auth.is_disabled());
-    let principal = auth.authenticate(&bearer("garbage")).unwrap();
+    let principal = auth.authenticate(&bearer("garbage")).await.unwrap();
     assert_eq!(principal, Principal::open());
     assert!(authorize(&principal, &[Role::Admin]).is_ok());
     assert!(Authenticator::open_allowed(

@@ -16,6 +16,7 @@ fn local_config(limit: u32, window: Duration) -> RateLimitConfig {
         window,
         redis_url: None,
         key_prefix: "test".into(),
+        ..RateLimitConfig::default()
     }
 }
 
@@ -144,6 +145,7 @@ fn redis_config(url: &str, prefix: &str, limit: u32) -> RateLimitConfig {
         window: Duration::from_secs(60),
         redis_url: Some(url.to_owned()),
         key_prefix: prefix.to_owned(),
+        ..RateLimitConfig::default()
     }
 }
 
