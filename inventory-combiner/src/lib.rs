@@ -409,3 +409,8 @@ impl<S: Outbox> Outbox for Combiner<S> {
         self.shared.store.mark_published(sequences)
     }
 }
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

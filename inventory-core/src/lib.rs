@@ -87,3 +87,8 @@ pub use workspace::Workspace;
 /// The `uuid` crate the ids wrap, so callers need no dependency of their own
 /// to make or read one.
 pub use uuid::{self, Uuid};
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -254,7 +254,7 @@ impl Ttl {
     /// # Errors
     /// [`Error::InvalidInput`] on field `ttl` when out of bounds.
     pub fn from_secs(secs: u64) -> Result<Self, Error> {
-        Self::from_millis(secs.checked_mul(1000).unwrap_or(u64::MAX))
+        Self::from_millis(secs.saturating_mul(1000))
     }
 
     /// The duration in milliseconds.

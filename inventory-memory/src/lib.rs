@@ -117,3 +117,8 @@ pub use store::{Footprint, MemoryStore, PURGE_BATCH_MAX};
 
 #[cfg(test)]
 mod tests;
+
+// The README's examples run as doctests (its quick start uses `maintenance`).
+#[cfg(all(doctest, feature = "maintenance"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

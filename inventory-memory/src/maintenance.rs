@@ -255,7 +255,10 @@ mod spawned {
             let (stop, mut stopped) = watch::channel(false);
             let state = Arc::new(Mutex::new(State::default()));
             let shared = Arc::clone(&state);
-            let period = self.settings.interval.max(std::time::Duration::from_millis(1));
+            let period = self
+                .settings
+                .interval
+                .max(std::time::Duration::from_millis(1));
             let task = tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(period);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,7 +324,13 @@ mod tests {
         let product = ProductId::from(Uuid::from_u128(1));
         store.create_item(product, 2, now).await.unwrap();
         store
-            .reserve(OrderId::from(Uuid::from_u128(2)), product, 1, Ttl::default(), now)
+            .reserve(
+                OrderId::from(Uuid::from_u128(2)),
+                product,
+                1,
+                Ttl::default(),
+                now,
+            )
             .await
             .unwrap();
         let seen = Arc::new(AtomicUsize::new(0));

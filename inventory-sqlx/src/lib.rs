@@ -75,3 +75,8 @@ pub use store::{PgStore, PING_IDLE_AFTER_MS, SESSION_SETTINGS};
 /// The embedded migrations (the files of `migrations/`), for callers that run
 /// them on a pool of their own.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -440,7 +440,7 @@ pub(super) async fn overlapping_orders_in_one_batch<S: InventoryStore>(store: &S
         })
     );
     for i in [0, 1, 3, 4] {
-        let want: Vec<(ProductId, u64)> = wanted[i].iter().map(|(p, q)| (*p, *q as u64)).collect();
+        let want: Vec<(ProductId, u64)> = wanted[i].iter().map(|(p, q)| (*p, *q)).collect();
         assert_eq!(lines(&created(&answers[i])), want, "order {i}");
         let stored = store.reservations_of_order(orders[i]).await.unwrap();
         assert_eq!(stored.len(), want.len(), "order {i}");

@@ -107,7 +107,7 @@ pub(super) async fn random_mix_keeps_invariants<H: Harness>(harness: &H) {
                             let cmd = reserve_one(new_order(), products[k], q, ttl);
                             store.execute(cmd, &meta).await.map(|o| {
                                 if let Outcome::Reserved { reservations, .. } = o {
-                                    mine.push((reservations[0].id(), k, q as u64));
+                                    mine.push((reservations[0].id(), k, q));
                                 }
                             })
                         }
@@ -417,10 +417,7 @@ fn plan_batch(
         }
         order.truncate(1 + rng.below(3) as usize);
         let lines: Vec<(usize, u64)> = order.iter().map(|k| (*k, 1 + rng.below(3))).collect();
-        let wanted: Vec<_> = lines
-            .iter()
-            .map(|(k, q)| (products[*k], *q as u64))
-            .collect();
+        let wanted: Vec<_> = lines.iter().map(|(k, q)| (products[*k], *q)).collect();
         batch.push((reserve_many(new_order(), &wanted, 600), meta.clone()));
         sent.push(Sent::Reserve(lines));
     }
