@@ -83,8 +83,7 @@ async fn main() -> Result<(), Error> {
         }
     }
 
-    // Stopping runs no more drains: wait for one more pass first.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Stopping makes one last run: every event above is handed on.
     let totals = upkeep.stop().await;
     let (sold, stock_outs) = consumer.await.expect("consumer task");
     println!(

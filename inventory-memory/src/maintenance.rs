@@ -263,11 +263,11 @@ mod spawned {
                 let mut ticker = tokio::time::interval(period);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tokio::select! {
+                    let last = tokio::select! {
                         biased;
-                        _ = stopped.changed() => break,
-                        _ = ticker.tick() => {}
-                    }
+                        _ = stopped.changed() => true,
+                        _ = ticker.tick() => false,
+                    };
                     let run = self.run_once(Timestamp::from(SystemTime::now())).await;
                     let mut state = shared.lock();
                     match run {
@@ -277,6 +277,9 @@ mod spawned {
                             state.totals.purged += report.purged;
                         }
                         Err(e) => state.last_error = Some(e),
+                    }
+                    if last {
+                        break;
                     }
                 }
             });
@@ -295,7 +298,9 @@ mod spawned {
             self.state.lock().last_error.clone()
         }
 
-        /// Stops the loop after the run in progress, and returns the totals.
+        /// Stops the loop after the run in progress and one last run (so
+        /// what was committed before the call is drained and handed on),
+        /// and returns the totals.
         pub async fn stop(self) -> Report {
             let _ = self.stop.send(true);
             let _ = self.task.await;
@@ -341,9 +346,12 @@ mod tests {
             })
             .spawn();
         tokio::time::sleep(MAINTENANCE_INTERVAL_DEFAULT * 3).await;
-        let totals = handle.stop().await;
         assert_eq!(seen.load(Ordering::Relaxed), 2, "created and reserved");
-        assert_eq!(totals.drained, 2);
+        // A change between two runs is handed on by the last run of stop.
+        store.adjust(product, 1, "delivery", now).await.unwrap();
+        let totals = handle.stop().await;
+        assert_eq!(seen.load(Ordering::Relaxed), 3, "and the adjustment");
+        assert_eq!(totals.drained, 3);
         assert_eq!(store.outbox_len(), 0);
     }
 }
