@@ -144,13 +144,7 @@ pub trait InventoryStoreExt: InventoryStore {
         reservation_id: ReservationId,
         at: impl Into<Meta> + Send,
     ) -> impl Future<Output = Result<Reservation, Error>> + Send {
-        let meta = at.into();
-        async move {
-            let outcome = self
-                .execute(Command::Confirm { reservation_id }, &meta)
-                .await?;
-            reservation_of(outcome)
-        }
+        settle(self, Command::Confirm { reservation_id }, at.into())
     }
 
     /// Gives back the units of a pending reservation (a repeat answers it as
@@ -164,13 +158,7 @@ pub trait InventoryStoreExt: InventoryStore {
         reservation_id: ReservationId,
         at: impl Into<Meta> + Send,
     ) -> impl Future<Output = Result<Reservation, Error>> + Send {
-        let meta = at.into();
-        async move {
-            let outcome = self
-                .execute(Command::Release { reservation_id }, &meta)
-                .await?;
-            reservation_of(outcome)
-        }
+        settle(self, Command::Release { reservation_id }, at.into())
     }
 
     /// Changes the quantity on hand by `delta` (negative removes), recording
@@ -221,8 +209,13 @@ pub trait InventoryStoreExt: InventoryStore {
 
 impl<S: InventoryStore + ?Sized> InventoryStoreExt for S {}
 
-fn reservation_of(outcome: Outcome) -> Result<Reservation, Error> {
-    match outcome {
+/// Runs a confirm or a release and answers the reservation as it is after.
+async fn settle<S: InventoryStore + ?Sized>(
+    store: &S,
+    command: Command,
+    meta: Meta,
+) -> Result<Reservation, Error> {
+    match store.execute(command, &meta).await? {
         Outcome::Reservation { reservation, .. } => Ok(reservation),
         other => Err(unexpected(&other)),
     }
