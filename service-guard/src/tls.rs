@@ -212,9 +212,12 @@ impl TlsClient {
     /// matters with `sslmode=verify-ca` or `verify-full`, which the URL sets.
     pub fn postgres_root_cert(&self, database_url: &str) -> Option<&Path> {
         let names_its_own = database_url.split_once('?').is_some_and(|(_, query)| {
-            query
-                .split('&')
-                .any(|pair| pair.split('=').next() == Some("sslrootcert"))
+            query.split('&').any(|pair| {
+                matches!(
+                    pair.split('=').next(),
+                    Some("sslrootcert" | "ssl-root-cert" | "ssl-ca")
+                )
+            })
         });
         if names_its_own {
             None
@@ -257,16 +260,14 @@ pub fn is_tls_error(error: &(dyn std::error::Error + 'static)) -> bool {
         if e.is::<rustls::Error>() {
             return true;
         }
-        // io::Error's source() skips the error it wraps: look inside.
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            if inner.is::<rustls::Error>() {
-                return true;
-            }
-        }
-        next = e.source();
+        next = match e.downcast_ref::<std::io::Error>() {
+            // io::Error's source() skips the error it wraps (which may be
+            // another io::Error around the rustls one): look inside instead.
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
@@ -352,5 +353,7 @@ mod tests {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         );
         assert!(is_tls_error(&tls));
+        // hyper-rustls wraps tokio-rustls' io::Error in another one.
+        assert!(is_tls_error(&std::io::Error::other(tls)));
     }
 }

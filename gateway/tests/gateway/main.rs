@@ -9,3 +9,4 @@ mod auth;
 mod failures;
 mod helpers;
 mod routing;
+mod tls;

@@ -2,5 +2,6 @@
 //! rate limiter (in-process with paused time, and against a real Redis).
 
 mod auth;
+mod jwks_url;
 mod limiter;
 mod reload;
