@@ -24,7 +24,7 @@ use bytes::Bytes;
 use rand::Rng;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpStream;
@@ -92,8 +92,11 @@ impl TestCa {
     /// When rcgen fails (a bug).
     pub fn issue(&self) -> ServerCert {
         let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server params");
+            CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+        // rcgen makes every name a DNS name: the address is added as one.
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
         params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
@@ -422,10 +425,11 @@ mod postgres {
 
     /// Files in the server's data directory: the CA certificate (so that a
     /// later run finds which CA signed the server's certificate), the server
-    /// certificate and its key.
-    const CA_FILE: &str = "shop-test-tls-ca.crt";
-    const CERT_FILE: &str = "shop-test-tls-server.crt";
-    const KEY_FILE: &str = "shop-test-tls-server.key";
+    /// certificate and its key. The number changes when the certificate
+    /// does (a new name is installed afresh).
+    const CA_FILE: &str = "shop-test-tls-2-ca.crt";
+    const CERT_FILE: &str = "shop-test-tls-2-server.crt";
+    const KEY_FILE: &str = "shop-test-tls-2-server.key";
 
     /// Largest file read back from the server, in bytes.
     const FILE_BYTES_MAX: u64 = 64 * 1024;
@@ -450,8 +454,8 @@ mod postgres {
     /// a test CA for `localhost` and `127.0.0.1`, unless it already does:
     /// idempotent, and safe for every other test (those connecting with the
     /// default `sslmode=prefer` keep working, over TLS). The files are
-    /// written by the server itself (`COPY ... TO`, so they belong to its
-    /// user, mode 0600) into its data directory, which a restart keeps;
+    /// written by the server itself (`COPY ... TO PROGRAM`, so they belong
+    /// to its user, mode 0600) into its data directory, which a restart keeps;
     /// `ALTER SYSTEM` turns `ssl` on and names them; `pg_reload_conf()`
     /// applies it. Needs a superuser; returns `None` (after printing why)
     /// without a server or a superuser.
@@ -470,17 +474,25 @@ mod postgres {
         if !superuser {
             return skipped("the test database's user is not a superuser: cannot configure TLS");
         }
-        let ca_pem = match installed_ca(&mut conn).await {
-            Some(pem) => pem,
-            None => install(&mut conn).await,
-        };
         let dir = TempDir::new("pg-tls");
-        let ca_file = dir.write("ca.crt", &ca_pem);
+        let ca_file = dir.path().join("ca.crt");
         let separator = if plain_url.contains('?') { '&' } else { '?' };
         let url = format!(
             "{plain_url}{separator}sslmode=verify-full&sslrootcert={}",
             ca_file.display()
         );
+        // Reuse what an earlier run installed when it verifies; else install.
+        let reused = match installed_ca(&mut conn).await {
+            Some(pem) => {
+                std::fs::write(&ca_file, pem).expect("write the ca file");
+                PgConnection::connect(&url).await.is_ok()
+            }
+            None => false,
+        };
+        if !reused {
+            let pem = install(&mut conn).await;
+            std::fs::write(&ca_file, pem).expect("write the ca file");
+        }
         wait_verified(&mut conn, &url, &ca_file).await;
         let _ = conn.close().await;
         Some(PostgresTls {
@@ -541,14 +553,24 @@ mod postgres {
     }
 
     /// Has the server write `pem` to `name` in its data directory, one line
-    /// per row (PEM has no character COPY would escape).
+    /// per row (PEM has no character COPY would escape), readable by its
+    /// user only (PostgreSQL refuses a key file others may read).
     async fn write_server_file(conn: &mut PgConnection, name: &str, pem: &str) {
         assert!(pem
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+/=- \n".contains(c)));
+        let dir: String = sqlx::query_scalar("SELECT current_setting('data_directory')")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("read data_directory");
+        assert!(
+            !dir.contains(['"', '\'', '$', '`', '\\']),
+            "an unusual data directory: {dir}"
+        );
+        let path = format!("{dir}/{name}");
         let sql = format!(
-            "DO $$ BEGIN EXECUTE format('COPY (SELECT unnest(string_to_array(%L, chr(10)))) TO %L', \
-             '{pem}', current_setting('data_directory') || '/{name}'); END $$"
+            "COPY (SELECT unnest(string_to_array('{pem}', chr(10)))) \
+             TO PROGRAM 'umask 077 && cat > \"{path}\" && chmod 600 \"{path}\"'"
         );
         sqlx::raw_sql(&sql)
             .execute(conn)

@@ -11,3 +11,4 @@ mod flows;
 mod guard;
 mod helpers;
 mod stores;
+mod tls;
