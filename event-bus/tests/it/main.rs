@@ -19,4 +19,5 @@ mod poison;
 mod restart;
 mod scripted;
 mod support;
+mod tls;
 mod transient;
