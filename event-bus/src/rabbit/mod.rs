@@ -147,6 +147,8 @@ pub async fn connect_with(url: &str, name: &str, tls: &AmqpTls) -> Result<Connec
         }
         (AMQPScheme::AMQPS, Some(config)) => {
             let connector = RustlsConnector::from(Arc::clone(config));
+            // lapin's connector hook fixes the (large) error type.
+            #[allow(clippy::result_large_err)]
             Box::pin(Connection::connector(
                 uri,
                 Box::new(move |uri| connect_tls(uri, &connector)),
@@ -163,7 +165,8 @@ pub async fn connect_with(url: &str, name: &str, tls: &AmqpTls) -> Result<Connec
 
 /// What lapin does for `amqps://`, with our rustls configuration instead of
 /// one it builds: a blocking TCP connect and handshake on lapin's I/O thread,
-/// then the socket in non-blocking mode.
+/// then the socket in non-blocking mode. The error type is lapin's.
+#[allow(clippy::result_large_err)]
 fn connect_tls(uri: &AMQPUri, connector: &RustlsConnector) -> HandshakeResult {
     let host = uri.authority.host.as_str();
     let addr = (host, uri.authority.port);
