@@ -88,7 +88,23 @@ pub const QUEUE_MAX_DEFAULT: usize = 4_096;
 /// larger transactions: `docs/benchmarks.md`).
 pub const COMMITTERS_MAX_DEFAULT: usize = 2;
 
-/// How a [`Combiner`] batches.
+/// How a [`Combiner`] batches. Build with struct update syntax over
+/// [`CombinerConfig::default`]; out-of-bounds values are clamped.
+///
+/// ```
+/// use std::sync::Arc;
+/// use inventory_combiner::{Combiner, CombinerConfig};
+/// use inventory_memory::MemoryStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // A short line: past 256 waiting changes, callers hear `Overloaded` at once.
+/// let config = CombinerConfig { queue_max: 256, batch_max: 0, ..CombinerConfig::default() };
+/// let store = Combiner::new(Arc::new(MemoryStore::new()), config);
+/// assert_eq!(store.config().queue_max, 256);
+/// assert_eq!(store.config().batch_max, 1); // clamped: a batch holds at least one command
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CombinerConfig {
     /// Most commands in one batch (1 to [`BATCH_MAX`]); 1 turns batching
@@ -123,6 +139,37 @@ impl CombinerConfig {
 
 /// What a combiner reports about its batches, for metrics. Called on the
 /// committer's task: keep it cheap.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use inventory_combiner::{BatchObserver, Combiner, CombinerConfig};
+/// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+/// use inventory_memory::MemoryStore;
+///
+/// /// Counts the commands that went through the line.
+/// #[derive(Default)]
+/// struct Committed(AtomicUsize);
+///
+/// impl BatchObserver for Committed {
+///     fn batch_started(&self, size: usize, _queue_waits: &[Duration]) {
+///         self.0.fetch_add(size, Ordering::Relaxed);
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), inventory_core::Error> {
+/// let observer = Arc::new(Committed::default());
+/// let store = Combiner::new(Arc::new(MemoryStore::new()), CombinerConfig::default())
+///     .with_observer(observer.clone());
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// store.create_item(product, 5, Timestamp::from_millis(0)).await?;
+/// store.adjust(product, 3, "delivery", Timestamp::from_millis(1)).await?;
+/// assert_eq!(observer.0.load(Ordering::Relaxed), 2);
+/// # Ok(())
+/// # }
+/// ```
 pub trait BatchObserver: Send + Sync + 'static {
     /// A batch of `size` commands was handed to the store; `queue_waits` is
     /// how long each of them waited in line.
@@ -179,6 +226,27 @@ impl<S> std::fmt::Debug for Combiner<S> {
 impl<S: InventoryStore> Combiner<S> {
     /// A combiner in front of `store`, whose committers run on the current
     /// tokio runtime.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use inventory_combiner::{Combiner, CombinerConfig};
+    /// use inventory_core::{InventoryStoreExt, OrderId, ProductId, Timestamp, Ttl, Uuid};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), inventory_core::Error> {
+    /// let memory = Arc::new(MemoryStore::new());
+    /// let store = Combiner::new(Arc::clone(&memory), CombinerConfig::default());
+    /// let (product, now) = (ProductId::from(Uuid::from_u128(1)), Timestamp::from_millis(0));
+    /// store.create_item(product, 5, now).await?;
+    /// store.reserve(OrderId::from(Uuid::from_u128(2)), product, 2, Ttl::default(), now).await?;
+    ///
+    /// // The same store, seen directly: the changes went through to it.
+    /// assert_eq!(memory.item_sync(product).map(|i| i.available()), Some(3));
+    /// assert_eq!(store.queued(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Panics
     /// When called outside a tokio runtime.

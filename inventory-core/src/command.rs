@@ -22,6 +22,22 @@ pub const EXPIRE_BATCH_MAX: usize = 1_000;
 
 /// One line of a reservation: a product, a quantity and the id the reservation
 /// gets if it is created now.
+///
+/// [`ReservationId::for_line`] gives the id [`crate::InventoryStoreExt`] uses,
+/// so a repeat of the same order line finds the same reservation.
+///
+/// ```
+/// use inventory_core::{OrderId, ProductId, Quantity, ReservationId, ReserveLine, Uuid};
+///
+/// let (order, product) = (OrderId::from(Uuid::from_u128(1)), ProductId::from(Uuid::from_u128(2)));
+/// let line = ReserveLine {
+///     product_id: product,
+///     quantity: Quantity::new(3)?,
+///     reservation_id: ReservationId::for_line(order, product),
+/// };
+/// assert_eq!(line.quantity.get(), 3);
+/// # Ok::<(), inventory_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReserveLine {
     /// The product to hold.
@@ -45,6 +61,25 @@ pub struct Reserve {
 
 impl Reserve {
     /// Validates a reservation request.
+    ///
+    /// ```
+    /// use inventory_core::*;
+    ///
+    /// let order = OrderId::from(Uuid::from_u128(1));
+    /// let line = |n: u128| {
+    ///     let product = ProductId::from(Uuid::from_u128(n));
+    ///     let reservation_id = ReservationId::for_line(order, product);
+    ///     ReserveLine { product_id: product, quantity: Quantity::new(1).unwrap(), reservation_id }
+    /// };
+    /// // A basket of two products, held for ten minutes, all or nothing.
+    /// let basket = Reserve::new(order, vec![line(10), line(11)], Ttl::from_secs(600)?)?;
+    /// assert_eq!(basket.lines().len(), 2);
+    ///
+    /// let twice = Reserve::new(order, vec![line(10), line(10)], Ttl::default());
+    /// assert!(matches!(twice, Err(Error::DuplicateProduct { .. })));
+    /// assert!(matches!(Reserve::new(order, vec![], Ttl::default()), Err(Error::InvalidInput { field: "lines", .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `lines` when empty or too long; on
@@ -80,6 +115,18 @@ impl Reserve {
     }
 
     /// A single-line reservation (always valid).
+    ///
+    /// ```
+    /// use inventory_core::*;
+    ///
+    /// let (order, product) = (OrderId::from(Uuid::from_u128(1)), ProductId::from(Uuid::from_u128(2)));
+    /// let reservation_id = ReservationId::for_line(order, product);
+    /// let line = ReserveLine { product_id: product, quantity: Quantity::new(2)?, reservation_id };
+    /// let reserve = Reserve::single(order, line.clone(), Ttl::default());
+    /// assert_eq!(reserve.lines(), [line]);
+    /// assert_eq!(reserve.ttl().as_millis(), RESERVATION_TTL_DEFAULT_MS);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn single(order_id: OrderId, line: ReserveLine, ttl: Ttl) -> Self {
         Self {
             order_id,
@@ -106,6 +153,31 @@ impl Reserve {
 
 /// A change to the inventory. Each runs atomically: it happens entirely or not at
 /// all (except that overdue reservations met on the way may be expired).
+///
+/// Run one with [`crate::decide()`] or [`crate::InventoryStore::execute`]; the
+/// common ones also have a method of [`crate::InventoryStoreExt`]. A store
+/// reads what a command touches with [`Command::products`] and
+/// [`Command::reservation_id`].
+///
+/// ```
+/// use inventory_core::*;
+///
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// // Two units broken in the warehouse, recorded once however often it is sent.
+/// let write_off = Command::Adjust {
+///     product_id: product,
+///     delta: StockDelta::new(-2)?,
+///     reason: Reason::new("damaged in the warehouse")?,
+///     actor: Actor::new("picker-7")?,
+///     key: Some(AdjustmentKey::new("damage-2024-118")?),
+/// };
+/// assert_eq!(write_off.products(), [product]);
+///
+/// let reservation_id = ReservationId::from(Uuid::from_u128(9));
+/// let confirm = Command::Confirm { reservation_id };
+/// assert_eq!((confirm.reservation_id(), confirm.products()), (Some(reservation_id), vec![]));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Command {
@@ -204,6 +276,33 @@ impl Command {
 }
 
 /// What a successful command returns, read after the change.
+///
+/// Each command has one variant (a create answers [`Outcome::Created`], a
+/// reserve [`Outcome::Reserved`] ...); the `created` and `changed` flags tell
+/// a first run from an idempotent repeat.
+///
+/// ```
+/// use inventory_core::*;
+///
+/// # let product = ProductId::from(Uuid::from_u128(1));
+/// # let now = Timestamp::from_millis(0);
+/// # let mut state = Snapshot::new();
+/// # let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(5)?, actor: Actor::system() };
+/// # decide(&mut state, &create, now)?;
+/// let order = OrderId::from(Uuid::from_u128(2));
+/// let reservation_id = ReservationId::for_line(order, product);
+/// let line = ReserveLine { product_id: product, quantity: Quantity::new(1)?, reservation_id };
+/// let reserve = Command::Reserve(Reserve::single(order, line, Ttl::default()));
+///
+/// let Outcome::Reserved { reservations, created } = decide(&mut state, &reserve, now)? else {
+///     unreachable!("a reserve answers Reserved");
+/// };
+/// assert!(created);
+/// // Sent again (a retry after a lost answer): the same hold, nothing new.
+/// let again = decide(&mut state, &reserve, now)?;
+/// assert_eq!(again, Outcome::Reserved { reservations, created: false });
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {

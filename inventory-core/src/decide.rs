@@ -17,6 +17,24 @@ use crate::workspace::Workspace;
 
 /// Applies `command` to `ws` at instant `now`.
 ///
+/// A refused command changes nothing, so a store can run `decide` inside its
+/// atomic step and commit whatever it left behind.
+///
+/// ```
+/// use inventory_core::*;
+///
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// let now = Timestamp::from_millis(0);
+/// let mut state = Snapshot::new();
+/// let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(2)?, actor: Actor::system() };
+/// assert!(matches!(decide(&mut state, &create, now)?, Outcome::Created(_)));
+///
+/// // The same create again is refused, and the item is as it was.
+/// assert_eq!(decide(&mut state, &create, now), Err(Error::AlreadyExists { product_id: product }));
+/// assert_eq!(state.item(product).map(InventoryItem::quantity), Some(2));
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// # Errors
 /// The business errors of [`Error`]: the command did not happen (overdue
 /// reservations met on the way may still have been expired).

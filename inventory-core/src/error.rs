@@ -11,6 +11,22 @@ use crate::value::{Timestamp, Version};
 /// [`Error::Overloaded`] and [`Error::Storage`] is a business outcome: the state is unchanged (except that
 /// overdue reservations met on the way may have been expired) and retrying the
 /// same request gives the same answer. Those four are operating errors.
+///
+/// ```
+/// use inventory_core::*;
+///
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// let order = OrderId::from(Uuid::from_u128(2));
+/// let reservation_id = ReservationId::for_line(order, product);
+/// let line = ReserveLine { product_id: product, quantity: Quantity::new(1)?, reservation_id };
+/// let reserve = Command::Reserve(Reserve::single(order, line, Ttl::default()));
+///
+/// match decide(&mut Snapshot::new(), &reserve, Timestamp::from_millis(0)) {
+///     Err(Error::ProductNotFound { product_id }) => assert_eq!(product_id, product),
+///     other => panic!("no item was created: {other:?}"),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -190,6 +206,15 @@ impl Error {
 
     /// A stable snake_case code for this error, used in problem+json bodies
     /// (one of [`Error::CODES`], or `internal_error` for a storage failure).
+    ///
+    /// ```
+    /// use inventory_core::{Error, ProductId, Uuid};
+    ///
+    /// let sold_out = Error::InsufficientStock { product_id: ProductId::from(Uuid::nil()), requested: 2, available: 1 };
+    /// assert_eq!(sold_out.code(), "insufficient_stock");
+    /// assert!(Error::CODES.contains(&sold_out.code()));
+    /// assert_eq!(Error::Storage { reason: "disk full".into() }.code(), "internal_error");
+    /// ```
     pub fn code(&self) -> &'static str {
         match self {
             Error::InsufficientStock { .. } => "insufficient_stock",
@@ -215,6 +240,24 @@ impl Error {
     }
 
     /// True for operating errors (the request may succeed if retried later).
+    ///
+    /// ```
+    /// use inventory_core::Error;
+    ///
+    /// /// Runs `op` again while the store says "try again", at most `tries` times.
+    /// fn with_retries<T>(tries: usize, mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    ///     let mut result = op();
+    ///     for _ in 1..tries {
+    ///         if !matches!(&result, Err(e) if e.is_transient()) { break; }
+    ///         result = op();
+    ///     }
+    ///     result
+    /// }
+    ///
+    /// let mut answers = vec![Ok(7), Err(Error::Contention)];
+    /// assert_eq!(with_retries(3, || answers.pop().unwrap()), Ok(7));
+    /// assert!(!Error::Storage { reason: "corrupt row".into() }.is_transient());
+    /// ```
     pub fn is_transient(&self) -> bool {
         matches!(
             self,

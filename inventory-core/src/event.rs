@@ -7,6 +7,26 @@ use crate::ids::{OrderId, ProductId, ReservationId};
 use crate::value::{Reason, Timestamp};
 
 /// Something that happened to the stock of one product.
+///
+/// [`crate::decide()`] records one or more per change; consumers read them
+/// from an [`crate::Outbox`].
+///
+/// ```
+/// use inventory_core::*;
+///
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// let mut state = Snapshot::new();
+/// let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(5)?, actor: Actor::system() };
+/// decide(&mut state, &create, Timestamp::from_millis(0))?;
+///
+/// // A new item is an adjustment from nothing to its first stock.
+/// let events = state.into_changes().events;
+/// match &events[0].payload {
+///     EventPayload::Adjusted { delta, quantity_after, .. } => assert_eq!((*delta, *quantity_after), (5, 5)),
+///     other => panic!("unexpected event {other:?}"),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
@@ -78,6 +98,13 @@ pub enum EventPayload {
 
 impl EventPayload {
     /// The product the event is about (events are ordered per product).
+    ///
+    /// ```
+    /// use inventory_core::{EventPayload, ProductId, Uuid};
+    ///
+    /// let product = ProductId::from(Uuid::from_u128(1));
+    /// assert_eq!(EventPayload::Depleted { product_id: product }.product_id(), product);
+    /// ```
     pub fn product_id(&self) -> ProductId {
         match self {
             Self::Reserved { product_id, .. }
@@ -90,6 +117,13 @@ impl EventPayload {
     }
 
     /// The routing key / event type, for example `inventory.stock.reserved`.
+    ///
+    /// ```
+    /// use inventory_core::{EventPayload, ProductId, Uuid};
+    ///
+    /// let depleted = EventPayload::Depleted { product_id: ProductId::from(Uuid::from_u128(1)) };
+    /// assert_eq!(depleted.event_type(), "inventory.stock.depleted");
+    /// ```
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::Reserved { .. } => "inventory.stock.reserved",
@@ -114,6 +148,27 @@ pub struct Event {
 
 /// An event as an outbox holds it: numbered in commit order, with a stable id
 /// that consumers deduplicate on and the id of the request that caused it.
+///
+/// ```
+/// use std::collections::HashSet;
+/// use inventory_core::*;
+///
+/// let depleted = EventPayload::Depleted { product_id: ProductId::from(Uuid::from_u128(1)) };
+/// let entry = OutboxEntry {
+///     sequence: 1,
+///     event_id: Uuid::from_u128(7),
+///     correlation_id: Some("req-42".to_owned()),
+///     event: Event { occurred_at: Timestamp::from_millis(0), payload: depleted },
+/// };
+/// // Delivery is at least once: a consumer skips an event id it has seen.
+/// let mut seen = HashSet::new();
+/// for delivered in [entry.clone(), entry] {
+///     if seen.insert(delivered.event_id) {
+///         assert_eq!(delivered.event.payload.event_type(), "inventory.stock.depleted");
+///     }
+/// }
+/// assert_eq!(seen.len(), 1);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OutboxEntry {

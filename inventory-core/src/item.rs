@@ -10,6 +10,20 @@ use crate::value::{Actor, AdjustmentKey, Reason, Timestamp, Version, STOCK_MAX};
 /// STOCK_MAX`, so `available() = quantity - reserved` never underflows. Only the
 /// use cases of this crate change an item; stores rebuild one with
 /// [`InventoryItem::restore`], which checks the invariants.
+///
+/// ```
+/// use inventory_core::*;
+///
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// let t0 = Timestamp::from_millis(0);
+/// let item = InventoryItem::restore(product, 10, 3, Version::INITIAL, t0, t0)?;
+/// // Ten on the shelf, three of them held for orders: seven left to sell.
+/// assert_eq!((item.quantity(), item.reserved(), item.available()), (10, 3, 7));
+///
+/// // More held than on hand cannot exist: a store that reads it is corrupt.
+/// assert!(matches!(InventoryItem::restore(product, 2, 3, Version::INITIAL, t0, t0), Err(Error::Storage { .. })));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct InventoryItem {

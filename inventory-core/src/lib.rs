@@ -11,8 +11,8 @@
 //!
 //! - [`ids`] and [`value`]: identifiers and value objects, valid by construction.
 //! - [`InventoryItem`], [`Reservation`] and [`ReservationStatus`]: the state.
-//! - [`Command`], [`Outcome`] and [`decide`]: every change and its rules.
-//! - [`Workspace`] and [`Snapshot`]: how a store shows its state to [`decide`].
+//! - [`Command`], [`Outcome`] and [`decide()`]: every change and its rules.
+//! - [`Workspace`] and [`Snapshot`]: how a store shows its state to [`decide()`].
 //! - [`EventPayload`], [`Event`] and [`OutboxEntry`]: what changed, for consumers.
 //! - [`InventoryStore`] and [`Outbox`]: the storage port.
 //! - `testkit` (feature `testkit`): the conformance suite every store runs.

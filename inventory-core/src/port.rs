@@ -1,6 +1,6 @@
 //! The storage port: what the servers and embedders need from a store. Adapters
 //! (`inventory-memory`, `inventory-sqlx`) implement it by loading state, calling
-//! [`crate::decide`] and committing the result atomically.
+//! [`crate::decide()`] and committing the result atomically.
 
 use std::future::Future;
 
@@ -32,6 +32,19 @@ pub const BATCH_MAX: usize = 1_000;
 pub type BatchResults = Vec<Result<Outcome, Error>>;
 
 /// The context of one change: when it is decided and which request caused it.
+///
+/// The methods of [`crate::InventoryStoreExt`] take a bare [`Timestamp`] too
+/// (it converts to a `Meta` with no correlation id).
+///
+/// ```
+/// use inventory_core::{Meta, Timestamp};
+///
+/// let now = Timestamp::from_millis(1_000);
+/// // The request id goes onto every event of the change.
+/// let meta = Meta { correlation_id: Some("req-42".to_owned()), ..Meta::at(now) };
+/// assert_eq!(meta.now, now);
+/// assert_eq!(Meta::from(now), Meta::at(now));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
     /// The instant the change is decided at (stores never read a clock of
@@ -53,7 +66,21 @@ impl Meta {
 
 /// Durable (or embedded) home of items, reservations, the ledger and the outbox.
 ///
-/// Every method is safe to call from any number of tasks at once.
+/// Every method is safe to call from any number of tasks at once. Write code
+/// once for every store by taking `S: InventoryStore` (or a
+/// [`crate::SharedStore`] when the store is picked at run time); the common
+/// changes read best through [`crate::InventoryStoreExt`].
+///
+/// ```
+/// use inventory_core::{Error, InventoryStore, OrderId};
+///
+/// /// Units an order holds now, over every product, on any store.
+/// async fn units_held<S: InventoryStore>(store: &S, order: OrderId) -> Result<u64, Error> {
+///     let reservations = store.reservations_of_order(order).await?;
+///     let pending = reservations.iter().filter(|r| !r.status().is_terminal());
+///     Ok(pending.map(|r| r.quantity().get()).sum())
+/// }
+/// ```
 pub trait InventoryStore: Send + Sync + 'static {
     /// Runs one command atomically: its changes, events and ledger entries are
     /// committed together or not at all.
@@ -206,6 +233,23 @@ pub trait InventoryStore: Send + Sync + 'static {
 }
 
 /// The events a store has committed and not yet handed on, in commit order.
+///
+/// A relay reads a page, hands it on, then marks it published: an entry is
+/// handed on at least once (again after a crash between the two), so
+/// consumers deduplicate on [`OutboxEntry::event_id`].
+///
+/// ```
+/// use inventory_core::{Error, Outbox, OutboxEntry, OUTBOX_BATCH_MAX};
+///
+/// /// Hands one page of events to `publish`; returns how many it handed on.
+/// async fn relay_once<O: Outbox>(outbox: &O, publish: impl Fn(&OutboxEntry)) -> Result<usize, Error> {
+///     let entries = outbox.unpublished(OUTBOX_BATCH_MAX).await?;
+///     entries.iter().for_each(&publish);
+///     let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
+///     outbox.mark_published(&sequences).await?;
+///     Ok(entries.len())
+/// }
+/// ```
 pub trait Outbox: Send + Sync + 'static {
     /// Up to `limit.min(OUTBOX_BATCH_MAX)` unpublished entries, lowest sequence
     /// first.

@@ -8,6 +8,15 @@ use crate::ids::{OrderId, ProductId, ReservationId};
 use crate::value::{Quantity, Timestamp};
 
 /// Where a reservation is in its life.
+///
+/// ```
+/// use inventory_core::ReservationStatus;
+///
+/// assert_eq!(ReservationStatus::parse("confirmed"), Some(ReservationStatus::Confirmed));
+/// assert_eq!(ReservationStatus::Expired.to_string(), "expired");
+/// assert!(!ReservationStatus::Pending.is_terminal());
+/// assert!(ReservationStatus::Released.is_terminal());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -61,6 +70,29 @@ impl fmt::Display for ReservationStatus {
 /// At most one reservation exists per `(order_id, product_id)`. Its fields are
 /// read-only outside this crate: only the use cases move it through its states,
 /// and each transition asserts its pre- and postconditions.
+///
+/// ```
+/// use inventory_core::*;
+///
+/// # let product = ProductId::from(Uuid::from_u128(1));
+/// # let mut state = Snapshot::new();
+/// # let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(5)?, actor: Actor::system() };
+/// # decide(&mut state, &create, Timestamp::from_millis(0))?;
+/// let order = OrderId::from(Uuid::from_u128(2));
+/// let reservation_id = ReservationId::for_line(order, product);
+/// let line = ReserveLine { product_id: product, quantity: Quantity::new(2)?, reservation_id };
+/// let reserve = Command::Reserve(Reserve::single(order, line, Ttl::from_secs(60)?));
+/// let Outcome::Reserved { reservations, .. } = decide(&mut state, &reserve, Timestamp::from_millis(0))? else {
+///     unreachable!("a reserve answers Reserved");
+/// };
+///
+/// let hold = &reservations[0];
+/// assert_eq!((hold.status(), hold.quantity().get()), (ReservationStatus::Pending, 2));
+/// assert_eq!(hold.expires_at(), Timestamp::from_millis(60_000));
+/// assert!(!hold.is_overdue(Timestamp::from_millis(59_999)));
+/// assert!(hold.is_overdue(Timestamp::from_millis(60_000))); // a sweep may now expire it
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Reservation {

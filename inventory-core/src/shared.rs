@@ -42,6 +42,15 @@ pub type SharedStore = Arc<dyn DynInventoryStore>;
 /// is an [`InventoryStore`] again. Its methods mean exactly what the port's
 /// do; call them through [`InventoryStore`] (or
 /// [`crate::InventoryStoreExt`]) on a [`SharedStore`].
+///
+/// ```
+/// use inventory_core::{Error, InventoryStoreExt, ProductId, SharedStore};
+///
+/// /// Not generic: one function, whichever store the program was started with.
+/// async fn in_stock(store: &SharedStore, product: ProductId) -> Result<bool, Error> {
+///     Ok(store.availability(product).await?.is_some_and(|units| units > 0))
+/// }
+/// ```
 #[allow(missing_docs)] // each method is the port's method of the same name
 pub trait DynInventoryStore: Send + Sync + 'static {
     fn execute_dyn<'a>(

@@ -24,7 +24,33 @@ struct Slot<T> {
 /// [`crate::Command::products`], [`crate::Command::reservation_id`] and
 /// [`crate::Command::expires_lazily`]), including the reservation of each
 /// `(order, product)` a reserve names and the overdue pending reservations of
-/// its products; then run [`crate::decide`]; then persist [`Snapshot::into_changes`].
+/// its products; then run [`crate::decide()`]; then persist [`Snapshot::into_changes`].
+///
+/// ```
+/// use inventory_core::*;
+///
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// let t0 = Timestamp::from_millis(0);
+/// // In the transaction: load the row the command names, as stored.
+/// let mut snapshot = Snapshot::new();
+/// snapshot.load_item(InventoryItem::restore(product, 10, 0, Version::new(3), t0, t0)?);
+///
+/// let delivery = Command::Adjust {
+///     product_id: product,
+///     delta: StockDelta::new(5)?,
+///     reason: Reason::new("delivery")?,
+///     actor: Actor::system(),
+///     key: None,
+/// };
+/// decide(&mut snapshot, &delivery, Timestamp::from_millis(1_000))?;
+///
+/// // Write back: update the row only where it is still at the version loaded.
+/// let changes = snapshot.into_changes();
+/// let (item, loaded_at) = &changes.updated_items[0];
+/// assert_eq!((item.quantity(), item.version(), *loaded_at), (15, Version::new(4), Version::new(3)));
+/// assert_eq!((changes.adjustments.len(), changes.events.len()), (1, 1));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Snapshot {
     items: BTreeMap<ProductId, Slot<InventoryItem>>,

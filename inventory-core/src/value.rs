@@ -64,6 +64,14 @@ impl From<std::time::SystemTime> for Timestamp {
 
 impl Timestamp {
     /// The instant `millis` milliseconds after the Unix epoch.
+    ///
+    /// ```
+    /// use inventory_core::Timestamp;
+    ///
+    /// let t = Timestamp::from_millis(1_700_000_000_000);
+    /// assert_eq!(t.as_millis(), 1_700_000_000_000);
+    /// assert!(Timestamp::from_millis(0) < t);
+    /// ```
     pub const fn from_millis(millis: i64) -> Self {
         Self(millis)
     }
@@ -74,6 +82,16 @@ impl Timestamp {
     }
 
     /// This instant plus `ms` milliseconds, saturating at the far future.
+    ///
+    /// ```
+    /// use inventory_core::{Timestamp, Ttl};
+    ///
+    /// let now = Timestamp::from_millis(1_000);
+    /// // When a hold made now would end.
+    /// assert_eq!(now.plus_ms(Ttl::from_secs(60)?.as_millis()), Timestamp::from_millis(61_000));
+    /// assert_eq!(now.plus_ms(u64::MAX).as_millis(), i64::MAX);
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     #[must_use]
     pub const fn plus_ms(self, ms: u64) -> Self {
         let ms = if ms > i64::MAX as u64 {
@@ -196,6 +214,15 @@ pub struct StockDelta(i64);
 impl StockDelta {
     /// Validates a stock delta.
     ///
+    /// ```
+    /// use inventory_core::{StockDelta, STOCK_MAX};
+    ///
+    /// assert_eq!(StockDelta::new(-3)?.get(), -3); // three units written off
+    /// assert!(StockDelta::new(0).is_err()); // a change that changes nothing
+    /// assert!(StockDelta::new(STOCK_MAX as i64 + 1).is_err());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidQuantity`] when `value` is zero or its magnitude is above
     /// [`STOCK_MAX`].
@@ -223,6 +250,15 @@ pub struct Ttl(u64);
 
 impl Ttl {
     /// Validates a hold duration given in milliseconds.
+    ///
+    /// ```
+    /// use inventory_core::{Error, Ttl, RESERVATION_TTL_MAX_MS};
+    ///
+    /// assert_eq!(Ttl::from_millis(90_000)?.as_millis(), 90_000);
+    /// assert!(matches!(Ttl::from_millis(500), Err(Error::InvalidInput { field: "ttl", .. })));
+    /// assert!(Ttl::from_millis(RESERVATION_TTL_MAX_MS + 1).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `ttl` when out of bounds.
@@ -270,6 +306,31 @@ impl Default for Ttl {
 }
 
 /// The optimistic-locking version of an item: grows by exactly one per change.
+///
+/// A caller that read an item sends its version with
+/// [`crate::Command::SetQuantity`]; if the item changed in between, the set
+/// is refused rather than overwriting a change it never saw.
+///
+/// ```
+/// use inventory_core::*;
+///
+/// # let product = ProductId::from(Uuid::from_u128(1));
+/// # let now = Timestamp::from_millis(0);
+/// # let mut state = Snapshot::new();
+/// # let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(5)?, actor: Actor::system() };
+/// # decide(&mut state, &create, now)?;
+/// let read = state.item(product).unwrap().version();
+/// assert_eq!(read, Version::INITIAL);
+/// let count = |expected_version| Command::SetQuantity {
+///     product_id: product, quantity: StockLevel::new(4).unwrap(), expected_version,
+///     reason: Reason::new("stock count").unwrap(), actor: Actor::system(),
+/// };
+/// decide(&mut state, &count(read), now)?;
+/// assert_eq!(state.item(product).unwrap().version(), read.next());
+/// // The same stale read again is refused.
+/// assert!(matches!(decide(&mut state, &count(read), now), Err(Error::VersionConflict { .. })));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
@@ -362,6 +423,14 @@ pub struct Reason(String);
 impl Reason {
     /// Validates a reason.
     ///
+    /// ```
+    /// use inventory_core::Reason;
+    ///
+    /// assert_eq!(Reason::new("  cycle count ")?.as_str(), "cycle count"); // trimmed
+    /// assert!(Reason::new("   ").is_err());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `reason` when empty, too long or holding
     /// control characters.
@@ -385,6 +454,14 @@ pub struct Actor(String);
 impl Actor {
     /// Validates an actor name.
     ///
+    /// ```
+    /// use inventory_core::Actor;
+    ///
+    /// assert_eq!(Actor::new("warehouse-7")?.as_str(), "warehouse-7");
+    /// assert!(Actor::new("line\nbreak").is_err());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `actor` when empty, too long or holding
     /// control characters.
@@ -393,6 +470,12 @@ impl Actor {
     }
 
     /// The actor used when nobody is named: the system itself.
+    ///
+    /// ```
+    /// use inventory_core::Actor;
+    ///
+    /// assert_eq!(Actor::system().as_str(), "system");
+    /// ```
     pub fn system() -> Self {
         Self("system".to_owned())
     }
@@ -421,6 +504,28 @@ pub struct AdjustmentKey(String);
 
 impl AdjustmentKey {
     /// Validates a key.
+    ///
+    /// With a key, an adjustment is made at most once per product:
+    ///
+    /// ```
+    /// use inventory_core::*;
+    ///
+    /// # let product = ProductId::from(Uuid::from_u128(1));
+    /// # let now = Timestamp::from_millis(0);
+    /// # let mut state = Snapshot::new();
+    /// # let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(5)?, actor: Actor::system() };
+    /// # decide(&mut state, &create, now)?;
+    /// let delivery = |units: i64| Command::Adjust {
+    ///     product_id: product, delta: StockDelta::new(units).unwrap(), reason: Reason::new("delivery").unwrap(),
+    ///     actor: Actor::system(), key: Some(AdjustmentKey::new("delivery-0042").unwrap()),
+    /// };
+    /// decide(&mut state, &delivery(10), now)?;
+    /// decide(&mut state, &delivery(10), now)?; // a repeat: counted once
+    /// assert_eq!(state.item(product).unwrap().quantity(), 15);
+    /// // The key reused for another change is refused.
+    /// assert!(matches!(decide(&mut state, &delivery(3), now), Err(Error::AdjustmentKeyConflict { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `idempotency_key` when empty, too long

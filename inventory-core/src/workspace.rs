@@ -1,4 +1,4 @@
-//! The view of stored state a store hands to [`crate::decide`] while a change is
+//! The view of stored state a store hands to [`crate::decide()`] while a change is
 //! being decided: reads and in-place writes of items and reservations, and
 //! places to put the events and ledger entries the change produces.
 //!
@@ -14,6 +14,31 @@ use crate::reservation::Reservation;
 use crate::value::{AdjustmentKey, Timestamp};
 
 /// Stored state visible to one atomic change.
+///
+/// A store of one's own implements it over whatever it holds locked (every
+/// method is a lookup or an insert; the rules are all in [`crate::decide()`]);
+/// the workspace's `examples` crate has a complete store built this way,
+/// proven with the conformance kit: `examples/examples/custom_store.rs`, run
+/// with `cargo run -p examples --example custom_store`. A store that loads
+/// rows and writes them back uses the ready-made [`crate::Snapshot`] instead.
+///
+/// The shape of a store's atomic step, generic over the workspace:
+///
+/// ```
+/// use inventory_core::*;
+///
+/// /// Lock, decide, keep: the rules change the workspace in place.
+/// fn step<W: Workspace>(ws: &mut W, command: &Command, now: Timestamp) -> Result<Outcome, Error> {
+///     decide(ws, command, now)
+/// }
+///
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// let mut ws = Snapshot::new();
+/// let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(4)?, actor: Actor::system() };
+/// step(&mut ws, &create, Timestamp::from_millis(0))?;
+/// assert_eq!(ws.item(product).map(InventoryItem::available), Some(4));
+/// # Ok::<(), Error>(())
+/// ```
 pub trait Workspace {
     /// The item of `product`, if it exists (and is visible to this change).
     fn item(&self, product: ProductId) -> Option<&InventoryItem>;
@@ -46,7 +71,7 @@ pub trait Workspace {
     /// Appends an event to the change's outbox records.
     ///
     /// Guarantee a store may build on: right after each move of a reservation
-    /// from pending to a terminal state, [`crate::decide`] records that
+    /// from pending to a terminal state, [`crate::decide()`] records that
     /// reservation's `Confirmed`, `Released` or `Expired` event, in the same
     /// call; a new reservation is followed by its `Reserved` event. A store
     /// can keep its own indexes (for example of pending reservations by

@@ -56,7 +56,21 @@ pub const EXPIRE_BATCHES_PER_RUN_DEFAULT: usize = 10;
 /// Default most outbox batches (of [`OUTBOX_BATCH_MAX`]) one run drains.
 pub const DRAIN_BATCHES_PER_RUN_DEFAULT: usize = 100;
 
-/// What [`Maintenance`] does, and how often.
+/// What [`Maintenance`] does, and how often. Build with struct update
+/// syntax over [`MaintenanceSettings::default`].
+///
+/// ```
+/// use std::time::Duration;
+/// use inventory_memory::maintenance::{MaintenanceSettings, EXPIRE_BATCHES_PER_RUN_DEFAULT};
+///
+/// // Sweep four times a second and keep a week of history.
+/// let settings = MaintenanceSettings {
+///     interval: Duration::from_millis(250),
+///     retention: Some(Duration::from_secs(7 * 86_400)),
+///     ..MaintenanceSettings::default()
+/// };
+/// assert_eq!(settings.expire_batches_per_run, EXPIRE_BATCHES_PER_RUN_DEFAULT);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaintenanceSettings {
     /// Time between runs of the spawned loop.
@@ -115,6 +129,26 @@ impl<S> std::fmt::Debug for Maintenance<S> {
 impl<S: InventoryStore + Outbox> Maintenance<S> {
     /// Maintenance of `store`. Without [`Maintenance::on_event`] the outbox
     /// is left alone (someone else relays it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// use inventory_memory::maintenance::{Maintenance, MaintenanceSettings};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # pollster::block_on(async {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let now = Timestamp::from_millis(0);
+    /// store.create_item(ProductId::from(Uuid::from_u128(1)), 5, now).await?;
+    ///
+    /// // Sweep and purge only: the outbox is an event relay's to read.
+    /// let mut upkeep = Maintenance::new(Arc::clone(&store), MaintenanceSettings::default());
+    /// let report = upkeep.run_once(now).await?;
+    /// assert_eq!(report.drained, 0);
+    /// assert_eq!(store.outbox_len(), 1);
+    /// # Ok::<(), inventory_core::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(store: Arc<S>, settings: MaintenanceSettings) -> Self {
         Self {
             store,
@@ -126,6 +160,29 @@ impl<S: InventoryStore + Outbox> Maintenance<S> {
     /// Drains the outbox into `handler`, in commit order; each entry is
     /// marked published once the handler returns (at most once: an entry
     /// the handler saw is not handed out again).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// use inventory_memory::maintenance::{Maintenance, MaintenanceSettings};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # pollster::block_on(async {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let now = Timestamp::from_millis(0);
+    /// store.create_item(ProductId::from(Uuid::from_u128(1)), 5, now).await?;
+    ///
+    /// let handed_on = Arc::new(AtomicUsize::new(0));
+    /// let counter = Arc::clone(&handed_on);
+    /// let mut upkeep = Maintenance::new(Arc::clone(&store), MaintenanceSettings::default())
+    ///     .on_event(move |_entry| { counter.fetch_add(1, Ordering::Relaxed); });
+    /// upkeep.run_once(now).await?;
+    /// assert_eq!(handed_on.load(Ordering::Relaxed), 1);
+    /// assert_eq!(store.outbox_len(), 0); // marked published
+    /// # Ok::<(), inventory_core::Error>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use]
     pub fn on_event(mut self, handler: impl FnMut(OutboxEntry) + Send + 'static) -> Self {
         self.on_event = Some(Box::new(handler));
@@ -134,6 +191,30 @@ impl<S: InventoryStore + Outbox> Maintenance<S> {
 
     /// Runs the three duties once, as of `now`: drain, sweep (holds due at or
     /// before `now`), purge (what finished before `now` minus the retention).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use inventory_core::{InventoryStoreExt, OrderId, ProductId, Timestamp, Ttl, Uuid};
+    /// use inventory_memory::maintenance::{Maintenance, MaintenanceSettings};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # pollster::block_on(async {
+    /// # let store = Arc::new(MemoryStore::new());
+    /// # let product = ProductId::from(Uuid::from_u128(1));
+    /// let t0 = Timestamp::from_millis(0);
+    /// # store.create_item(product, 5, t0).await?;
+    /// let hold = store.reserve(OrderId::from(Uuid::from_u128(2)), product, 1, Ttl::default(), t0).await?;
+    /// store.release(hold.id(), t0).await?;
+    ///
+    /// let settings = MaintenanceSettings { retention: Some(Duration::from_secs(60)), ..Default::default() };
+    /// let mut upkeep = Maintenance::new(Arc::clone(&store), settings);
+    /// assert_eq!(upkeep.run_once(t0.plus_ms(30_000)).await?.purged, 0); // still kept
+    /// assert_eq!(upkeep.run_once(t0.plus_ms(61_000)).await?.purged, 1); // past retention
+    /// assert!(store.reservation_sync(hold.id()).is_none());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// The store's error; what earlier steps did stays done.
@@ -183,6 +264,26 @@ impl<S: InventoryStore + Outbox> Maintenance<S> {
 /// The one sweep loop of the workspace: [`Maintenance`] and the inventory
 /// server's sweeper both run it.
 ///
+/// ```
+/// use inventory_core::{InventoryStoreExt, Meta, OrderId, ProductId, Timestamp, Ttl, Uuid};
+/// use inventory_memory::maintenance::expire_due_batches;
+/// use inventory_memory::MemoryStore;
+///
+/// # pollster::block_on(async {
+/// let (store, t0) = (MemoryStore::new(), Timestamp::from_millis(0));
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// store.create_item(product, 10, t0).await?;
+/// for n in 0..3 {
+///     store.reserve(OrderId::from(Uuid::from_u128(n)), product, 2, Ttl::from_secs(60)?, t0).await?;
+/// }
+/// // A minute later every hold is due: at most 5 batches of EXPIRE_BATCH_MAX.
+/// let expired = expire_due_batches(&store, &Meta::at(t0.plus_ms(60_000)), 5).await?;
+/// assert_eq!(expired, 3);
+/// assert_eq!(store.availability(product).await?, Some(10));
+/// # Ok::<(), inventory_core::Error>(())
+/// # }).unwrap();
+/// ```
+///
 /// # Errors
 /// The store's error; what earlier batches expired stays expired.
 pub async fn expire_due_batches<S: InventoryStore + ?Sized>(
@@ -230,6 +331,29 @@ mod spawned {
 
     /// The running loop of [`Maintenance::spawn`]: totals so far, the last
     /// error, and a way to stop it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// use inventory_memory::maintenance::{Maintenance, MaintenanceSettings};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), inventory_core::Error> {
+    /// let store = Arc::new(MemoryStore::new());
+    /// store.create_item(ProductId::from(Uuid::from_u128(1)), 5, Timestamp::from(SystemTime::now())).await?;
+    /// let handle = Maintenance::new(Arc::clone(&store), MaintenanceSettings::default())
+    ///     .on_event(|_entry| {})
+    ///     .spawn();
+    ///
+    /// tokio::time::sleep(Duration::from_millis(10)).await; // the first run starts at once
+    /// assert_eq!(handle.totals().drained, 1);
+    /// assert!(handle.last_error().is_none());
+    /// handle.stop().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct MaintenanceHandle {
         stop: watch::Sender<bool>,
@@ -248,6 +372,30 @@ mod spawned {
         /// current tokio runtime, reading the wall clock for `now`, until
         /// [`MaintenanceHandle::stop`]. A failed run is kept as
         /// [`MaintenanceHandle::last_error`] and the next run tries again.
+        ///
+        /// ```
+        /// use std::sync::Arc;
+        /// use std::time::SystemTime;
+        /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+        /// use inventory_memory::maintenance::{Maintenance, MaintenanceSettings};
+        /// use inventory_memory::MemoryStore;
+        ///
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), inventory_core::Error> {
+        /// let store = Arc::new(MemoryStore::new());
+        /// let upkeep = Maintenance::new(Arc::clone(&store), MaintenanceSettings::default())
+        ///     .on_event(|entry| assert_eq!(entry.event.payload.event_type(), "inventory.stock.adjusted"))
+        ///     .spawn();
+        /// let now = Timestamp::from(SystemTime::now());
+        /// store.create_item(ProductId::from(Uuid::from_u128(1)), 5, now).await?;
+        ///
+        /// // Stopping runs once more, so what was committed before is handed on.
+        /// let totals = upkeep.stop().await;
+        /// assert_eq!(totals.drained, 1);
+        /// assert_eq!(store.outbox_len(), 0);
+        /// # Ok(())
+        /// # }
+        /// ```
         ///
         /// # Panics
         /// Outside a tokio runtime.

@@ -76,6 +76,34 @@ pub struct Footprint {
 /// calls [`MemoryStore::purge_finished`] periodically; then memory stays
 /// proportional to the pending reservations plus the retention window. A
 /// purge visits every item but, within one, touches only what it drops.
+///
+/// # Example
+///
+/// Share one store between threads (or tasks) by reference or in an `Arc`:
+///
+/// ```
+/// use inventory_core::{InventoryStoreExt, OrderId, ProductId, Timestamp, Ttl, Uuid};
+/// use inventory_memory::MemoryStore;
+///
+/// let (store, now) = (MemoryStore::new(), Timestamp::from_millis(0));
+/// let product = ProductId::from(Uuid::from_u128(1));
+/// pollster::block_on(store.create_item(product, 1, now))?;
+///
+/// // Eight buyers race for the last unit on eight threads: exactly one gets it.
+/// let store = &store;
+/// let sold = std::thread::scope(|s| {
+///     let buyers: Vec<_> = (0..8_u128)
+///         .map(|n| s.spawn(move || {
+///             let order = OrderId::from(Uuid::from_u128(n));
+///             pollster::block_on(store.reserve(order, product, 1, Ttl::default(), now)).is_ok()
+///         }))
+///         .collect();
+///     buyers.into_iter().filter_map(|b| b.join().ok()).filter(|won| *won).count()
+/// });
+/// assert_eq!(sold, 1);
+/// assert_eq!(store.item_sync(product).map(|i| i.available()), Some(0));
+/// # Ok::<(), inventory_core::Error>(())
+/// ```
 pub struct MemoryStore {
     items: DashMap<ProductId, Cell, Hasher>,
     index: Indexes,
@@ -100,6 +128,18 @@ impl fmt::Debug for MemoryStore {
 
 impl MemoryStore {
     /// An empty store.
+    ///
+    /// ```
+    /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// let store = MemoryStore::new();
+    /// let product = ProductId::from(Uuid::from_u128(1));
+    /// // Its futures are ready at once: any executor runs them.
+    /// pollster::block_on(store.create_item(product, 5, Timestamp::from_millis(0)))?;
+    /// assert_eq!(pollster::block_on(store.availability(product))?, Some(5));
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::with_capacity(0, 0)
     }
@@ -108,6 +148,14 @@ impl MemoryStore {
     /// reservations before its indexes grow. Growing a large index copies it
     /// (a pause proportional to its size), so an embedder that knows its scale
     /// avoids those pauses by saying so here.
+    ///
+    /// ```
+    /// use inventory_memory::{Footprint, MemoryStore};
+    ///
+    /// // A catalogue of ten thousand products, a hundred thousand holds a day.
+    /// let store = MemoryStore::with_capacity(10_000, 100_000);
+    /// assert_eq!(store.footprint(), Footprint::default()); // room, not content
+    /// ```
     pub fn with_capacity(products: usize, reservations: usize) -> Self {
         Self {
             items: DashMap::with_capacity_and_hasher(products, Hasher::default()),
@@ -119,6 +167,22 @@ impl MemoryStore {
     /// Runs one command atomically; the same as
     /// [`InventoryStore::execute`](inventory_core::InventoryStore::execute),
     /// without a future.
+    ///
+    /// ```
+    /// use inventory_core::*;
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// let store = MemoryStore::new();
+    /// let product = ProductId::from(Uuid::from_u128(1));
+    /// // The request id is copied onto the change's events.
+    /// let meta = Meta { correlation_id: Some("req-1".to_owned()), ..Meta::at(Timestamp::from_millis(0)) };
+    /// let create = Command::CreateItem { product_id: product, quantity: StockLevel::new(3)?, actor: Actor::system() };
+    ///
+    /// let Outcome::Created(item) = store.execute_sync(create, &meta)? else { unreachable!() };
+    /// assert_eq!(item.available(), 3);
+    /// assert_eq!(store.drain(10)[0].correlation_id.as_deref(), Some("req-1"));
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// The business errors of [`Error`]. [`Error::InvalidInput`] on field
@@ -175,6 +239,27 @@ impl MemoryStore {
     /// [`InventoryStore::execute_batch`](inventory_core::InventoryStore::execute_batch),
     /// without a future. Each command's events are queued with its own
     /// correlation id.
+    ///
+    /// ```
+    /// use inventory_core::*;
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # let store = MemoryStore::new();
+    /// # let product = ProductId::from(Uuid::from_u128(1));
+    /// # pollster::block_on(store.create_item(product, 1, Timestamp::from_millis(0)))?;
+    /// let meta = Meta::at(Timestamp::from_millis(1_000));
+    /// let buyer = |n: u128| {
+    ///     let order = OrderId::from(Uuid::from_u128(n));
+    ///     let reservation_id = ReservationId::for_line(order, product);
+    ///     let line = ReserveLine { product_id: product, quantity: Quantity::new(1).unwrap(), reservation_id };
+    ///     (Command::Reserve(Reserve::single(order, line, Ttl::default())), meta.clone())
+    /// };
+    /// // Two buyers for the last unit in one batch: the first in line gets it.
+    /// let answers = store.execute_batch_sync(vec![buyer(1), buyer(2)])?;
+    /// assert!(answers[0].is_ok());
+    /// assert!(matches!(answers[1], Err(Error::InsufficientStock { available: 0, .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `batch` for more than
@@ -378,6 +463,19 @@ impl MemoryStore {
     }
 
     /// The item of one product.
+    ///
+    /// ```
+    /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// let store = MemoryStore::new();
+    /// let product = ProductId::from(Uuid::from_u128(1));
+    /// assert!(store.item_sync(product).is_none());
+    /// pollster::block_on(store.create_item(product, 4, Timestamp::from_millis(0)))?;
+    /// let item = store.item_sync(product).expect("created");
+    /// assert_eq!((item.quantity(), item.reserved()), (4, 0));
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     pub fn item_sync(&self, product_id: ProductId) -> Option<InventoryItem> {
         self.cell(product_id)?.lock().item.clone()
     }
@@ -445,6 +543,24 @@ impl MemoryStore {
     /// Expires up to `limit.min(EXPIRE_BATCH_MAX)` pending reservations due at
     /// `meta.now` and returns how many it expired. Any number of sweepers may
     /// run at once; each reservation is expired once.
+    ///
+    /// ```
+    /// use inventory_core::{InventoryStoreExt, Meta, OrderId, ProductId, ReservationStatus, Timestamp, Ttl, Uuid};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # let store = MemoryStore::new();
+    /// # let product = ProductId::from(Uuid::from_u128(1));
+    /// # let t0 = Timestamp::from_millis(0);
+    /// # pollster::block_on(store.create_item(product, 5, t0))?;
+    /// let order = OrderId::from(Uuid::from_u128(2));
+    /// let hold = pollster::block_on(store.reserve(order, product, 2, Ttl::from_secs(60)?, t0))?;
+    ///
+    /// assert_eq!(store.expire_due_sync(&Meta::at(t0.plus_ms(59_999)), 100), 0); // not yet due
+    /// assert_eq!(store.expire_due_sync(&Meta::at(t0.plus_ms(60_000)), 100), 1);
+    /// assert_eq!(store.reservation_sync(hold.id()).unwrap().status(), ReservationStatus::Expired);
+    /// assert_eq!(store.item_sync(product).unwrap().available(), 5);
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     pub fn expire_due_sync(&self, meta: &Meta, limit: usize) -> usize {
         let limit = limit.min(EXPIRE_BATCH_MAX);
         let mut expired = 0;
@@ -482,6 +598,25 @@ impl MemoryStore {
     /// repeated for the same order and product makes a new reservation (a
     /// keyed adjustment repeated after its entry is dropped applies again).
     /// Purge only what is older than any retry you expect.
+    ///
+    /// ```
+    /// use inventory_core::{InventoryStoreExt, OrderId, ProductId, Timestamp, Ttl, Uuid};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// # let store = MemoryStore::new();
+    /// # let product = ProductId::from(Uuid::from_u128(1));
+    /// let t0 = Timestamp::from_millis(0);
+    /// # pollster::block_on(store.create_item(product, 5, t0))?;
+    /// let order = OrderId::from(Uuid::from_u128(2));
+    /// let hold = pollster::block_on(store.reserve(order, product, 1, Ttl::default(), t0))?;
+    /// pollster::block_on(store.confirm(hold.id(), t0))?;
+    ///
+    /// // An hour later, forget what finished before then.
+    /// assert_eq!(store.purge_finished(t0.plus_ms(3_600_000), 1_000), 1);
+    /// assert!(store.reservation_sync(hold.id()).is_none());
+    /// assert_eq!(store.footprint().reservations, 0);
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     pub fn purge_finished(&self, before: Timestamp, limit: usize) -> usize {
         let limit = limit.min(PURGE_BATCH_MAX);
         let mut purged = 0;
@@ -502,12 +637,40 @@ impl MemoryStore {
     }
 
     /// Up to `limit.min(OUTBOX_BATCH_MAX)` unpublished outbox entries, lowest
-    /// sequence first.
+    /// sequence first. They stay until [`MemoryStore::mark_published_sync`]
+    /// (so a relay that fails to publish reads them again).
+    ///
+    /// ```
+    /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// let store = MemoryStore::new();
+    /// pollster::block_on(store.create_item(ProductId::from(Uuid::from_u128(1)), 5, Timestamp::from_millis(0)))?;
+    ///
+    /// let page = store.unpublished_sync(100);
+    /// assert_eq!(store.unpublished_sync(100), page); // read again until marked
+    /// // ... publish the page to a broker, then:
+    /// let sequences: Vec<u64> = page.iter().map(|e| e.sequence).collect();
+    /// store.mark_published_sync(&sequences);
+    /// assert!(store.unpublished_sync(100).is_empty());
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     pub fn unpublished_sync(&self, limit: usize) -> Vec<OutboxEntry> {
         self.outbox.take(limit, false)
     }
 
-    /// Forgets the outbox entries with these sequence numbers.
+    /// Forgets the outbox entries with these sequence numbers (see
+    /// [`MemoryStore::unpublished_sync`] for the relay loop).
+    ///
+    /// ```
+    /// # use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// # let store = inventory_memory::MemoryStore::new();
+    /// # pollster::block_on(store.create_item(ProductId::from(Uuid::from_u128(1)), 5, Timestamp::from_millis(0)))?;
+    /// let first = store.unpublished_sync(1)[0].sequence;
+    /// store.mark_published_sync(&[first]);
+    /// assert_eq!(store.outbox_len(), 0);
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     pub fn mark_published_sync(&self, sequences: &[u64]) {
         self.outbox.remove(sequences);
     }
@@ -515,6 +678,21 @@ impl MemoryStore {
     /// Takes up to `limit.min(OUTBOX_BATCH_MAX)` outbox entries, lowest
     /// sequence first, and forgets them: for an embedder that hands events on
     /// in process and has nothing to retry.
+    ///
+    /// ```
+    /// use inventory_core::{InventoryStoreExt, OrderId, ProductId, Timestamp, Ttl, Uuid};
+    /// use inventory_memory::MemoryStore;
+    ///
+    /// let (store, now) = (MemoryStore::new(), Timestamp::from_millis(0));
+    /// let product = ProductId::from(Uuid::from_u128(1));
+    /// pollster::block_on(store.create_item(product, 1, now))?;
+    /// pollster::block_on(store.reserve(OrderId::from(Uuid::from_u128(2)), product, 1, Ttl::default(), now))?;
+    ///
+    /// let kinds: Vec<&str> = store.drain(100).iter().map(|e| e.event.payload.event_type()).collect();
+    /// assert_eq!(kinds, ["inventory.stock.adjusted", "inventory.stock.reserved", "inventory.stock.depleted"]);
+    /// assert!(store.drain(100).is_empty()); // handed on once
+    /// # Ok::<(), inventory_core::Error>(())
+    /// ```
     pub fn drain(&self, limit: usize) -> Vec<OutboxEntry> {
         self.outbox.take(limit, true)
     }
@@ -527,8 +705,18 @@ impl MemoryStore {
     /// How much the store holds now: what its memory grows with.
     ///
     /// ```
-    /// let store = inventory_memory::MemoryStore::new();
-    /// assert_eq!(store.footprint().reservations, 0);
+    /// use inventory_core::{InventoryStoreExt, OrderId, ProductId, Timestamp, Ttl, Uuid};
+    /// use inventory_memory::{Footprint, MemoryStore};
+    ///
+    /// let (store, now) = (MemoryStore::new(), Timestamp::from_millis(0));
+    /// let product = ProductId::from(Uuid::from_u128(1));
+    /// pollster::block_on(store.create_item(product, 5, now))?;
+    /// pollster::block_on(store.reserve(OrderId::from(Uuid::from_u128(2)), product, 1, Ttl::default(), now))?;
+    ///
+    /// // One product, one hold, the creation in the ledger, two events not handed on.
+    /// let expected = Footprint { products: 1, reservations: 1, ledger_entries: 1, outbox_entries: 2 };
+    /// assert_eq!(store.footprint(), expected);
+    /// # Ok::<(), inventory_core::Error>(())
     /// ```
     pub fn footprint(&self) -> Footprint {
         let ledger_entries = self

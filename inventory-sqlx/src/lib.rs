@@ -5,7 +5,7 @@
 //!
 //! Business rules stay in `inventory-core`. For every command the store opens
 //! one transaction, loads what the command needs into an
-//! [`inventory_core::Snapshot`], runs [`inventory_core::decide`], writes the
+//! [`inventory_core::Snapshot`], runs [`inventory_core::decide()`], writes the
 //! snapshot's changes (items with `UPDATE ... WHERE version = $n`,
 //! reservations, ledger rows and outbox rows) and commits. How concurrent
 //! transactions are kept apart is chosen with [`Concurrency`]: row locks taken
@@ -74,6 +74,20 @@ pub use store::{PgStore, PING_IDLE_AFTER_MS, SESSION_SETTINGS};
 
 /// The embedded migrations (the files of `migrations/`), for callers that run
 /// them on a pool of their own.
+///
+/// ```
+/// use inventory_sqlx::MIGRATOR;
+///
+/// /// Brings a pool's database up to date (what `PgStore::migrate` does).
+/// async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+///     MIGRATOR.run(pool).await
+/// }
+///
+/// // Versions only grow, so a database at an older one can be brought forward.
+/// let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+/// assert!(!versions.is_empty());
+/// assert!(versions.windows(2).all(|pair| pair[0] < pair[1]));
+/// ```
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 // The README's examples run as doctests.

@@ -20,6 +20,15 @@ pub const BACKOFF_BASE_DEFAULT_MS: u64 = 1;
 pub const BACKOFF_CAP_DEFAULT_MS: u64 = 50;
 
 /// How concurrent changes of one item are kept apart.
+///
+/// ```
+/// use inventory_sqlx::{Concurrency, PgOptions};
+///
+/// assert_eq!(Concurrency::default(), Concurrency::Locking);
+/// // Many products, little contention on any one: skip the row locks.
+/// let options = PgOptions { concurrency: Concurrency::Optimistic, ..PgOptions::default() };
+/// assert_eq!(options.concurrency, Concurrency::Optimistic);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Concurrency {
     /// Lock the command's items with `SELECT ... FOR NO KEY UPDATE` in ascending
@@ -37,6 +46,15 @@ pub enum Concurrency {
 
 /// Settings of a [`crate::PgStore`]. Build with struct update syntax over
 /// [`PgOptions::default`].
+///
+/// ```
+/// use inventory_sqlx::{PgOptions, POOL_SIZE_DEFAULT};
+///
+/// // A small instance: fewer connections, fail fast when none is free.
+/// let options = PgOptions { pool_size_max: 4, acquire_timeout_ms: 500, ..PgOptions::default() };
+/// assert_eq!(PgOptions::default().pool_size_max, POOL_SIZE_DEFAULT);
+/// assert_eq!(options.retries_max, PgOptions::default().retries_max);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PgOptions {
     /// How concurrent changes are kept apart.

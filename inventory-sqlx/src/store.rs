@@ -61,6 +61,35 @@ impl PgStore {
     /// Opens a pool on the database at `url` (for example
     /// `postgres://user@host:5432/db`) and checks that it answers.
     ///
+    /// ```no_run
+    /// use inventory_core::{InventoryStoreExt, ProductId, Timestamp, Uuid};
+    /// use inventory_sqlx::{Concurrency, PgOptions, PgStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), inventory_core::Error> {
+    /// let options = PgOptions { concurrency: Concurrency::Optimistic, ..PgOptions::default() };
+    /// let store = PgStore::connect("postgres://shop@db.internal:5432/shop?sslmode=disable", options).await?;
+    /// store.migrate().await?;
+    /// let product = ProductId::from(Uuid::new_v4());
+    /// store.create_item(product, 10, Timestamp::from(std::time::SystemTime::now())).await?;
+    /// assert_eq!(store.availability(product).await?, Some(10));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A URL that does not parse is refused before any connection is tried:
+    ///
+    /// ```
+    /// use inventory_core::Error;
+    /// use inventory_sqlx::{PgOptions, PgStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let refused = PgStore::connect("not a url", PgOptions::default()).await;
+    /// assert!(matches!(refused, Err(Error::InvalidInput { field: "database_url", .. })));
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `database_url` when `url` does not
     /// parse; [`Error::Unavailable`] when the database cannot be reached.
