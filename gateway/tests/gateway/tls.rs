@@ -35,7 +35,10 @@ async fn https_upstream_is_trusted_only_with_the_extra_ca() {
     assert_eq!(through.status, 404, "{:?}", through.json());
     assert_eq!(through.code(), "product_not_found");
     assert!(terminator.handshakes() >= 1, "the request went over TLS");
-    assert_eq!((refused.status, refused.code().as_str()), (502, "bad_gateway"));
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (502, "bad_gateway")
+    );
     assert!(
         refused.json()["detail"]
             .as_str()
