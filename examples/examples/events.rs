@@ -84,7 +84,7 @@ async fn main() -> Result<(), Error> {
     }
 
     // Stopping makes one last run: every event above is handed on.
-    let totals = upkeep.stop().await;
+    let totals = upkeep.stop().await?;
     let (sold, stock_outs) = consumer.await.expect("consumer task");
     println!(
         "{} events handed on; mugs sold: {}; stock-outs: {}",

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use inventory_core::{
     Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox,
-    OutboxEntry, Outcome, ProductId, Reservation, ReservationId, BATCH_MAX,
+    OutboxEntry, Outcome, ProductId, Reservation, ReservationId, Timestamp, BATCH_MAX,
 };
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
@@ -462,6 +462,14 @@ impl<S: InventoryStore> InventoryStore for Combiner<S> {
         limit: usize,
     ) -> impl Future<Output = Result<usize, Error>> + Send {
         self.shared.store.expire_due(meta, limit)
+    }
+
+    fn purge_finished(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, Error>> + Send {
+        self.shared.store.purge_finished(before, limit)
     }
 }
 

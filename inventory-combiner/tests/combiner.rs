@@ -372,3 +372,23 @@ async fn batch_max_one_is_a_pass_through() {
     assert_eq!(combiner.queued(), 0);
     assert_eq!(*store.sizes.lock(), [1]);
 }
+
+/// Reads and maintenance go straight to the wrapped store: a purge through
+/// the combiner forgets what the store would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_reaches_the_store() {
+    let store = Arc::new(MemoryStore::new());
+    let combiner = Combiner::new(Arc::clone(&store), CombinerConfig::default());
+    let t = Timestamp::from_millis(1_000);
+    let product = ProductId::from(Uuid::from_u128(1));
+    combiner.create_item(product, 1, t).await.unwrap();
+    let order = OrderId::from(Uuid::from_u128(2));
+    let held = combiner
+        .reserve(order, product, 1, Ttl::default(), t)
+        .await
+        .unwrap();
+    combiner.confirm(held.id(), t).await.unwrap();
+    let purged = combiner.purge_finished(t.plus_ms(1), 10).await.unwrap();
+    assert_eq!(purged, 1);
+    assert!(store.reservation_sync(held.id()).is_none());
+}

@@ -101,6 +101,26 @@ impl Timestamp {
         };
         Self(self.0.saturating_add(ms))
     }
+
+    /// This instant minus `ms` milliseconds, saturating at the far past: the
+    /// other end of a window, such as a retention's.
+    ///
+    /// ```
+    /// use inventory_core::Timestamp;
+    ///
+    /// let now = Timestamp::from_millis(90_000);
+    /// assert_eq!(now.minus_ms(60_000), Timestamp::from_millis(30_000));
+    /// assert!(now.minus_ms(u64::MAX) < Timestamp::from_millis(0));
+    /// ```
+    #[must_use]
+    pub const fn minus_ms(self, ms: u64) -> Self {
+        let ms = if ms > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            ms as i64
+        };
+        Self(self.0.saturating_sub(ms))
+    }
 }
 
 /// A positive number of units in one reservation line: `1..=QUANTITY_MAX`.

@@ -62,11 +62,7 @@ impl<S: InventoryStore> App<S> {
         if self.sweep.retention_ms == 0 {
             return Ok(0);
         }
-        let before = Timestamp::from_millis(
-            self.clock
-                .now_ms()
-                .saturating_sub(i64::try_from(self.sweep.retention_ms).unwrap_or(i64::MAX)),
-        );
+        let before = Timestamp::from_millis(self.clock.now_ms()).minus_ms(self.sweep.retention_ms);
         let purged = self.store.purge_finished(before, PURGE_BATCH_MAX).await?;
         if purged > 0 {
             tracing::info!(purged, "forgot finished reservations and ledger entries");

@@ -229,11 +229,7 @@ impl<S: InventoryStore + Outbox> Maintenance<S> {
         // Events of what the sweep expired go out in the same run.
         report.drained += self.drain().await?;
         if let Some(retention) = self.settings.retention {
-            let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-            let before = Timestamp::from_millis(
-                now.as_millis()
-                    .saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)),
-            );
+            let before = now.minus_ms(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
             report.purged = self.store.purge_finished(before, PURGE_BATCH_MAX).await?;
         }
         Ok(report)
@@ -350,7 +346,7 @@ mod spawned {
     /// tokio::time::sleep(Duration::from_millis(10)).await; // the first run starts at once
     /// assert_eq!(handle.totals().drained, 1);
     /// assert!(handle.last_error().is_none());
-    /// handle.stop().await;
+    /// handle.stop().await?;
     /// # Ok(())
     /// # }
     /// ```
@@ -365,6 +361,8 @@ mod spawned {
     struct State {
         totals: Report,
         last_error: Option<Error>,
+        /// The error of the run `stop` asked for, if it failed.
+        final_error: Option<Error>,
     }
 
     impl<S: InventoryStore + Outbox> Maintenance<S> {
@@ -390,7 +388,7 @@ mod spawned {
         /// store.create_item(ProductId::from(Uuid::from_u128(1)), 5, now).await?;
         ///
         /// // Stopping runs once more, so what was committed before is handed on.
-        /// let totals = upkeep.stop().await;
+        /// let totals = upkeep.stop().await?;
         /// assert_eq!(totals.drained, 1);
         /// assert_eq!(store.outbox_len(), 0);
         /// # Ok(())
@@ -424,7 +422,12 @@ mod spawned {
                             state.totals.expired += report.expired;
                             state.totals.purged += report.purged;
                         }
-                        Err(e) => state.last_error = Some(e),
+                        Err(e) => {
+                            if last {
+                                state.final_error = Some(e.clone());
+                            }
+                            state.last_error = Some(e);
+                        }
                     }
                     if last {
                         break;
@@ -449,11 +452,18 @@ mod spawned {
         /// Stops the loop after the run in progress and one last run (so
         /// what was committed before the call is drained and handed on),
         /// and returns the totals.
-        pub async fn stop(self) -> Report {
+        ///
+        /// # Errors
+        /// The error of that last run, when it failed (then something may
+        /// be left undrained or unswept).
+        pub async fn stop(self) -> Result<Report, Error> {
             let _ = self.stop.send(true);
             let _ = self.task.await;
-            let totals = self.state.lock().totals;
-            totals
+            let mut state = self.state.lock();
+            match state.final_error.take() {
+                Some(e) => Err(e),
+                None => Ok(state.totals),
+            }
         }
     }
 }
@@ -497,7 +507,7 @@ mod tests {
         assert_eq!(seen.load(Ordering::Relaxed), 2, "created and reserved");
         // A change between two runs is handed on by the last run of stop.
         store.adjust(product, 1, "delivery", now).await.unwrap();
-        let totals = handle.stop().await;
+        let totals = handle.stop().await.unwrap();
         assert_eq!(seen.load(Ordering::Relaxed), 3, "and the adjustment");
         assert_eq!(totals.drained, 3);
         assert_eq!(store.outbox_len(), 0);
