@@ -212,11 +212,11 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
             match self.ws.find_reservation(order_id, line.product_id) {
                 Some(existing) => {
                     let existing = self.reservation(existing)?.quantity();
-                    if existing != line.quantity {
+                    if existing != line.quantity.get() {
                         return Err(Error::IdempotencyConflict {
                             order_id,
                             product_id: line.product_id,
-                            existing: existing.get(),
+                            existing,
                             requested: line.quantity.get(),
                         });
                     }
@@ -285,7 +285,7 @@ impl<W: Workspace + ?Sized> Tx<'_, W> {
             .reservation_mut(id)
             .expect("finish is called on a reservation that was read");
         let (product_id, order_id) = (reservation.product_id(), reservation.order_id());
-        let quantity = reservation.quantity().get();
+        let quantity = reservation.quantity();
         reservation.finish(to, now);
         let item = self.item_mut(product_id);
         let (quantity_before, reserved_before) = (item.quantity(), item.reserved());

@@ -78,7 +78,7 @@ impl Meta {
 /// async fn units_held<S: InventoryStore>(store: &S, order: OrderId) -> Result<u64, Error> {
 ///     let reservations = store.reservations_of_order(order).await?;
 ///     let pending = reservations.iter().filter(|r| !r.status().is_terminal());
-///     Ok(pending.map(|r| r.quantity().get()).sum())
+///     Ok(pending.map(|r| r.quantity()).sum())
 /// }
 /// ```
 pub trait InventoryStore: Send + Sync + 'static {

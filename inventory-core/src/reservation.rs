@@ -87,7 +87,7 @@ impl fmt::Display for ReservationStatus {
 /// };
 ///
 /// let hold = &reservations[0];
-/// assert_eq!((hold.status(), hold.quantity().get()), (ReservationStatus::Pending, 2));
+/// assert_eq!((hold.status(), hold.quantity()), (ReservationStatus::Pending, 2));
 /// assert_eq!(hold.expires_at(), Timestamp::from_millis(60_000));
 /// assert!(!hold.is_overdue(Timestamp::from_millis(59_999)));
 /// assert!(hold.is_overdue(Timestamp::from_millis(60_000))); // a sweep may now expire it
@@ -173,9 +173,10 @@ impl Reservation {
         self.order_id
     }
 
-    /// Units held.
-    pub fn quantity(&self) -> Quantity {
-        self.quantity
+    /// Units held (a count, as [`crate::InventoryItem`]'s and the events'
+    /// counts are).
+    pub fn quantity(&self) -> u64 {
+        self.quantity.get()
     }
 
     /// Current state.

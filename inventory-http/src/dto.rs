@@ -82,7 +82,7 @@ impl From<&Reservation> for ReservationView {
             reservation_id: r.id().as_uuid(),
             order_id: r.order_id().as_uuid(),
             product_id: r.product_id().as_uuid(),
-            quantity: r.quantity().get(),
+            quantity: r.quantity(),
             status: r.status().as_str().to_owned(),
             expires_at: rfc3339(r.expires_at()),
             created_at: rfc3339(r.created_at()),

@@ -191,7 +191,7 @@ impl ItemCell {
                 let held: u64 = self
                     .reservations()
                     .filter(|(_, r)| r.status() == ReservationStatus::Pending)
-                    .map(|(_, r)| r.quantity().get())
+                    .map(|(_, r)| r.quantity())
                     .sum();
                 assert_eq!(item.reserved(), held, "reserved of {}", self.product_id);
                 assert!(item.reserved() <= item.quantity());

@@ -267,7 +267,7 @@ fn hundred_threads_random_mix_keeps_every_invariant() {
             .reservations_of_product_sync(product(k))
             .iter()
             .filter(|r| r.status() == ReservationStatus::Confirmed)
-            .map(|r| r.quantity().get())
+            .map(|r| r.quantity())
             .sum();
         assert_eq!(confirmed, sold, "every sale counted once");
         assert_eq!(*confirmed_events, sold, "one confirmed event per sale");

@@ -673,7 +673,7 @@ impl Run {
             let pending: u64 = reservations
                 .iter()
                 .filter(|r| r.status() == ReservationStatus::Pending)
-                .map(|r| r.quantity().get())
+                .map(|r| r.quantity())
                 .sum();
             assert_eq!(item.reserved(), pending, "reserved == sum of pending");
             // Confirmed units are counted once: the ledger's changes minus the
@@ -687,7 +687,7 @@ impl Run {
             let sold: u64 = reservations
                 .iter()
                 .filter(|r| r.status() == ReservationStatus::Confirmed)
-                .map(|r| r.quantity().get())
+                .map(|r| r.quantity())
                 .sum::<u64>()
                 + self.model.sold_purged.get(&p).copied().unwrap_or(0);
             assert_eq!(
@@ -705,7 +705,7 @@ impl Run {
                 MRes {
                     order: r.order_id(),
                     product: r.product_id(),
-                    quantity: r.quantity().get(),
+                    quantity: r.quantity(),
                     status: r.status(),
                     expires_at: r.expires_at(),
                 },

@@ -573,7 +573,7 @@ pub(crate) async fn persist(
         .bind(column(created, |r| r.id().as_uuid()))
         .bind(column(created, |r| r.order_id().as_uuid()))
         .bind(column(created, |r| r.product_id().as_uuid()))
-        .bind(column(created, |r| to_i64(r.quantity().get())))
+        .bind(column(created, |r| to_i64(r.quantity())))
         .bind(column(created, |r| r.status().as_str()))
         .bind(column(created, |r| r.expires_at().as_millis()))
         .bind(column(created, |r| r.created_at().as_millis()))

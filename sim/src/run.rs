@@ -374,12 +374,12 @@ async fn check_item<S: InventoryStore>(store: &S, p: ProductId, anomalies: &mut 
     let pending: u64 = holds
         .iter()
         .filter(|r| r.status() == ReservationStatus::Pending)
-        .map(|r| r.quantity().get())
+        .map(|r| r.quantity())
         .sum();
     let sold: u64 = holds
         .iter()
         .filter(|r| r.status() == ReservationStatus::Confirmed)
-        .map(|r| r.quantity().get())
+        .map(|r| r.quantity())
         .sum();
     let adjusted: i64 = ledger.iter().map(|a| a.delta).sum();
     if item.reserved() != pending {

@@ -72,7 +72,7 @@ pub(super) async fn status<S: InventoryStore>(store: &S, id: ReservationId) -> R
 pub(super) fn lines(reservations: &[Reservation]) -> Vec<(ProductId, u64)> {
     reservations
         .iter()
-        .map(|r| (r.product_id(), r.quantity().get()))
+        .map(|r| (r.product_id(), r.quantity()))
         .collect()
 }
 

@@ -162,7 +162,7 @@ pub(super) async fn random_mix_keeps_invariants<H: Harness>(harness: &H) {
             .unwrap()
             .iter()
             .filter(|r| r.status() == crate::ReservationStatus::Confirmed)
-            .map(|r| r.quantity().get())
+            .map(|r| r.quantity())
             .sum();
         assert_eq!(confirmed, sold);
     }

@@ -294,7 +294,7 @@ pub async fn assert_item_consistent<S: InventoryStore>(store: &S, product_id: Pr
         .expect("read reservations")
         .iter()
         .filter(|r| r.status() == crate::ReservationStatus::Pending)
-        .map(|r| r.quantity().get())
+        .map(|r| r.quantity())
         .sum();
     assert!(
         item.reserved() <= item.quantity(),

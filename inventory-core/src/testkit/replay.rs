@@ -206,7 +206,7 @@ impl Replay {
             let stored = stored.unwrap_or_else(|| panic!("{label}: reservation {} missing", r.id));
             assert_eq!(stored.status(), r.status, "{label}: reservation {}", r.id);
             assert_eq!(stored.expires_at(), r.expires_at, "{label}");
-            assert_eq!(stored.quantity().get(), r.quantity, "{label}");
+            assert_eq!(stored.quantity(), r.quantity, "{label}");
         }
     }
 }

@@ -67,7 +67,7 @@ pub(super) async fn reserve_holds_stock<S: InventoryStore>(store: &S) {
     assert_eq!(r.len(), 1);
     let r = &r[0];
     assert_eq!((r.product_id(), r.order_id()), (p, order));
-    assert_eq!(r.quantity().get(), 3);
+    assert_eq!(r.quantity(), 3);
     assert_eq!(r.status(), ReservationStatus::Pending);
     assert_eq!(r.expires_at(), at(61).now);
     let it = item(store, p).await;
@@ -693,6 +693,6 @@ pub(super) async fn reservation_id_is_never_reused<S: InventoryStore>(store: &S)
     let it = item(store, q).await;
     assert_eq!((it.reserved(), it.version()), (0, Version::INITIAL));
     let kept = store.reservation(taken).await.unwrap().unwrap();
-    assert_eq!((kept.product_id(), kept.quantity().get()), (p, 1));
+    assert_eq!((kept.product_id(), kept.quantity()), (p, 1));
     assert_item_consistent(store, p).await;
 }

@@ -59,7 +59,7 @@ async fn run_task(
                         changed: true,
                     } = o
                     {
-                        sold += reservation.quantity().get();
+                        sold += reservation.quantity();
                     }
                 })
             }
