@@ -5,7 +5,7 @@
 //! broker restart, a lost ack, a relay that crashed between publishing and
 //! marking). A handler records the `event_id` it applied in the same
 //! transaction as the effect and skips an id it has seen: with PostgreSQL,
-//! [`crate::pg::record_processed`] inside the handler's transaction.
+//! `pg::record_processed` inside the handler's transaction.
 //!
 //! What a consumer does with each kind of failure is in [`crate::consume`].
 

@@ -14,27 +14,40 @@
 //! - [`Envelope`]: the one wire format, `{event_id, event_type, occurred_at,
 //!   version, correlation_id, source, payload}` (schemas in `docs/events/`).
 //! - [`Publisher`]: hands a batch to a transport and resolves once every
-//!   message is confirmed. [`RabbitPublisher`] (persistent messages, publisher
+//!   message is confirmed. `RabbitPublisher` (persistent messages, publisher
 //!   confirms, topic exchange, routing key = event type, reconnects) and
 //!   [`InProcessBus`] (the embedded default, same envelope).
 //! - [`OutboxSource`] and [`Claim`]: where a relay reads from.
 //!   [`InventoryOutbox`] adapts any `inventory_core::Outbox`;
-//!   [`pg::PgOutbox`] lets several relays share one PostgreSQL outbox
+//!   `pg::PgOutbox` lets several relays share one PostgreSQL outbox
 //!   (`FOR UPDATE SKIP LOCKED`); [`memory_outbox::EnvelopeOutbox`] is an
 //!   outbox in memory for a store without a database.
 //! - [`Relay`]: bounded batches, marked sent only after the confirm, jittered
 //!   back-off while the broker is down, [`RelayHealth`] for readiness and
 //!   metrics, pruning of sent rows.
-//! - [`Handler`], [`Dedup`] and [`RabbitConsumer`]: consuming a durable queue
+//! - [`Handler`], [`Dedup`] and `RabbitConsumer`: consuming a durable queue
 //!   with a dead-letter queue, ack after commit; deduplication by `event_id`
-//!   in the handler's own transaction ([`pg::record_processed`]).
+//!   in the handler's own transaction (`pg::record_processed`).
 //! - [`consume`]: the retry policy every consumer follows (also the
 //!   in-process [`run_subscription`]): a [`HandlerError::Transient`] failure
 //!   is retried with a capped, jittered back-off until it applies, never
 //!   dead-lettered; only a [`HandlerError::Permanent`] one (or an
 //!   undecodable message) is dead-lettered, at once.
 //! - [`wiring`]: configuration from the environment and `spawn_*` helpers
-//!   for the servers.
+//!   for the servers; [`topology`]: exchange and queue names, [`QueueSpec`]
+//!   and [`AmqpTls`], the same whatever the transport.
+//!
+//! ## Cargo features
+//!
+//! Both on by default; without them the crate builds neither lapin nor sqlx.
+//!
+//! - `rabbitmq`: the `rabbit` module (lapin, `amqp://` and `amqps://`),
+//!   `RabbitPublisher` and `RabbitConsumer`. Without it an AMQP URL is
+//!   refused: [`EventsConfig::inventory_from_env`] and
+//!   [`EventsConfig::check_transport`] say so, and publishing or consuming
+//!   with one is a programmer error (a panic).
+//! - `postgres`: the `pg` module (sqlx): the shared PostgreSQL outbox, the
+//!   envelope outbox table and the `processed_events` deduplication.
 //!
 //! ## Example
 //!
@@ -85,11 +98,14 @@ pub mod envelope;
 pub mod handler;
 pub mod in_process;
 pub mod memory_outbox;
+#[cfg(feature = "postgres")]
 pub mod pg;
 pub mod publisher;
+#[cfg(feature = "rabbitmq")]
 pub mod rabbit;
 pub mod relay;
 pub mod source;
+pub mod topology;
 pub mod wiring;
 
 pub use consume::{
@@ -100,10 +116,11 @@ pub use envelope::{Envelope, MalformedEnvelope, INVENTORY_SCHEMA_VERSION, ORDERS
 pub use handler::{Dedup, Handler, HandlerError, MemoryDedup};
 pub use in_process::{InProcessBus, Subscription, TooManySubscribers};
 pub use publisher::{AnyPublisher, PublishError, Publisher};
-pub use rabbit::{
-    ConsumerConfig, QueueSpec, RabbitConfig, RabbitConsumer, RabbitPublisher, INVENTORY_EXCHANGE,
-    ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
-};
+#[cfg(feature = "rabbitmq")]
+pub use rabbit::{ConsumerConfig, RabbitConfig, RabbitConsumer, RabbitPublisher};
 pub use relay::{Relay, RelayConfig, RelayHealth};
 pub use source::{Claim, InventoryOutbox, OutboxSource, SourceError};
+pub use topology::{
+    AmqpTls, QueueSpec, INVENTORY_EXCHANGE, ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
+};
 pub use wiring::{spawn_consumer, spawn_relay, EventsConfig};

@@ -1,8 +1,8 @@
 //! An in-memory outbox of envelopes, for a store without a database (the
 //! orders service's embedded store): the store pushes in the same critical
 //! section as the change, one relay drains it ([`crate::relay`]). On
-//! PostgreSQL the outbox is a table ([`crate::pg::enqueue`],
-//! [`crate::pg::PgOutbox::envelopes`]).
+//! PostgreSQL the outbox is a table (`pg::enqueue`,
+//! `pg::PgOutbox::envelopes`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -5,6 +5,7 @@ use std::future::Future;
 
 use crate::envelope::Envelope;
 use crate::in_process::InProcessBus;
+#[cfg(feature = "rabbitmq")]
 use crate::rabbit::RabbitPublisher;
 
 /// Why a batch was not (entirely) published. Whatever the variant, the caller
@@ -42,7 +43,8 @@ pub trait Publisher: Send + Sync + 'static {
 /// AMQP URL is set, the in-process bus otherwise.
 #[derive(Clone, Debug)]
 pub enum AnyPublisher {
-    /// RabbitMQ through lapin.
+    /// RabbitMQ through lapin (feature `rabbitmq`).
+    #[cfg(feature = "rabbitmq")]
     Rabbit(RabbitPublisher),
     /// The embedded default.
     InProcess(InProcessBus),
@@ -51,6 +53,7 @@ pub enum AnyPublisher {
 impl Publisher for AnyPublisher {
     async fn publish(&self, batch: &[Envelope]) -> Result<(), PublishError> {
         match self {
+            #[cfg(feature = "rabbitmq")]
             Self::Rabbit(p) => p.publish(batch).await,
             Self::InProcess(p) => p.publish(batch).await,
         }
@@ -58,6 +61,7 @@ impl Publisher for AnyPublisher {
 
     fn is_reachable(&self) -> bool {
         match self {
+            #[cfg(feature = "rabbitmq")]
             Self::Rabbit(p) => p.is_reachable(),
             Self::InProcess(p) => p.is_reachable(),
         }

@@ -38,7 +38,7 @@ pub trait Claim: Send {
 /// An outbox a relay drains.
 ///
 /// Implemented here for any `inventory_core::Outbox` ([`InventoryOutbox`]) and
-/// for inventory's PostgreSQL table ([`crate::pg::PgOutbox`]); another
+/// for inventory's PostgreSQL table (`pg::PgOutbox`); another
 /// service implements it over its own outbox table the same way.
 pub trait OutboxSource: Send + Sync + 'static {
     /// The batch type.

@@ -31,14 +31,14 @@
 //!
 //! Publish `order.*` from its own outbox: in the transaction of the change,
 //! `pg::enqueue(&mut tx, &orders::envelope(ORDER_CREATED, id, now_ms,
-//! request_id, payload))` (table [`crate::pg::ENVELOPE_OUTBOX_DDL`]), or
+//! request_id, payload))` (table `pg::ENVELOPE_OUTBOX_DDL`), or
 //! `EnvelopeOutbox::push` in the memory store's critical section; then
 //! `spawn_relay(PgOutbox::envelopes(pool) | envelope_outbox.clone(),
 //! &EventsConfig::orders_from_env()?, &bus, stop)`.
 //!
 //! Consume inventory's events with a [`crate::Handler`] that deduplicates in
 //! its own transaction (`pg::record_processed`, table
-//! [`crate::pg::PROCESSED_EVENTS_DDL`]; `MemoryDedup` on the memory store):
+//! `pg::PROCESSED_EVENTS_DDL`; `MemoryDedup` on the memory store):
 //!
 //! ```text
 //! let consumer = spawn_consumer(events.amqp_url.as_deref(),
@@ -56,12 +56,17 @@ use crate::consume::{run_subscription_with_health, ConsumerHealth};
 use crate::handler::Handler;
 use crate::in_process::{InProcessBus, TooManySubscribers};
 use crate::publisher::AnyPublisher;
-use crate::rabbit::{
-    AmqpTls, ConsumerConfig, QueueSpec, RabbitConfig, RabbitConsumer, RabbitPublisher,
-    INVENTORY_EXCHANGE, ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
-};
+#[cfg(feature = "rabbitmq")]
+use crate::rabbit::{ConsumerConfig, RabbitConfig, RabbitConsumer, RabbitPublisher};
 use crate::relay::{self, Relay, RelayConfig, RelayHealth};
 use crate::source::OutboxSource;
+use crate::topology::{
+    AmqpTls, QueueSpec, INVENTORY_EXCHANGE, ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
+};
+
+/// What an AMQP URL meets in a build without the `rabbitmq` feature.
+const RABBITMQ_NOT_BUILT: &str =
+    "event-bus was built without RabbitMQ support (cargo feature `rabbitmq`)";
 
 /// A configuration value that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -119,14 +124,16 @@ impl EventsConfig {
             var("INVENTORY_EVENTS_EXCHANGE").unwrap_or_else(|| INVENTORY_EXCHANGE.to_owned());
         let queue =
             var("ORDERS_INVENTORY_QUEUE").unwrap_or_else(|| ORDERS_INVENTORY_QUEUE.to_owned());
-        Ok(Self {
+        let config = Self {
             amqp_url: var("AMQP_URL"),
             queues: vec![QueueSpec::new(&queue, &exchange, "inventory.stock.#")],
             exchange,
             connection_name: "inventory-relay".to_owned(),
             relay: relay_from_env()?,
             tls: AmqpTls::default(),
-        })
+        };
+        config.check_transport()?;
+        Ok(config)
     }
 
     /// Orders' configuration from the environment: publishes on
@@ -135,14 +142,32 @@ impl EventsConfig {
     /// # Errors
     /// [`ConfigError`] for a value that does not parse.
     pub fn orders_from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
+        let config = Self {
             amqp_url: var("AMQP_URL"),
             exchange: var("ORDERS_EVENTS_EXCHANGE").unwrap_or_else(|| ORDERS_EXCHANGE.to_owned()),
             queues: Vec::new(),
             connection_name: "orders-relay".to_owned(),
             relay: relay_from_env()?,
             tls: AmqpTls::default(),
-        })
+        };
+        config.check_transport()?;
+        Ok(config)
+    }
+
+    /// Whether this build can serve the configured transport: an AMQP URL
+    /// needs the `rabbitmq` feature. Check it at start: publishing or
+    /// consuming with a transport the build lacks panics.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `AMQP_URL` and the feature.
+    pub fn check_transport(&self) -> Result<(), ConfigError> {
+        match &self.amqp_url {
+            Some(_) if !cfg!(feature = "rabbitmq") => Err(ConfigError {
+                variable: "AMQP_URL",
+                reason: RABBITMQ_NOT_BUILT.to_owned(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Orders' queue of inventory events, as configured in the environment.
@@ -157,19 +182,33 @@ impl EventsConfig {
     /// The publisher this configuration asks for: RabbitMQ (connecting
     /// lazily, so a broker that is down does not stop the server starting)
     /// or `bus`.
+    ///
+    /// # Panics
+    /// With an AMQP URL in a build without the `rabbitmq` feature (see
+    /// [`EventsConfig::check_transport`]).
     pub fn publisher(&self, bus: &InProcessBus) -> AnyPublisher {
         match &self.amqp_url {
-            Some(url) => AnyPublisher::Rabbit(
-                RabbitPublisher::new(RabbitConfig {
-                    url: url.clone(),
-                    exchange: self.exchange.clone(),
-                    queues: self.queues.clone(),
-                    connection_name: self.connection_name.clone(),
-                })
-                .with_tls(self.tls.clone()),
-            ),
+            Some(url) => self.rabbit_publisher(url),
             None => AnyPublisher::InProcess(bus.clone()),
         }
+    }
+
+    #[cfg(feature = "rabbitmq")]
+    fn rabbit_publisher(&self, url: &str) -> AnyPublisher {
+        AnyPublisher::Rabbit(
+            RabbitPublisher::new(RabbitConfig {
+                url: url.to_owned(),
+                exchange: self.exchange.clone(),
+                queues: self.queues.clone(),
+                connection_name: self.connection_name.clone(),
+            })
+            .with_tls(self.tls.clone()),
+        )
+    }
+
+    #[cfg(not(feature = "rabbitmq"))]
+    fn rabbit_publisher(&self, _url: &str) -> AnyPublisher {
+        panic!("{RABBITMQ_NOT_BUILT}: check_transport refuses this configuration")
     }
 }
 
@@ -255,6 +294,10 @@ pub fn spawn_consumer<H: Handler>(
 ///
 /// # Errors
 /// [`TooManySubscribers`] when the in-process bus is full.
+///
+/// # Panics
+/// With an AMQP URL in a build without the `rabbitmq` feature (see
+/// [`EventsConfig::check_transport`]).
 #[allow(clippy::too_many_arguments)] // spawn_consumer's, and the TLS to reach the broker
 pub fn spawn_consumer_with_tls<H: Handler>(
     amqp_url: Option<&str>,
@@ -267,18 +310,9 @@ pub fn spawn_consumer_with_tls<H: Handler>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ConsumerHandle, TooManySubscribers> {
     match amqp_url {
-        Some(url) => {
-            let config = ConsumerConfig {
-                lanes,
-                ..ConsumerConfig::new(url, queue, name)
-            };
-            let consumer = RabbitConsumer::new(config, handler).with_tls(tls.clone());
-            let health = consumer.health();
-            Ok(ConsumerHandle {
-                health: Some(health),
-                task: tokio::spawn(consumer.run(shutdown)),
-            })
-        }
+        Some(url) => Ok(spawn_rabbit_consumer(
+            url, tls, queue, name, lanes, handler, shutdown,
+        )),
         None => {
             let subscription = bus.subscribe("inventory.stock.")?;
             let health = Arc::new(ConsumerHealth::default());
@@ -291,6 +325,73 @@ pub fn spawn_consumer_with_tls<H: Handler>(
                 health: Some(health),
                 task: tokio::spawn(run),
             })
+        }
+    }
+}
+
+/// The RabbitMQ half of [`spawn_consumer_with_tls`].
+#[cfg(feature = "rabbitmq")]
+fn spawn_rabbit_consumer<H: Handler>(
+    url: &str,
+    tls: &AmqpTls,
+    queue: QueueSpec,
+    name: &str,
+    lanes: u16,
+    handler: H,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> ConsumerHandle {
+    let config = ConsumerConfig {
+        lanes,
+        ..ConsumerConfig::new(url, queue, name)
+    };
+    let consumer = RabbitConsumer::new(config, handler).with_tls(tls.clone());
+    let health = consumer.health();
+    ConsumerHandle {
+        health: Some(health),
+        task: tokio::spawn(consumer.run(shutdown)),
+    }
+}
+
+/// [`spawn_consumer_with_tls`] with an AMQP URL in a build without RabbitMQ.
+#[cfg(not(feature = "rabbitmq"))]
+fn spawn_rabbit_consumer<H: Handler>(
+    _url: &str,
+    _tls: &AmqpTls,
+    _queue: QueueSpec,
+    _name: &str,
+    _lanes: u16,
+    _handler: H,
+    _shutdown: impl Future<Output = ()> + Send + 'static,
+) -> ConsumerHandle {
+    panic!("{RABBITMQ_NOT_BUILT}: check_transport refuses this configuration")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An AMQP URL is usable exactly when the build has RabbitMQ.
+    #[test]
+    fn an_amqp_url_needs_the_rabbitmq_feature() {
+        let mut config = EventsConfig {
+            amqp_url: None,
+            exchange: INVENTORY_EXCHANGE.to_owned(),
+            queues: Vec::new(),
+            connection_name: "test".to_owned(),
+            relay: RelayConfig::default(),
+            tls: AmqpTls::default(),
+        };
+        assert_eq!(config.check_transport(), Ok(()));
+        config.amqp_url = Some("amqp://127.0.0.1:5672/%2f".to_owned());
+        let checked = config.check_transport();
+        if cfg!(feature = "rabbitmq") {
+            assert_eq!(checked, Ok(()));
+        } else {
+            let err = checked.unwrap_err().to_string();
+            assert!(
+                err.contains("AMQP_URL") && err.contains("`rabbitmq`"),
+                "{err}"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use service_kit::backends::{self, Backend, Configured, NotBuilt};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
     SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -282,6 +283,25 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Refuses `REDIS_URL` in a binary built without the `redis` feature;
+    /// the gateway checks it before it starts anything.
+    ///
+    /// # Errors
+    /// [`NotBuilt`], naming the setting and the cargo feature.
+    pub fn check_backends(&self) -> Result<(), NotBuilt> {
+        backends::check(
+            "gateway",
+            &[Configured {
+                backend: Backend::Redis,
+                setting: "REDIS_URL",
+                url: self.redis_url.as_deref(),
+                built: cfg!(feature = "redis"),
+            }],
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +345,22 @@ mod tests {
             c.auth.jwks_poll_interval_ms,
             service_guard::JWKS_POLL_INTERVAL_MS_DEFAULT
         );
+    }
+
+    /// A Redis URL in a build without `redis` is refused, naming the
+    /// feature; with it, it passes.
+    #[test]
+    fn a_redis_url_needs_the_redis_feature() {
+        let config = Config {
+            redis_url: Some("redis://127.0.0.1:6379".to_owned()),
+            ..Config::embedded()
+        };
+        let checked = config.check_backends();
+        if cfg!(feature = "redis") {
+            assert_eq!(checked, Ok(()));
+        } else {
+            let e = checked.unwrap_err();
+            assert!(e.to_string().contains("cargo feature `redis`"), "{e}");
+        }
     }
 }

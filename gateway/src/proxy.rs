@@ -37,6 +37,9 @@ pub type GatewayBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A backend URL is set that this binary was built without.
+    #[error("{0}")]
+    NotBuilt(#[from] service_kit::backends::NotBuilt),
     /// The JWT settings are unusable.
     #[error("jwt configuration: {0}")]
     Auth(#[from] service_guard::ConfigError),
@@ -158,9 +161,11 @@ impl Gateway {
     /// Builds the gateway from its configuration.
     ///
     /// # Errors
-    /// [`StartError`] for unusable keys, URLs or header names, or a keyless
-    /// gateway on a non-loopback address.
+    /// [`StartError`] for unusable keys, URLs or header names, a keyless
+    /// gateway on a non-loopback address, or a Redis URL in a build without
+    /// the `redis` feature.
     pub async fn new(config: &Config) -> Result<Self, StartError> {
+        config.check_backends()?;
         let tls = config.tls.client()?;
         let auth = match config.auth.config()? {
             Some(cfg) => Authenticator::start(&cfg, &tls).await?,

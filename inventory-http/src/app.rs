@@ -4,7 +4,7 @@
 //! [`service_kit::server::Handler`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -37,8 +37,12 @@ pub const SERVICE_NAME: &str = "inventory-http";
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// `REDIS_URL` is not a Redis URL.
+    #[cfg(feature = "redis")]
     #[error("invalid redis url: {0}")]
     RedisUrl(#[from] redis::RedisError),
+    /// A backend URL is set that this binary was built without.
+    #[error("{0}")]
+    NotBuilt(#[from] service_kit::backends::NotBuilt),
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(#[from] inventory_core::Error),
@@ -91,7 +95,8 @@ impl<S: InventoryStore> App<S> {
     /// Builds the application over `store`, reading time from `clock`.
     ///
     /// # Errors
-    /// [`StartError`] when the configuration is unusable.
+    /// [`StartError`] when the configuration is unusable, a backend URL
+    /// among them that this binary was built without.
     pub async fn new(
         store: Arc<S>,
         clock: Arc<dyn Clock>,
@@ -99,14 +104,9 @@ impl<S: InventoryStore> App<S> {
     ) -> Result<Self, StartError> {
         let mut registry = Registry::default();
         let metrics = InventoryMetrics::register(&mut registry, config.stock_gauge_products_max);
+        config.check_backends()?;
         let tls = config.tls.client()?;
-        let redis = match &config.redis_url {
-            Some(url) => Some(Arc::new(Redis::new(
-                tls.redis_client(url)?,
-                Duration::from_millis(config.redis_timeout_ms.max(1)),
-            ))),
-            None => None,
-        };
+        let redis = crate::cache::connect(config, &tls)?;
         let cache = redis
             .as_ref()
             .map(|r| AvailabilityCache::new(r.clone(), config.cache_ttl_secs));

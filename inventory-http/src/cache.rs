@@ -13,6 +13,10 @@ use inventory_core::ProductId;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use service_guard::TlsClient;
+
+use crate::app::StartError;
+use crate::config::Config;
 use crate::dto::Availability;
 
 /// Prefix of every availability key (versioned with the JSON shape).
@@ -110,6 +114,24 @@ impl Redis {
     pub async fn healthy(&self) -> bool {
         self.query::<String>(&redis::cmd("PING")).await.is_some()
     }
+}
+
+/// The Redis handle `config` asks for (`REDIS_URL`), with its command
+/// timeout; `None` without a URL.
+///
+/// # Errors
+/// [`StartError::RedisUrl`] when the URL does not parse.
+pub(crate) fn connect(
+    config: &Config,
+    tls: &TlsClient,
+) -> Result<Option<std::sync::Arc<Redis>>, StartError> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    Ok(Some(std::sync::Arc::new(Redis::new(
+        tls.redis_client(url)?,
+        Duration::from_millis(config.redis_timeout_ms.max(1)),
+    ))))
 }
 
 /// Availability cached in Redis.

@@ -5,7 +5,8 @@ use inventory_combiner::CombinerConfig;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use event_bus::{EventsConfig, QueueSpec, RelayConfig};
+use event_bus::{AmqpTls, EventsConfig, QueueSpec, RelayConfig};
+use service_kit::backends::{self, Backend, Configured, NotBuilt};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -235,8 +236,40 @@ impl Config {
                 retention_ms: self.outbox_retention_secs.saturating_mul(1_000),
                 ..RelayConfig::default()
             },
-            tls: event_bus::rabbit::AmqpTls::default(),
+            tls: AmqpTls::default(),
         }
+    }
+
+    /// Refuses a backend URL (`DATABASE_URL`, `REDIS_URL`, `AMQP_URL`) this
+    /// binary was built without; the server checks it before it opens
+    /// anything.
+    ///
+    /// # Errors
+    /// [`NotBuilt`], naming the setting and the cargo feature.
+    pub fn check_backends(&self) -> Result<(), NotBuilt> {
+        backends::check(
+            crate::app::SERVICE_NAME,
+            &[
+                Configured {
+                    backend: Backend::Postgres,
+                    setting: "DATABASE_URL",
+                    url: self.database_url.as_deref(),
+                    built: cfg!(feature = "postgres"),
+                },
+                Configured {
+                    backend: Backend::Redis,
+                    setting: "REDIS_URL",
+                    url: self.redis_url.as_deref(),
+                    built: cfg!(feature = "redis"),
+                },
+                Configured {
+                    backend: Backend::RabbitMq,
+                    setting: "AMQP_URL",
+                    url: self.amqp_url.as_deref(),
+                    built: cfg!(feature = "rabbitmq"),
+                },
+            ],
+        )
     }
 
     /// How writes are batched.
@@ -314,5 +347,46 @@ mod tests {
         assert_eq!(events.exchange, "stock.x");
         assert_eq!(events.queues[0].exchange, "stock.x");
         assert_eq!(events.relay.retention_ms, 60_000);
+    }
+
+    /// A URL for a backend the build lacks is refused, naming the cargo
+    /// feature; one it has passes (whichever features this test runs with).
+    #[test]
+    fn a_backend_url_needs_its_cargo_feature() {
+        assert_eq!(Config::embedded().check_backends(), Ok(()));
+        let cases = [
+            (
+                "--database-url",
+                "postgres://127.0.0.1/db",
+                "postgres",
+                cfg!(feature = "postgres"),
+            ),
+            (
+                "--redis-url",
+                "redis://127.0.0.1:6379",
+                "redis",
+                cfg!(feature = "redis"),
+            ),
+            (
+                "--amqp-url",
+                "amqp://127.0.0.1:5672/%2f",
+                "rabbitmq",
+                cfg!(feature = "rabbitmq"),
+            ),
+        ];
+        for (flag, url, feature, built) in cases {
+            let checked = Config::parse_from(["inventory-http", flag, url]).check_backends();
+            if built {
+                assert_eq!(checked, Ok(()), "{flag}");
+            } else {
+                let err = checked.unwrap_err();
+                assert_eq!(err.feature, feature);
+                assert!(
+                    err.to_string()
+                        .contains(&format!("cargo feature `{feature}`")),
+                    "{err}"
+                );
+            }
+        }
     }
 }

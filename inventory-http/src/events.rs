@@ -5,10 +5,8 @@
 
 use std::sync::Arc;
 
-use event_bus::pg::PgOutbox;
 use event_bus::wiring::{spawn_relay, RelayHandle};
 use event_bus::{EventsConfig, InProcessBus, InventoryOutbox, RelayHealth};
-use inventory_core::{Error, Outbox, OutboxEntry};
 use tokio::sync::oneshot;
 
 use crate::store::AnyStore;
@@ -66,9 +64,13 @@ impl EventsRelay {
             let _ = stopped.await;
         };
         let handle = match store.as_ref() {
-            AnyStore::Postgres(pg) => {
-                spawn_relay(PgOutbox::new(pg.pool().clone()), config, bus, shutdown)
-            }
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(pg) => spawn_relay(
+                event_bus::pg::PgOutbox::new(pg.pool().clone()),
+                config,
+                bus,
+                shutdown,
+            ),
             AnyStore::Memory(_) => {
                 let source = InventoryOutbox::new(Arc::clone(store)).with_depth(memory_depth);
                 spawn_relay(source, config, bus, shutdown)
@@ -102,23 +104,8 @@ impl EventsRelay {
 fn memory_depth(store: &AnyStore) -> u64 {
     match store {
         AnyStore::Memory(m) => m.outbox_len() as u64,
+        #[cfg(feature = "postgres")]
         AnyStore::Postgres(_) => 0,
-    }
-}
-
-impl Outbox for AnyStore {
-    async fn unpublished(&self, limit: usize) -> Result<Vec<OutboxEntry>, Error> {
-        match self {
-            Self::Memory(s) => s.unpublished(limit).await,
-            Self::Postgres(s) => s.unpublished(limit).await,
-        }
-    }
-
-    async fn mark_published(&self, sequences: &[u64]) -> Result<(), Error> {
-        match self {
-            Self::Memory(s) => s.mark_published(sequences).await,
-            Self::Postgres(s) => s.mark_published(sequences).await,
-        }
     }
 }
 

@@ -13,11 +13,19 @@
 //! - `handlers`: one function per route (ops, reads, stock, reservations);
 //!   parse, call the store, respond.
 //! - [`dto`]: the JSON shapes; [`errors`]: domain errors to problems.
-//! - [`cache`]: availability in Redis; [`sweep`]: the expiry job;
+//! - [`cache`]: availability in Redis (feature `redis`); [`sweep`]: the expiry job;
 //!   [`metrics`]: what `/metrics` shows; [`clock`]: injectable time;
 //!   [`auth`]: who may call what; [`openapi`]: the served document.
 //! - [`events`]: the relay of the store's outbox to RabbitMQ or an
 //!   in-process bus (event-bus), its readiness check and metrics.
+//!
+//! ## Cargo features
+//!
+//! `postgres` (the PostgreSQL store and outbox), `redis` (the availability
+//! cache and the shared rate limiter) and `rabbitmq` (events through
+//! RabbitMQ), all on by default. Without one, its URL is refused at start
+//! ([`Config::check_backends`]) and the server runs on memory, in-process
+//! limits and the in-process bus.
 //!
 //! ## Invariants
 //!
@@ -32,6 +40,10 @@
 
 pub mod app;
 pub mod auth;
+#[cfg(feature = "redis")]
+pub mod cache;
+#[cfg(not(feature = "redis"))]
+#[path = "cache_absent.rs"]
 pub mod cache;
 pub use service_kit::clock;
 pub mod config;
@@ -48,8 +60,7 @@ pub mod sweep;
 use std::future::Future;
 use std::sync::Arc;
 
-use event_bus::rabbit::AmqpTls;
-use event_bus::{EventsConfig, InProcessBus};
+use event_bus::{AmqpTls, EventsConfig, InProcessBus};
 use inventory_core::InventoryStore;
 use service_guard::KeyWatcher;
 use service_kit::ServerLimits;
@@ -109,6 +120,7 @@ pub async fn run_with_bus(
     bus: InProcessBus,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    config.check_backends()?;
     let addr = listener.local_addr()?;
     let tls = config.tls.client()?;
     let store = Arc::new(AnyStore::open(&config, &tls).await?);

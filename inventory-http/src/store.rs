@@ -1,17 +1,17 @@
 //! The store the binary runs on: in memory by default, PostgreSQL when a
-//! database URL is configured. One enum dispatching the port's calls, because
-//! the port's async methods make it unusable as a trait object.
+//! database URL is configured (feature `postgres`). One enum dispatching the
+//! port's calls, because the port's async methods make it unusable as a
+//! trait object.
 
 use inventory_core::{
-    Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId,
-    Outcome, ProductId, Reservation, ReservationId, Timestamp,
+    Adjustment, BatchResults, Command, Error, InventoryItem, InventoryStore, Meta, OrderId, Outbox,
+    OutboxEntry, Outcome, ProductId, Reservation, ReservationId, Timestamp,
 };
-use std::str::FromStr;
 
 use inventory_memory::MemoryStore;
-use inventory_sqlx::{PgOptions, PgStore};
+#[cfg(feature = "postgres")]
+use inventory_sqlx::PgStore;
 use service_guard::TlsClient;
-use sqlx::postgres::PgConnectOptions;
 
 use crate::config::Config;
 
@@ -20,7 +20,8 @@ use crate::config::Config;
 pub enum AnyStore {
     /// The in-memory store (the embedded default; state dies with the process).
     Memory(Box<MemoryStore>),
-    /// The PostgreSQL store.
+    /// The PostgreSQL store (feature `postgres`).
+    #[cfg(feature = "postgres")]
     Postgres(PgStore),
 }
 
@@ -32,34 +33,22 @@ impl AnyStore {
     /// system's roots).
     ///
     /// # Errors
-    /// The store's error when PostgreSQL cannot be reached or migrated.
+    /// The store's error when PostgreSQL cannot be reached or migrated, or
+    /// [`Error::InvalidInput`] for a database URL in a build without the
+    /// `postgres` feature.
     pub async fn open(config: &Config, tls: &TlsClient) -> Result<Self, Error> {
         let Some(url) = &config.database_url else {
             tracing::info!("using the in-memory store");
             return Ok(Self::Memory(Box::default()));
         };
-        let options = PgOptions {
-            pool_size_max: config.db_pool_size,
-            acquire_timeout_ms: config.db_acquire_timeout_ms,
-            ..PgOptions::default()
-        };
-        let mut connect = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidInput {
-            field: "database_url",
-            reason: e.to_string(),
-        })?;
-        if let Some(ca_file) = tls.postgres_root_cert(url) {
-            connect = connect.ssl_root_cert(ca_file);
-        }
-        let store = PgStore::connect_with(connect, options).await?;
-        store.migrate().await?;
-        tracing::info!("using the PostgreSQL store (migrated)");
-        Ok(Self::Postgres(store))
+        open_postgres(url, config, tls).await
     }
 
     /// The store's kind, for logs and readiness.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Memory(_) => "memory",
+            #[cfg(feature = "postgres")]
             Self::Postgres(_) => "postgres",
         }
     }
@@ -69,6 +58,7 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Memory($store) => $call,
+            #[cfg(feature = "postgres")]
             AnyStore::Postgres($store) => $call,
         }
     };
@@ -121,7 +111,55 @@ impl InventoryStore for AnyStore {
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, Error> {
         match self {
             AnyStore::Memory(s) => InventoryStore::purge_finished(&**s, before, limit).await,
+            #[cfg(feature = "postgres")]
             AnyStore::Postgres(s) => InventoryStore::purge_finished(s, before, limit).await,
         }
     }
+}
+
+impl Outbox for AnyStore {
+    async fn unpublished(&self, limit: usize) -> Result<Vec<OutboxEntry>, Error> {
+        dispatch!(self, s => s.unpublished(limit).await)
+    }
+
+    async fn mark_published(&self, sequences: &[u64]) -> Result<(), Error> {
+        dispatch!(self, s => s.mark_published(sequences).await)
+    }
+}
+
+/// Opens and migrates the PostgreSQL store at `url`.
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, config: &Config, tls: &TlsClient) -> Result<AnyStore, Error> {
+    use inventory_sqlx::PgOptions;
+    use sqlx::postgres::PgConnectOptions;
+    use std::str::FromStr;
+
+    let options = PgOptions {
+        pool_size_max: config.db_pool_size,
+        acquire_timeout_ms: config.db_acquire_timeout_ms,
+        ..PgOptions::default()
+    };
+    let mut connect = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidInput {
+        field: "database_url",
+        reason: e.to_string(),
+    })?;
+    if let Some(ca_file) = tls.postgres_root_cert(url) {
+        connect = connect.ssl_root_cert(ca_file);
+    }
+    let store = PgStore::connect_with(connect, options).await?;
+    store.migrate().await?;
+    tracing::info!("using the PostgreSQL store (migrated)");
+    Ok(AnyStore::Postgres(store))
+}
+
+/// A database URL in a build without PostgreSQL: refused, naming the feature.
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str, config: &Config, _tls: &TlsClient) -> Result<AnyStore, Error> {
+    let not_built = config
+        .check_backends()
+        .expect_err("a database url in a build without postgres");
+    Err(Error::InvalidInput {
+        field: "database_url",
+        reason: not_built.to_string(),
+    })
 }

@@ -8,6 +8,7 @@ use clap::Parser;
 use event_bus::{EventsConfig, InProcessBus, QueueSpec, RelayConfig};
 use service_guard::RateLimitConfig;
 use service_guard::TlsClient;
+use service_kit::backends::{self, Backend, Configured, NotBuilt};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -320,7 +321,7 @@ impl Config {
                 queues: Vec::new(),
                 connection_name: "orders-relay".to_owned(),
                 relay,
-                tls: event_bus::rabbit::AmqpTls::default(),
+                tls: event_bus::AmqpTls::default(),
             },
             queue: QueueSpec::new(
                 &self.orders_inventory_queue,
@@ -330,6 +331,38 @@ impl Config {
             consumer_lanes: self.event_consumer_lanes,
             bus,
         }
+    }
+
+    /// Refuses a backend URL (`DATABASE_URL`, `REDIS_URL`, `AMQP_URL`) this
+    /// binary was built without; the service checks it before it opens
+    /// anything.
+    ///
+    /// # Errors
+    /// [`NotBuilt`], naming the setting and the cargo feature.
+    pub fn check_backends(&self) -> Result<(), NotBuilt> {
+        backends::check(
+            "orders-http",
+            &[
+                Configured {
+                    backend: Backend::Postgres,
+                    setting: "DATABASE_URL",
+                    url: self.database_url.as_deref(),
+                    built: cfg!(feature = "postgres"),
+                },
+                Configured {
+                    backend: Backend::Redis,
+                    setting: "REDIS_URL",
+                    url: self.redis_url.as_deref(),
+                    built: cfg!(feature = "redis"),
+                },
+                Configured {
+                    backend: Backend::RabbitMq,
+                    setting: "AMQP_URL",
+                    url: self.amqp_url.as_deref(),
+                    built: cfg!(feature = "rabbitmq"),
+                },
+            ],
+        )
     }
 
     /// The rate limiter's settings (a `rediss://` URL reached with `tls`);
@@ -419,5 +452,23 @@ mod tests {
         );
         config.rate_limit.rate_limit_per_minute = 0;
         assert!(config.rate_limit(&TlsClient::system()).is_none());
+    }
+
+    /// A database URL in a build without `postgres` is refused, naming the
+    /// feature; with it, it passes.
+    #[test]
+    fn a_database_url_needs_the_postgres_feature() {
+        assert_eq!(Config::embedded().check_backends(), Ok(()));
+        let config = Config {
+            database_url: Some("postgres://127.0.0.1/orders".to_owned()),
+            ..Config::embedded()
+        };
+        let checked = config.check_backends();
+        if cfg!(feature = "postgres") {
+            assert_eq!(checked, Ok(()));
+        } else {
+            let e = checked.unwrap_err();
+            assert!(e.to_string().contains("cargo feature `postgres`"), "{e}");
+        }
     }
 }

@@ -6,8 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use event_bus::rabbit::AmqpTls;
-use event_bus::InProcessBus;
+use event_bus::{AmqpTls, InProcessBus};
 use prometheus_client::registry::Registry;
 use service_guard::{Algorithm, Authenticator, ConfigError, KeyWatcher, TokenSigner};
 use service_kit::ServerLimits;
@@ -22,7 +21,7 @@ use crate::inventory::{HttpInventory, InventoryClientConfig, ServiceCredential};
 use crate::metrics::OrderMetrics;
 use crate::payment::{PaymentProvider, PaymentSimulator};
 use crate::saga::SagaEngine;
-use crate::store::{MemoryStore, OrderStore, PgOrderOptions, PgOrderStore, StoreError};
+use crate::store::{MemoryStore, OrderStore, StoreError};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +38,9 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("configuration: {0}")]
     Config(String),
+    /// A backend URL is set that this binary was built without.
+    #[error("{0}")]
+    NotBuilt(#[from] service_kit::backends::NotBuilt),
 }
 
 /// The parts of the service that tests and embedders may supply themselves.
@@ -61,26 +63,40 @@ pub struct Services {
 /// extra CA file (`--tls-ca-file`) and the system's roots.
 ///
 /// # Errors
-/// [`StartError::Store`] when the database cannot be reached or migrated.
+/// [`StartError::Store`] when the database cannot be reached or migrated;
+/// [`StartError::NotBuilt`] for a database URL in a build without the
+/// `postgres` feature.
 pub async fn open_store(config: &Config, now_ms: i64) -> Result<Arc<dyn OrderStore>, StartError> {
     let store: Arc<dyn OrderStore> = match &config.database_url {
-        Some(url) => {
-            let options = PgOrderOptions {
-                pool_size_max: config.db_pool_size,
-                acquire_timeout_ms: config.db_acquire_timeout_ms,
-                schema: config.db_schema.clone(),
-            };
-            let root_cert = config.tls.client()?.postgres_root_cert(url).map(Into::into);
-            let pg = PgOrderStore::connect_with_root_cert(url, root_cert, options).await?;
-            pg.migrate().await?;
-            Arc::new(pg)
-        }
+        Some(url) => open_postgres(config, url).await?,
         None => Arc::new(MemoryStore::new()),
     };
     if config.seed_demo_products {
         store.seed_products(&demo_products(now_ms)).await?;
     }
     Ok(store)
+}
+
+/// Opens and migrates the PostgreSQL store at `url`.
+#[cfg(feature = "postgres")]
+async fn open_postgres(config: &Config, url: &str) -> Result<Arc<dyn OrderStore>, StartError> {
+    use crate::store::{PgOrderOptions, PgOrderStore};
+    let options = PgOrderOptions {
+        pool_size_max: config.db_pool_size,
+        acquire_timeout_ms: config.db_acquire_timeout_ms,
+        schema: config.db_schema.clone(),
+    };
+    let root_cert = config.tls.client()?.postgres_root_cert(url).map(Into::into);
+    let pg = PgOrderStore::connect_with_root_cert(url, root_cert, options).await?;
+    pg.migrate().await?;
+    Ok(Arc::new(pg))
+}
+
+/// A database URL in a build without PostgreSQL: refused, naming the feature.
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(config: &Config, _url: &str) -> Result<Arc<dyn OrderStore>, StartError> {
+    config.check_backends()?;
+    unreachable!("check_backends refuses a database url in a build without postgres")
 }
 
 /// The authenticator of callers' tokens. Without any key it is disabled,
@@ -152,6 +168,7 @@ pub async fn build(
     authenticator: Authenticator,
     services: Services,
 ) -> Result<Arc<App>, StartError> {
+    config.check_backends()?;
     let mut registry = Registry::default();
     let metrics = OrderMetrics::register(&mut registry);
     let tls = config.tls.client()?;
@@ -243,6 +260,7 @@ pub async fn run_with_bus(
 ) -> Result<(), StartError> {
     // Whether the service may run open depends on where it really listens,
     // not on the address configured (a caller may bind elsewhere).
+    config.check_backends()?;
     let mut config = config;
     config.listen = listener
         .local_addr()

@@ -14,10 +14,18 @@
 //! - [`tls`]: [`TlsClient`], the one place that decides which servers a TLS
 //!   client trusts (the system's roots plus an optional extra CA bundle) and
 //!   builds what each client library takes: an https connector for hyper, a
-//!   rustls configuration, a `rediss://` client, PostgreSQL's root certificate.
+//!   rustls configuration, a `rediss://` client (feature `redis`), PostgreSQL's
+//!   root certificate.
 //! - [`ratelimit`]: [`Limiter`] decides per client key, through one atomic Lua script
 //!   on Redis shared by every instance, or in-process (governor) without Redis or
 //!   while Redis is failing; [`RateDecision::headers`] renders the rate-limit headers.
+//!
+//! # Cargo features
+//!
+//! - `redis` (default): the shared limiter on Redis and
+//!   `TlsClient::redis_client`. Without it the crate does not build the redis
+//!   client, and a [`Limiter`] given a Redis URL logs an error and limits
+//!   in-process.
 //!
 //! The crate knows nothing about routing or response bodies: servers map
 //! [`AuthError::code`] and [`RateDecision`] into their own problem+json responses.

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | hyper (gateway upstreams, orders' inventory client, the JWKS fetch) | [`TlsClient::https_connector`] |
 //! | lapin (`amqps://`) | [`TlsClient::client_config`] |
-//! | redis (`rediss://`) | [`TlsClient::redis_client`] (the roots as PEM) |
+//! | redis (`rediss://`, feature `redis`) | `TlsClient::redis_client` (the roots as PEM) |
 //! | sqlx (`sslmode=verify-full`) | [`TlsClient::postgres_root_cert`] (the CA file, unless the URL names one) |
 //!
 //! Every configuration uses rustls with the *ring* provider only (see
@@ -25,7 +25,6 @@
 //! let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
 //! http.set_nodelay(true);
 //! let https = tls.https_connector(http); // http:// and https:// URLs
-//! let redis = tls.redis_client("rediss://cache.internal:6380")?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -171,10 +170,11 @@ impl TlsClient {
     }
 
     /// A Redis client for `url`: `rediss://` connects over TLS trusting these
-    /// roots, `redis://` in plain text.
+    /// roots, `redis://` in plain text (feature `redis`).
     ///
     /// # Errors
     /// The redis error when the URL does not parse.
+    #[cfg(feature = "redis")]
     pub fn redis_client(&self, url: &str) -> Result<redis::Client, redis::RedisError> {
         if !url.starts_with("rediss://") {
             return redis::Client::open(url);

@@ -5,6 +5,8 @@
 //!
 //! ## Map
 //!
+//! - [`backends`]: the optional backends (cargo features of the servers)
+//!   and the start-up check that refuses a URL for one that is not built in.
 //! - [`clock`]: the wall-clock seam (system clock, manual clock for tests).
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with a stable `code`.
 //! - [`request_id`]: accept a sane `X-Request-Id` or generate one.
@@ -35,6 +37,7 @@
 //! - **Metric labels are bounded**: routes are templates chosen by the caller's
 //!   router, never raw paths.
 
+pub mod backends;
 pub mod body;
 pub mod clock;
 pub mod guard;

@@ -9,11 +9,16 @@
 //!   test unwinds.
 //! - [`http`]: [`http::Reply`], a response read whole, with the accessors
 //!   the suites assert on.
-//! - [`postgres`]: a schema of its own per test on `TEST_DATABASE_URL`,
-//!   dropped when the test ends.
-//! - [`redis`]: the Redis on `TEST_REDIS_URL` when it answers.
-//! - [`rabbitmq`]: the broker on `TEST_AMQP_URL` when it answers, names no
-//!   other test uses, and exchanges and queues deleted when the test ends.
+//! - `postgres` (feature `postgres`): a schema of its own per test on
+//!   `TEST_DATABASE_URL`, dropped when the test ends.
+//! - `redis` (feature `redis`): the Redis on `TEST_REDIS_URL` when it answers.
+//! - `rabbitmq` (feature `rabbitmq`): the broker on `TEST_AMQP_URL` when it
+//!   answers, names no other test uses, and exchanges and queues deleted
+//!   when the test ends.
+//!
+//! The three backend features are on by default; a suite whose crate can
+//! be built without a backend enables only what its own features enable, so
+//! that its trimmed build stays trimmed.
 //! - [`server`]: bind `127.0.0.1:0` (or a port to reuse) and a handle that
 //!   stops the server spawned on it.
 //! - [`tokens`]: HS256 test tokens and the wall clock in seconds.
@@ -26,8 +31,11 @@
 
 pub mod cleanup;
 pub mod http;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod server;
 pub mod services;

@@ -12,7 +12,8 @@
 //!   killed when the test ends;
 //!
 //! and the local PostgreSQL given a certificate of a test CA
-//! ([`postgres_tls`]), so that `sslmode=verify-full` can be tested.
+//! (`postgres_tls`, feature `postgres`), so that `sslmode=verify-full` can
+//! be tested.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -414,8 +415,10 @@ impl Drop for TlsRedis {
     }
 }
 
+#[cfg(feature = "postgres")]
 pub use postgres::{postgres_tls, PostgresTls};
 
+#[cfg(feature = "postgres")]
 mod postgres {
     //! The local PostgreSQL with a server certificate of a test CA.
 

@@ -17,20 +17,14 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 pub use crate::consume::ConsumerHealth;
+pub use crate::topology::{
+    AmqpTls, QueueSpec, INVENTORY_EXCHANGE, ORDERS_EXCHANGE, ORDERS_INVENTORY_QUEUE,
+};
 pub use consumer::{
     ConsumerConfig, ConsumerError, RabbitConsumer, HEADER_DEAD_LETTER_REASON,
     HEADER_ORIGINAL_ROUTING_KEY, LANES_DEFAULT, PREFETCH_DEFAULT,
 };
 pub use publisher::{RabbitConfig, RabbitPublisher, CONFIRM_TIMEOUT_MS, HEADER_CORRELATION_ID};
-
-/// The exchange inventory publishes on.
-pub const INVENTORY_EXCHANGE: &str = "inventory.events";
-
-/// The exchange orders publishes on.
-pub const ORDERS_EXCHANGE: &str = "orders.events";
-
-/// The queue orders consumes inventory events from.
-pub const ORDERS_INVENTORY_QUEUE: &str = "orders.inventory_events";
 
 /// How long opening a connection (TCP, AMQP handshake) may take before the
 /// attempt counts as failed: a broker that does not answer within this is as
@@ -63,58 +57,6 @@ pub const LOCAL_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// intervals instead of the broker's default of a minute or more.
 pub const HEARTBEAT_DEFAULT_SECS: u16 = 10;
 
-/// The TLS client configuration of `amqps://` connections: which brokers
-/// are trusted. The caller builds it (the servers take
-/// `service_guard::TlsClient::client_config`, so that every client of a
-/// process trusts the same roots); the default has none, and an `amqps://`
-/// URL then fails to connect, saying so. Two values are equal when they hold
-/// the same configuration.
-///
-/// ```no_run
-/// use event_bus::rabbit::{AmqpTls, ConsumerConfig, QueueSpec, RabbitConfig, RabbitPublisher};
-///
-/// # fn config() -> std::sync::Arc<rustls::ClientConfig> { unimplemented!() }
-/// let tls = AmqpTls::new(config());
-/// let publisher = RabbitPublisher::new(RabbitConfig::inventory("amqps://mq.internal:5671/%2f"))
-///     .with_tls(tls.clone());
-/// ```
-#[derive(Clone, Default)]
-pub struct AmqpTls(Option<Arc<rustls::ClientConfig>>);
-
-impl AmqpTls {
-    /// TLS with `config` (its roots, protocol versions and provider).
-    pub fn new(config: Arc<rustls::ClientConfig>) -> Self {
-        Self(Some(config))
-    }
-
-    /// Whether a configuration is set.
-    pub fn is_set(&self) -> bool {
-        self.0.is_some()
-    }
-}
-
-impl PartialEq for AmqpTls {
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for AmqpTls {}
-
-impl std::fmt::Debug for AmqpTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_set() {
-            "AmqpTls(set)"
-        } else {
-            "AmqpTls(none)"
-        })
-    }
-}
-
 /// [`connect_with`] without TLS configuration: `amqp://` URLs only.
 ///
 /// # Errors
@@ -140,7 +82,7 @@ pub async fn connect_with(url: &str, name: &str, tls: &AmqpTls) -> Result<Connec
         .with_reactor(tokio_reactor_trait::Tokio::current())
         .with_connection_name(LongString::from(name));
     type Connecting = Pin<Box<dyn Future<Output = lapin::Result<Connection>> + Send>>;
-    let connecting: Connecting = match (&uri.scheme, &tls.0) {
+    let connecting: Connecting = match (&uri.scheme, tls.config()) {
         (AMQPScheme::AMQP, _) => Box::pin(Connection::connect_uri(uri, properties)),
         (AMQPScheme::AMQPS, None) => {
             return Err("connect: an amqps:// url needs a tls configuration".to_owned())
@@ -197,45 +139,8 @@ pub async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), lapin
         .await
 }
 
-/// A durable queue bound to a topic exchange, with its dead-letter exchange
-/// and dead-letter queue. Publisher and consumer declare the same spec, so
-/// events published before the consumer first starts are kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueSpec {
-    /// The queue.
-    pub queue: String,
-    /// The topic exchange it is bound to.
-    pub exchange: String,
-    /// Binding keys (topic patterns such as `inventory.stock.#`).
-    pub binding_keys: Vec<String>,
-    /// Where rejected messages go (a topic exchange).
-    pub dead_letter_exchange: String,
-    /// The queue that keeps them, bound to the dead-letter exchange with `#`.
-    pub dead_letter_queue: String,
-}
-
+/// RabbitMQ's side of a [`QueueSpec`].
 impl QueueSpec {
-    /// A queue named `queue` on `exchange` for `binding_key`, with a
-    /// dead-letter exchange `<queue>.dlx` and queue `<queue>.dlq`.
-    pub fn new(queue: &str, exchange: &str, binding_key: &str) -> Self {
-        Self {
-            queue: queue.to_owned(),
-            exchange: exchange.to_owned(),
-            binding_keys: vec![binding_key.to_owned()],
-            dead_letter_exchange: format!("{queue}.dlx"),
-            dead_letter_queue: format!("{queue}.dlq"),
-        }
-    }
-
-    /// `orders.inventory_events` on `inventory.events`, every stock event.
-    pub fn orders_inventory_events() -> Self {
-        Self::new(
-            ORDERS_INVENTORY_QUEUE,
-            INVENTORY_EXCHANGE,
-            "inventory.stock.#",
-        )
-    }
-
     /// Declares exchanges, queues and bindings; safe to repeat.
     ///
     /// # Errors

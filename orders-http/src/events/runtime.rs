@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use event_bus::rabbit::ConsumerHealth;
 use event_bus::wiring::spawn_consumer_with_tls;
 use event_bus::wiring::{ConsumerHandle, RelayHandle};
-use event_bus::{spawn_relay, EventsConfig, InProcessBus, QueueSpec, RelayHealth};
+use event_bus::{spawn_relay, ConsumerHealth, EventsConfig, InProcessBus, QueueSpec, RelayHealth};
 use tokio::sync::oneshot;
 
 use super::InventoryEvents;
@@ -23,7 +22,7 @@ pub struct EventSettings {
     /// The queue of inventory events this service consumes (RabbitMQ only).
     pub queue: QueueSpec,
     /// Ordered lanes applying that queue's events side by side, by product
-    /// (RabbitMQ only; see [`event_bus::rabbit::ConsumerConfig::lanes`]).
+    /// (RabbitMQ only; see `event_bus::rabbit::ConsumerConfig::lanes`).
     pub consumer_lanes: u16,
     /// The in-process bus used when no AMQP URL is configured (shared with
     /// inventory when both run in one process).
@@ -97,6 +96,7 @@ impl EventsRuntime {
             OrdersOutbox::Memory(outbox) => {
                 spawn_relay(outbox, &settings.config, &settings.bus, relay_stopped)
             }
+            #[cfg(feature = "postgres")]
             OrdersOutbox::Postgres(pool) => spawn_relay(
                 event_bus::pg::PgOutbox::envelopes(pool),
                 &settings.config,

@@ -1,6 +1,7 @@
 //! The storage port of orders (orders, lines, saga state, idempotency keys,
 //! payments, refunds, the catalog) and its two adapters: [`MemoryStore`]
-//! (the default) and [`PgOrderStore`] (PostgreSQL). Both pass the same suite
+//! (the default) and `PgOrderStore` (PostgreSQL, feature `postgres`). Both
+//! pass the same suite
 //! (`store::suite`, feature `testkit`).
 
 use std::future::Future;
@@ -16,12 +17,15 @@ use crate::domain::{IdempotencyKey, Order, OrderId, OrderStatus, ProductId, User
 use crate::saga::SagaState;
 
 mod memory;
+#[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
 mod pg_rows;
 #[cfg(feature = "testkit")]
 pub mod suite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
 pub use pg::{
     PgOrderOptions, PgOrderStore, ACQUIRE_TIMEOUT_DEFAULT_MS, HOLD_OWNER_SQL, MIGRATOR,
     POOL_SIZE_DEFAULT, SCHEMA_NAME_LEN_MAX,
@@ -157,7 +161,9 @@ pub enum HoldApplied {
 pub enum OrdersOutbox {
     /// The memory store's queue.
     Memory(EnvelopeOutbox),
-    /// The `event_outbox` table reachable through this pool.
+    /// The `event_outbox` table reachable through this pool (feature
+    /// `postgres`).
+    #[cfg(feature = "postgres")]
     Postgres(sqlx::PgPool),
 }
 

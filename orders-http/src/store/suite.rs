@@ -113,6 +113,7 @@ async fn outbox_events(store: &dyn OrderStore, id: OrderId) -> Vec<(String, Opti
                 .map(|e| (e.event_type.clone(), e.correlation_id.clone()))
                 .collect()
         }
+        #[cfg(feature = "postgres")]
         OrdersOutbox::Postgres(pool) => {
             let rows: Vec<(String, Option<String>)> = sqlx::query_as(
                 "SELECT event_type, envelope ->> 'correlation_id' FROM event_outbox \

@@ -16,6 +16,10 @@
 
 mod decision;
 mod local;
+#[cfg(feature = "redis")]
+mod redis_store;
+#[cfg(not(feature = "redis"))]
+#[path = "redis_absent.rs"]
 mod redis_store;
 
 use std::num::NonZeroU32;
@@ -28,10 +32,20 @@ pub use decision::{
     X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
 };
 pub use local::RETAIN_EVERY_CHECKS;
-pub use redis_store::{REDIS_CALL_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_RETRY_AFTER_MS};
 
 use local::LocalLimiter;
 use redis_store::RedisStore;
+
+/// Longest wait for one Redis call (the script or a PING). Past it the request is
+/// decided in-process: a hung Redis never stalls a request by more than this.
+pub const REDIS_CALL_TIMEOUT_MS: u64 = 100;
+
+/// Longest wait for a TCP connection (and handshake) to Redis.
+pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 500;
+
+/// After a failed Redis call, requests skip Redis for this long before trying again,
+/// so a broken Redis costs at most one timeout per interval, not one per request.
+pub const REDIS_RETRY_AFTER_MS: u64 = 1_000;
 
 /// Default budget per window and client.
 pub const DEFAULT_REQUESTS_PER_WINDOW: u32 = 100;
@@ -102,8 +116,9 @@ impl Limiter {
     /// Builds the limiter. With a Redis URL (`redis://`, or `rediss://` for
     /// TLS trusting [`RateLimitConfig::tls`]) it tries to connect (bounded by
     /// [`REDIS_CONNECT_TIMEOUT_MS`]); if Redis is down it starts in-process and keeps
-    /// reconnecting in the background. An unparsable URL is logged and the limiter
-    /// runs in-process.
+    /// reconnecting in the background. An unparsable URL, or any URL in a build
+    /// without the `redis` feature, is logged and the limiter runs in-process
+    /// (the servers refuse such a configuration at start).
     pub async fn new(cfg: RateLimitConfig) -> Self {
         let limit = NonZeroU32::new(cfg.requests_per_window).unwrap_or(NonZeroU32::MIN);
         let window = cfg.window.max(Duration::from_millis(MIN_WINDOW_MS));
@@ -117,7 +132,7 @@ impl Limiter {
                 {
                     Ok(store) => Some(store),
                     Err(e) => {
-                        tracing::error!(error = %e, "invalid redis url for rate limiting: limiting in-process only");
+                        tracing::error!(error = %e, "cannot use the redis url for rate limiting: limiting in-process only");
                         None
                     }
                 }

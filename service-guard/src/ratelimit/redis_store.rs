@@ -8,18 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
-use super::RateDecision;
-
-/// Longest wait for one Redis call (the script or a PING). Past it the request is
-/// decided in-process: a hung Redis never stalls a request by more than this.
-pub const REDIS_CALL_TIMEOUT_MS: u64 = 100;
-
-/// Longest wait for a TCP connection (and handshake) to Redis.
-pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 500;
-
-/// After a failed Redis call, requests skip Redis for this long before trying again,
-/// so a broken Redis costs at most one timeout per interval, not one per request.
-pub const REDIS_RETRY_AFTER_MS: u64 = 1_000;
+use super::{RateDecision, REDIS_CALL_TIMEOUT_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_RETRY_AFTER_MS};
 
 /// GCRA in Redis. Times in microseconds, from the Redis server's clock, so all
 /// instances share one clock. The key holds the theoretical arrival time (TAT) and

@@ -4,4 +4,6 @@
 mod auth;
 mod jwks_url;
 mod limiter;
+#[cfg(feature = "redis")]
+mod limiter_redis;
 mod reload;
