@@ -38,7 +38,7 @@ pub type GatewayBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A backend URL is set that this binary was built without.
-    #[error("{0}")]
+    #[error(transparent)]
     NotBuilt(#[from] service_kit::backends::NotBuilt),
     /// The JWT settings are unusable.
     #[error("jwt configuration: {0}")]

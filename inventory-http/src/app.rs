@@ -41,7 +41,7 @@ pub enum StartError {
     #[error("invalid redis url: {0}")]
     RedisUrl(#[from] redis::RedisError),
     /// A backend URL is set that this binary was built without.
-    #[error("{0}")]
+    #[error(transparent)]
     NotBuilt(#[from] service_kit::backends::NotBuilt),
     /// The store could not be opened or migrated.
     #[error("store: {0}")]

@@ -39,7 +39,7 @@ pub enum StartError {
     #[error("configuration: {0}")]
     Config(String),
     /// A backend URL is set that this binary was built without.
-    #[error("{0}")]
+    #[error(transparent)]
     NotBuilt(#[from] service_kit::backends::NotBuilt),
 }
 
