@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use event_bus::{AmqpTls, EventsConfig, QueueSpec, RelayConfig};
-use service_kit::backends::{self, Backend, Configured, NotBuilt};
+use service_kit::backends::{self, Built, NotBuilt};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -247,28 +247,16 @@ impl Config {
     /// # Errors
     /// [`NotBuilt`], naming the setting and the cargo feature.
     pub fn check_backends(&self) -> Result<(), NotBuilt> {
-        backends::check(
+        backends::check_urls(
             crate::app::SERVICE_NAME,
-            &[
-                Configured {
-                    backend: Backend::Postgres,
-                    setting: "DATABASE_URL",
-                    url: self.database_url.as_deref(),
-                    built: cfg!(feature = "postgres"),
-                },
-                Configured {
-                    backend: Backend::Redis,
-                    setting: "REDIS_URL",
-                    url: self.redis_url.as_deref(),
-                    built: cfg!(feature = "redis"),
-                },
-                Configured {
-                    backend: Backend::RabbitMq,
-                    setting: "AMQP_URL",
-                    url: self.amqp_url.as_deref(),
-                    built: cfg!(feature = "rabbitmq"),
-                },
-            ],
+            self.database_url.as_deref(),
+            self.redis_url.as_deref(),
+            self.amqp_url.as_deref(),
+            Built {
+                postgres: cfg!(feature = "postgres"),
+                redis: cfg!(feature = "redis"),
+                rabbitmq: cfg!(feature = "rabbitmq"),
+            },
         )
     }
 

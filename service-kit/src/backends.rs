@@ -97,6 +97,64 @@ pub fn check(service: &'static str, urls: &[Configured<'_>]) -> Result<(), NotBu
     }
 }
 
+/// Which of the three backends this binary has: each server fills it with
+/// `cfg!(feature = "...")` of its own crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Built {
+    /// Cargo feature `postgres`.
+    pub postgres: bool,
+    /// Cargo feature `redis`.
+    pub redis: bool,
+    /// Cargo feature `rabbitmq`.
+    pub rabbitmq: bool,
+}
+
+/// [`check`] for a server configured by `DATABASE_URL`, `REDIS_URL` and
+/// `AMQP_URL` (inventory and orders).
+///
+/// ```
+/// use service_kit::backends::{check_urls, Built};
+///
+/// let built = Built { postgres: true, redis: true, rabbitmq: false };
+/// assert!(check_urls("orders-http", None, Some("redis://r"), None, built).is_ok());
+/// let err = check_urls("orders-http", None, None, Some("amqp://mq"), built).unwrap_err();
+/// assert_eq!(err.setting, "AMQP_URL");
+/// ```
+///
+/// # Errors
+/// [`NotBuilt`], naming the setting and the cargo feature.
+pub fn check_urls(
+    service: &'static str,
+    database_url: Option<&str>,
+    redis_url: Option<&str>,
+    amqp_url: Option<&str>,
+    built: Built,
+) -> Result<(), NotBuilt> {
+    check(
+        service,
+        &[
+            Configured {
+                backend: Backend::Postgres,
+                setting: "DATABASE_URL",
+                url: database_url,
+                built: built.postgres,
+            },
+            Configured {
+                backend: Backend::Redis,
+                setting: "REDIS_URL",
+                url: redis_url,
+                built: built.redis,
+            },
+            Configured {
+                backend: Backend::RabbitMq,
+                setting: "AMQP_URL",
+                url: amqp_url,
+                built: built.rabbitmq,
+            },
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
