@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::bearer;
+
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -57,15 +59,6 @@ fn pem_signer(alg: Algorithm, file: &str) -> TokenSigner {
         .expect("test key parses")
         .with_issuer(ISSUER)
         .with_audience(AUDIENCE)
-}
-
-fn bearer(token: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    headers
 }
 
 fn b64(json: &serde_json::Value) -> String {

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderValue};
+use crate::bearer;
+
 use service_guard::tls::TlsClient;
 use service_guard::{
     Algorithm, AuthConfig, AuthError, Authenticator, ConfigError, KeySource, KeyWatcher, Role,
@@ -61,15 +61,6 @@ fn token(kid: &str, private_pem: &str) -> String {
             unix_now(),
         )
         .unwrap()
-}
-
-fn bearer(token: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    headers
 }
 
 /// A JWKS server with a certificate of a test CA, and a TLS client

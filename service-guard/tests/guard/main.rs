@@ -7,3 +7,16 @@ mod limiter;
 #[cfg(feature = "redis")]
 mod limiter_redis;
 mod reload;
+
+use http::header::{HeaderValue, AUTHORIZATION};
+use http::HeaderMap;
+
+/// Request headers carrying `token` as a bearer token.
+fn bearer(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    headers
+}
