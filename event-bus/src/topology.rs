@@ -23,14 +23,16 @@ pub const ORDERS_INVENTORY_QUEUE: &str = "orders.inventory_events";
 /// the same configuration.
 ///
 /// ```no_run
+/// use std::sync::Arc;
 /// use event_bus::{AmqpTls, EventsConfig};
 ///
-/// # fn config() -> std::sync::Arc<rustls::ClientConfig> { unimplemented!() }
-/// let events = EventsConfig {
-///     tls: AmqpTls::new(config()),
-///     ..EventsConfig::inventory_from_env()?
-/// };
-/// # Ok::<(), event_bus::wiring::ConfigError>(())
+/// /// The inventory's event settings, its `amqps://` broker trusted by `config`.
+/// fn events(config: Arc<rustls::ClientConfig>) -> Result<EventsConfig, event_bus::wiring::ConfigError> {
+///     Ok(EventsConfig {
+///         tls: AmqpTls::new(config),
+///         ..EventsConfig::inventory_from_env()?
+///     })
+/// }
 /// ```
 #[derive(Clone, Default)]
 pub struct AmqpTls(Option<Arc<rustls::ClientConfig>>);

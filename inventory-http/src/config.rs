@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use event_bus::{AmqpTls, EventsConfig, QueueSpec, RelayConfig};
-use service_kit::backends::{self, Built, NotBuilt};
+use service_kit::backends::{self, NotBuilt};
 use service_kit::server::{
     CONNECTIONS_MAX_DEFAULT, DB_ACQUIRE_TIMEOUT_MS_DEFAULT, HEADER_READ_TIMEOUT_MS_DEFAULT,
     REQUEST_TIMEOUT_MS_DEFAULT, SHUTDOWN_DRAIN_TIMEOUT_MS_DEFAULT,
@@ -252,11 +252,7 @@ impl Config {
             self.database_url.as_deref(),
             self.redis_url.as_deref(),
             self.amqp_url.as_deref(),
-            Built {
-                postgres: cfg!(feature = "postgres"),
-                redis: cfg!(feature = "redis"),
-                rabbitmq: cfg!(feature = "rabbitmq"),
-            },
+            service_kit::built_backends!(),
         )
     }
 

@@ -109,6 +109,20 @@ pub struct Built {
     pub rabbitmq: bool,
 }
 
+/// The [`Built`] of the crate this is written in: `cfg!(feature = ...)` of
+/// its `postgres`, `redis` and `rabbitmq` features (a macro, so the features
+/// are the calling crate's, which must declare all three).
+#[macro_export]
+macro_rules! built_backends {
+    () => {
+        $crate::backends::Built {
+            postgres: cfg!(feature = "postgres"),
+            redis: cfg!(feature = "redis"),
+            rabbitmq: cfg!(feature = "rabbitmq"),
+        }
+    };
+}
+
 /// [`check`] for a server configured by `DATABASE_URL`, `REDIS_URL` and
 /// `AMQP_URL` (inventory and orders).
 ///
